@@ -1,0 +1,181 @@
+//! ALB adapter: read and set the weights of the forward action on the production listener or
+//! listener rule. Only the forward action is replaced; other actions (authentication, for
+//! instance) and the stickiness settings are kept as they are.
+
+use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum, ForwardActionConfig, TargetGroupTuple};
+use aws_sdk_elasticloadbalancingv2::Client;
+
+use super::AwsError;
+use crate::policy::TrafficRoute;
+
+async fn actions_of(elb: &Client, route: &TrafficRoute) -> Result<Vec<Action>, AwsError> {
+    match route {
+        TrafficRoute::Listener(arn) => {
+            let out = elb
+                .describe_listeners()
+                .listener_arns(arn)
+                .send()
+                .await
+                .map_err(|e| AwsError::new("ELBv2", "DescribeListeners", arn, e))?;
+            Ok(out.listeners().first().map(|l| l.default_actions().to_vec()).unwrap_or_default())
+        }
+        TrafficRoute::Rule(arn) => {
+            let out = elb
+                .describe_rules()
+                .rule_arns(arn)
+                .send()
+                .await
+                .map_err(|e| AwsError::new("ELBv2", "DescribeRules", arn, e))?;
+            Ok(out.rules().first().map(|r| r.actions().to_vec()).unwrap_or_default())
+        }
+    }
+}
+
+fn route_arn(route: &TrafficRoute) -> &str {
+    match route {
+        TrafficRoute::Listener(a) | TrafficRoute::Rule(a) => a,
+    }
+}
+
+/// Weight per target group of the forward action (a plain forward to one target group is
+/// that group at 100).
+pub async fn read_weights(elb: &Client, route: &TrafficRoute) -> Result<Vec<(String, u32)>, AwsError> {
+    let actions = actions_of(elb, route).await?;
+    let forward = actions.iter().find(|a| a.r#type() == Some(&ActionTypeEnum::Forward)).ok_or_else(|| AwsError {
+        service: "ELBv2",
+        operation: "DescribeListeners",
+        resource: route_arn(route).into(),
+        message: "has no forward action; point the policy at the listener or rule that forwards to the service".into(),
+        transient: false,
+    })?;
+    Ok(weights_of(forward))
+}
+
+/// ALB weights are relative (0–999); kanaria speaks in percent of traffic.
+fn weights_of(forward: &Action) -> Vec<(String, u32)> {
+    let raw: Vec<(String, u32)> = match forward.forward_config().map(|c| c.target_groups()).filter(|g| !g.is_empty()) {
+        Some(groups) => groups
+            .iter()
+            // A target group listed without a weight has weight 1 (so a lone one gets everything).
+            .filter_map(|g| g.target_group_arn().map(|a| (a.to_string(), g.weight().unwrap_or(1).max(0) as u32)))
+            .collect(),
+        None => forward.target_group_arn().map(|a| vec![(a.to_string(), 1)]).unwrap_or_default(),
+    };
+    let total: u32 = raw.iter().map(|(_, w)| w).sum();
+    raw.into_iter()
+        .map(|(tg, w)| (tg, if total == 0 { 0 } else { ((w as f64) * 100.0 / total as f64).round() as u32 }))
+        .collect()
+}
+
+/// Set the forward action's weights; every other action and setting stays.
+pub async fn set_weights(elb: &Client, route: &TrafficRoute, weights: &[(String, u32)]) -> Result<(), AwsError> {
+    let actions = actions_of(elb, route).await?;
+    let tuples: Vec<TargetGroupTuple> = weights
+        .iter()
+        .map(|(tg, w)| TargetGroupTuple::builder().target_group_arn(tg).weight(*w as i32).build())
+        .collect();
+    let mut replaced = false;
+    let new_actions: Vec<Action> = actions
+        .into_iter()
+        .map(|a| {
+            if a.r#type() == Some(&ActionTypeEnum::Forward) && !replaced {
+                replaced = true;
+                let stickiness = a.forward_config().and_then(|c| c.target_group_stickiness_config()).cloned();
+                Action::builder()
+                    .r#type(ActionTypeEnum::Forward)
+                    .set_order(a.order())
+                    .forward_config(
+                        ForwardActionConfig::builder()
+                            .set_target_groups(Some(tuples.clone()))
+                            .set_target_group_stickiness_config(stickiness)
+                            .build(),
+                    )
+                    .build()
+            } else {
+                a
+            }
+        })
+        .collect();
+    if !replaced {
+        return Err(AwsError {
+            service: "ELBv2",
+            operation: "ModifyListener",
+            resource: route_arn(route).into(),
+            message: "has no forward action to weight".into(),
+            transient: false,
+        });
+    }
+    match route {
+        TrafficRoute::Listener(arn) => {
+            elb.modify_listener()
+                .listener_arn(arn)
+                .set_default_actions(Some(new_actions))
+                .send()
+                .await
+                .map_err(|e| AwsError::new("ELBv2", "ModifyListener", arn, e))?;
+        }
+        TrafficRoute::Rule(arn) => {
+            elb.modify_rule()
+                .rule_arn(arn)
+                .set_actions(Some(new_actions))
+                .send()
+                .await
+                .map_err(|e| AwsError::new("ELBv2", "ModifyRule", arn, e))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_elasticloadbalancingv2::operation::describe_listeners::DescribeListenersOutput;
+    use aws_sdk_elasticloadbalancingv2::operation::modify_listener::ModifyListenerOutput;
+    use aws_sdk_elasticloadbalancingv2::types::{Listener, TargetGroupStickinessConfig};
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+
+    fn forward(weights: &[(&str, i32)]) -> Action {
+        Action::builder()
+            .r#type(ActionTypeEnum::Forward)
+            .forward_config(
+                ForwardActionConfig::builder()
+                    .set_target_groups(Some(
+                        weights.iter().map(|(tg, w)| TargetGroupTuple::builder().target_group_arn(*tg).weight(*w).build()).collect(),
+                    ))
+                    .target_group_stickiness_config(TargetGroupStickinessConfig::builder().enabled(true).duration_seconds(60).build())
+                    .build(),
+            )
+            .build()
+    }
+
+    #[test]
+    fn weights_of_plain_and_weighted_forward() {
+        let plain = Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn("tg-a").build();
+        assert_eq!(weights_of(&plain), vec![("tg-a".to_string(), 100)]);
+        assert_eq!(weights_of(&forward(&[("tg-a", 90), ("tg-b", 10)])), vec![("tg-a".into(), 90), ("tg-b".into(), 10)]);
+        assert_eq!(weights_of(&forward(&[("tg-a", 1), ("tg-b", 0)])), vec![("tg-a".into(), 100), ("tg-b".into(), 0)]);
+        assert_eq!(weights_of(&forward(&[("tg-a", 999), ("tg-b", 999)])), vec![("tg-a".into(), 50), ("tg-b".into(), 50)]);
+    }
+
+    #[tokio::test]
+    async fn set_weights_keeps_stickiness_and_other_actions() {
+        let auth = Action::builder().r#type(ActionTypeEnum::AuthenticateOidc).order(1).build();
+        let describe = mock!(Client::describe_listeners).then_output(move || {
+            DescribeListenersOutput::builder()
+                .listeners(Listener::builder().default_actions(auth.clone()).default_actions(forward(&[("tg-a", 100), ("tg-b", 0)])).build())
+                .build()
+        });
+        let modify = mock!(Client::modify_listener)
+            .match_requests(|req| {
+                let actions = req.default_actions();
+                actions.len() == 2
+                    && actions[0].r#type() == Some(&ActionTypeEnum::AuthenticateOidc)
+                    && weights_of(&actions[1]) == vec![("tg-a".to_string(), 75), ("tg-b".to_string(), 25)]
+                    && actions[1].forward_config().and_then(|c| c.target_group_stickiness_config()).and_then(|s| s.enabled()) == Some(true)
+            })
+            .then_output(|| ModifyListenerOutput::builder().build());
+        let client = mock_client!(aws_sdk_elasticloadbalancingv2, RuleMode::MatchAny, [&describe, &modify]);
+        set_weights(&client, &TrafficRoute::Listener("arn:l".into()), &[("tg-a".into(), 75), ("tg-b".into(), 25)]).await.unwrap();
+        assert_eq!(modify.num_calls(), 1, "the request did not keep the other actions and stickiness");
+    }
+}

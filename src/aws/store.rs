@@ -1,0 +1,348 @@
+//! kanaria's own records in DynamoDB. They coordinate (one rollout per service, failed tasks
+//! counted once); ECS and the ALB remain the truth about what runs and where traffic goes.
+//!
+//! One table, keys `pk`/`sk`:
+//! - `service#CLUSTER/SERVICE` / `lock`: the in-flight rollout (the lock), with its progress;
+//! - `service#CLUSTER/SERVICE` / `last`: how the last rollout ended;
+//! - `rollout#ID` / `failure#TASK_ARN`: a failed task of the rollout's new task set.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::Client;
+
+use super::AwsError;
+use crate::events::{FailureKind, TaskFailure};
+
+/// Failure records outlive their rollout by this long (DynamoDB TTL on `expiresAt`).
+const FAILURE_TTL_SECONDS: u64 = 30 * 24 * 3600;
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LockRecord {
+    pub service: String,
+    pub rollout_id: String,
+    pub digest: String,
+    pub image: String,
+    pub execution_name: String,
+    pub execution_arn: Option<String>,
+    pub started_at: u64,
+    /// Which state the rollout is in (the action last completed), for people.
+    pub phase: String,
+    pub step: u32,
+    pub weight: u32,
+    pub green_task_set_id: Option<String>,
+    pub updated_at: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastRollout {
+    pub service: String,
+    pub rollout_id: String,
+    pub image: String,
+    pub outcome: String,
+    pub cause: Option<String>,
+    pub ended_at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Acquire {
+    Acquired,
+    /// The lock is this rollout's already (a duplicate delivery or a retry).
+    AlreadyOurs(LockRecord),
+    HeldBy(LockRecord),
+}
+
+pub struct Store<'a> {
+    pub ddb: &'a Client,
+    pub table: &'a str,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+fn get_s(item: &HashMap<String, AttributeValue>, k: &str) -> Option<String> {
+    item.get(k).and_then(|v| v.as_s().ok()).cloned()
+}
+fn get_n(item: &HashMap<String, AttributeValue>, k: &str) -> u64 {
+    item.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+pub fn service_pk(service_key: &str) -> String {
+    format!("service#{service_key}")
+}
+
+fn lock_from(item: &HashMap<String, AttributeValue>) -> LockRecord {
+    LockRecord {
+        service: get_s(item, "service").unwrap_or_default(),
+        rollout_id: get_s(item, "rolloutId").unwrap_or_default(),
+        digest: get_s(item, "digest").unwrap_or_default(),
+        image: get_s(item, "image").unwrap_or_default(),
+        execution_name: get_s(item, "executionName").unwrap_or_default(),
+        execution_arn: get_s(item, "executionArn"),
+        started_at: get_n(item, "startedAt"),
+        phase: get_s(item, "phase").unwrap_or_default(),
+        step: get_n(item, "step") as u32,
+        weight: get_n(item, "weight") as u32,
+        green_task_set_id: get_s(item, "greenTaskSetId"),
+        updated_at: get_n(item, "updatedAt"),
+    }
+}
+
+fn lock_item(lock: &LockRecord) -> HashMap<String, AttributeValue> {
+    let mut item = HashMap::from([
+        ("pk".to_string(), s(service_pk(&lock.service))),
+        ("sk".to_string(), s("lock")),
+        ("service".to_string(), s(&lock.service)),
+        ("rolloutId".to_string(), s(&lock.rollout_id)),
+        ("digest".to_string(), s(&lock.digest)),
+        ("image".to_string(), s(&lock.image)),
+        ("executionName".to_string(), s(&lock.execution_name)),
+        ("startedAt".to_string(), n(lock.started_at)),
+        ("phase".to_string(), s(&lock.phase)),
+        ("step".to_string(), n(lock.step as u64)),
+        ("weight".to_string(), n(lock.weight as u64)),
+        ("updatedAt".to_string(), n(lock.updated_at)),
+    ]);
+    if let Some(arn) = &lock.execution_arn {
+        item.insert("executionArn".into(), s(arn));
+    }
+    item
+}
+
+fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(e: &E) -> bool {
+    matches!(e.code(), Some("ConditionalCheckFailedException") | Some("TransactionCanceledException"))
+}
+
+impl<'a> Store<'a> {
+    pub fn new(ddb: &'a Client, table: &'a str) -> Self {
+        Store { ddb, table }
+    }
+
+    /// Take the service's lock for a rollout: one conditional write, so of any number of
+    /// concurrent deliveries exactly one acquires it.
+    pub async fn acquire(&self, lock: &LockRecord) -> Result<Acquire, AwsError> {
+        let put = self
+            .ddb
+            .put_item()
+            .table_name(self.table)
+            .set_item(Some(lock_item(lock)))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(Acquire::Acquired),
+            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => {
+                let held = self.lock(&lock.service).await?.unwrap_or_default();
+                Ok(if held.rollout_id == lock.rollout_id { Acquire::AlreadyOurs(held) } else { Acquire::HeldBy(held) })
+            }
+            Err(e) => Err(AwsError::new("DynamoDB", "PutItem", format!("{} lock of {}", self.table, lock.service), e)),
+        }
+    }
+
+    /// Replace a lock whose rollout has ended without releasing it (its execution is no longer
+    /// running). Conditional on the stale holder, so two takers cannot both win.
+    pub async fn take_over(&self, stale_rollout_id: &str, lock: &LockRecord) -> Result<bool, AwsError> {
+        let put = self
+            .ddb
+            .put_item()
+            .table_name(self.table)
+            .set_item(Some(lock_item(lock)))
+            .condition_expression("rolloutId = :stale")
+            .expression_attribute_values(":stale", s(stale_rollout_id))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(false),
+            Err(e) => Err(AwsError::new("DynamoDB", "PutItem", format!("{} lock of {}", self.table, lock.service), e)),
+        }
+    }
+
+    pub async fn lock(&self, service_key: &str) -> Result<Option<LockRecord>, AwsError> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(self.table)
+            .key("pk", s(service_pk(service_key)))
+            .key("sk", s("lock"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| AwsError::new("DynamoDB", "GetItem", format!("{} lock of {service_key}", self.table), e))?;
+        Ok(out.item().map(lock_from))
+    }
+
+    pub async fn set_execution_arn(&self, service_key: &str, rollout_id: &str, arn: &str) -> Result<(), AwsError> {
+        self.update_lock(service_key, rollout_id, "SET executionArn = :arn", vec![(":arn", s(arn))]).await.map(|_| ())
+    }
+
+    /// Record progress on the lock (only while this rollout holds it). Returns false when it
+    /// does not hold the lock any more.
+    pub async fn progress(&self, service_key: &str, rollout_id: &str, phase: &str, step: u32, weight: u32, green: Option<&str>, now: u64) -> Result<bool, AwsError> {
+        let mut values = vec![(":phase", s(phase)), (":step", n(step as u64)), (":weight", n(weight as u64)), (":now", n(now))];
+        let mut expr = "SET phase = :phase, step = :step, weight = :weight, updatedAt = :now".to_string();
+        if let Some(g) = green {
+            expr.push_str(", greenTaskSetId = :green");
+            values.push((":green", s(g)));
+        }
+        self.update_lock(service_key, rollout_id, &expr, values).await
+    }
+
+    async fn update_lock(&self, service_key: &str, rollout_id: &str, expr: &str, values: Vec<(&str, AttributeValue)>) -> Result<bool, AwsError> {
+        let mut req = self
+            .ddb
+            .update_item()
+            .table_name(self.table)
+            .key("pk", s(service_pk(service_key)))
+            .key("sk", s("lock"))
+            .update_expression(expr)
+            .condition_expression("rolloutId = :id")
+            .expression_attribute_values(":id", s(rollout_id));
+        for (k, v) in values {
+            req = req.expression_attribute_values(k, v);
+        }
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(false),
+            Err(e) => Err(AwsError::new("DynamoDB", "UpdateItem", format!("{} lock of {service_key}", self.table), e)),
+        }
+    }
+
+    /// Release the lock and record how the rollout ended (when `last` is given), in one
+    /// transaction. Releasing a lock this rollout no longer holds changes nothing.
+    pub async fn release(&self, service_key: &str, rollout_id: &str, last: Option<&LastRollout>) -> Result<(), AwsError> {
+        let pk = service_pk(service_key);
+        let delete = Delete::builder()
+            .table_name(self.table)
+            .key("pk", s(&pk))
+            .key("sk", s("lock"))
+            .condition_expression("rolloutId = :id")
+            .expression_attribute_values(":id", s(rollout_id))
+            .build()
+            .expect("key and table are set");
+        let mut tx = self.ddb.transact_write_items().transact_items(TransactWriteItem::builder().delete(delete).build());
+        if let Some(last) = last {
+        let mut last_item = HashMap::from([
+            ("pk".to_string(), s(&pk)),
+            ("sk".to_string(), s("last")),
+            ("service".to_string(), s(service_key)),
+            ("rolloutId".to_string(), s(rollout_id)),
+            ("image".to_string(), s(&last.image)),
+            ("outcome".to_string(), s(&last.outcome)),
+            ("endedAt".to_string(), n(last.ended_at)),
+        ]);
+        if let Some(c) = &last.cause {
+            last_item.insert("cause".into(), s(c));
+        }
+        let put = Put::builder().table_name(self.table).set_item(Some(last_item)).build().expect("item and table are set");
+            tx = tx.transact_items(TransactWriteItem::builder().put(put).build());
+        }
+        let result = tx.send().await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(()),
+            Err(e) => Err(AwsError::new("DynamoDB", "TransactWriteItems", format!("{} lock of {service_key}", self.table), e)),
+        }
+    }
+
+    pub async fn last(&self, service_key: &str) -> Result<Option<LastRollout>, AwsError> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(self.table)
+            .key("pk", s(service_pk(service_key)))
+            .key("sk", s("last"))
+            .send()
+            .await
+            .map_err(|e| AwsError::new("DynamoDB", "GetItem", format!("{} last rollout of {service_key}", self.table), e))?;
+        Ok(out.item().map(|item| LastRollout {
+            service: get_s(item, "service").unwrap_or_default(),
+            rollout_id: get_s(item, "rolloutId").unwrap_or_default(),
+            image: get_s(item, "image").unwrap_or_default(),
+            outcome: get_s(item, "outcome").unwrap_or_default(),
+            cause: get_s(item, "cause"),
+            ended_at: get_n(item, "endedAt"),
+        }))
+    }
+
+    /// Every service kanaria has a lock or a last rollout for (for `kanaria status`).
+    pub async fn services(&self) -> Result<Vec<String>, AwsError> {
+        let mut keys = std::collections::BTreeSet::new();
+        let mut pages = self.ddb.scan().table_name(self.table).projection_expression("pk").into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsError::new("DynamoDB", "Scan", self.table, e))?;
+            for item in page.items() {
+                if let Some(key) = get_s(item, "pk").and_then(|pk| pk.strip_prefix("service#").map(str::to_string)) {
+                    keys.insert(key);
+                }
+            }
+        }
+        Ok(keys.into_iter().collect())
+    }
+
+    /// Record a failed task once. Returns true the first time this task is recorded, false for
+    /// a duplicate (EventBridge delivers at least once).
+    pub async fn record_failure(&self, rollout_id: &str, failure: &TaskFailure, now: u64) -> Result<bool, AwsError> {
+        let item = HashMap::from([
+            ("pk".to_string(), s(format!("rollout#{rollout_id}"))),
+            ("sk".to_string(), s(format!("failure#{}", failure.task_arn))),
+            ("taskArn".to_string(), s(&failure.task_arn)),
+            ("kind".to_string(), s(format!("{:?}", failure.kind))),
+            ("stoppedReason".to_string(), s(&failure.stopped_reason)),
+            ("exitCodes".to_string(), s(serde_json::to_string(&failure.exit_codes).unwrap_or_default())),
+            ("version".to_string(), n(failure.version)),
+            ("recordedAt".to_string(), n(now)),
+            ("expiresAt".to_string(), n(now + FAILURE_TTL_SECONDS)),
+        ]);
+        let put = self
+            .ddb
+            .put_item()
+            .table_name(self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(sk)")
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(false),
+            Err(e) => Err(AwsError::new("DynamoDB", "PutItem", format!("{} failure of {}", self.table, failure.task_arn), e)),
+        }
+    }
+
+    pub async fn failures(&self, rollout_id: &str) -> Result<Vec<TaskFailure>, AwsError> {
+        let mut failures = Vec::new();
+        let mut pages = self
+            .ddb
+            .query()
+            .table_name(self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :f)")
+            .expression_attribute_values(":pk", s(format!("rollout#{rollout_id}")))
+            .expression_attribute_values(":f", s("failure#"))
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsError::new("DynamoDB", "Query", format!("{} failures of {rollout_id}", self.table), e))?;
+            for item in page.items() {
+                failures.push(TaskFailure {
+                    task_arn: get_s(item, "taskArn").unwrap_or_default(),
+                    kind: match get_s(item, "kind").as_deref() {
+                        Some("FailedToStart") => FailureKind::FailedToStart,
+                        Some("OutOfMemory") => FailureKind::OutOfMemory,
+                        Some("HealthCheck") => FailureKind::HealthCheck,
+                        _ => FailureKind::ContainerExited,
+                    },
+                    stopped_reason: get_s(item, "stoppedReason").unwrap_or_default(),
+                    exit_codes: get_s(item, "exitCodes").and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default(),
+                    version: get_n(item, "version"),
+                });
+            }
+        }
+        Ok(failures)
+    }
+}

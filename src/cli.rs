@@ -1,0 +1,2 @@
+//! The `kanaria` command (see `src/bin/kanaria.rs`).
+pub fn placeholder() {}

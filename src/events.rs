@@ -1,0 +1,192 @@
+//! The EventBridge events kanaria reacts to, parsed tolerantly: unknown fields are ignored
+//! (AWS adds fields over time) and only what a decision needs is required.
+
+use serde::{Deserialize, Serialize};
+
+/// The envelope of every EventBridge event (only the fields kanaria uses).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Envelope<D> {
+    #[serde(default)]
+    pub id: String,
+    #[serde(rename = "detail-type")]
+    pub detail_type: String,
+    pub source: String,
+    #[serde(default)]
+    pub account: String,
+    #[serde(default)]
+    pub region: String,
+    #[serde(default)]
+    pub time: Option<String>,
+    pub detail: D,
+}
+
+/// `detail` of an `ECR Image Action` event.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct EcrImageAction {
+    #[serde(rename = "action-type")]
+    pub action_type: String,
+    pub result: String,
+    #[serde(rename = "repository-name")]
+    pub repository_name: String,
+    #[serde(rename = "image-digest")]
+    pub image_digest: String,
+    /// Absent for a push by digest only.
+    #[serde(rename = "image-tag", default)]
+    pub image_tag: Option<String>,
+}
+
+impl EcrImageAction {
+    pub fn is_successful_push(&self) -> bool {
+        self.action_type == "PUSH" && self.result == "SUCCESS"
+    }
+
+    pub fn digest_is_valid(&self) -> bool {
+        let Some(hex) = self.image_digest.strip_prefix("sha256:") else { return false };
+        hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())
+    }
+}
+
+/// `detail` of an `ECS Task State Change` event.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct EcsTaskStateChange {
+    pub cluster_arn: String,
+    pub task_arn: String,
+    pub task_definition_arn: String,
+    /// `service:NAME` for service tasks, `family:NAME` for standalone tasks.
+    pub group: Option<String>,
+    /// For tasks of an EXTERNAL-controller task set: the task set's id (`ecs-svc/...`).
+    pub started_by: Option<String>,
+    pub last_status: String,
+    pub desired_status: Option<String>,
+    pub stopped_reason: Option<String>,
+    pub stop_code: Option<String>,
+    pub containers: Vec<ContainerState>,
+    pub version: u64,
+    pub stopped_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ContainerState {
+    pub name: String,
+    pub exit_code: Option<i64>,
+    pub reason: Option<String>,
+    pub last_status: Option<String>,
+    pub image: Option<String>,
+}
+
+impl EcsTaskStateChange {
+    /// Cluster name from the cluster ARN (`arn:aws:ecs:REGION:ACCOUNT:cluster/NAME`).
+    pub fn cluster_name(&self) -> &str {
+        self.cluster_arn.rsplit('/').next().unwrap_or(&self.cluster_arn)
+    }
+
+    pub fn service_name(&self) -> Option<&str> {
+        self.group.as_deref()?.strip_prefix("service:")
+    }
+
+    /// Is this a task that stopped because something is wrong with it (as opposed to a task
+    /// that was scaled in, replaced by a deployment or stopped by a person)?
+    pub fn failure(&self) -> Option<TaskFailure> {
+        if self.last_status != "STOPPED" {
+            return None;
+        }
+        let reason = self.stopped_reason.clone().unwrap_or_default();
+        let crashed: Vec<ContainerState> = self
+            .containers
+            .iter()
+            .filter(|c| matches!(c.exit_code, Some(code) if code != 0) || c.reason.as_deref().is_some_and(|r| r.contains("OutOfMemory")))
+            .cloned()
+            .collect();
+        let kind = match self.stop_code.as_deref() {
+            Some("TaskFailedToStart") => FailureKind::FailedToStart,
+            Some("EssentialContainerExited") if !crashed.is_empty() => FailureKind::ContainerExited,
+            // Scale-in, deployments, people and Spot reclaiming capacity are not the image's fault,
+            // unless the reason says the load balancer found the task unhealthy.
+            _ if reason.contains("ELB health checks") || reason.contains("failed container health checks") => FailureKind::HealthCheck,
+            _ if reason.contains("OutOfMemory") || crashed.iter().any(|c| c.reason.as_deref().is_some_and(|r| r.contains("OutOfMemory"))) => FailureKind::OutOfMemory,
+            _ => return None,
+        };
+        Some(TaskFailure {
+            task_arn: self.task_arn.clone(),
+            kind,
+            stopped_reason: reason,
+            exit_codes: crashed.iter().filter_map(|c| c.exit_code.map(|code| (c.name.clone(), code))).collect(),
+            version: self.version,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FailureKind {
+    FailedToStart,
+    ContainerExited,
+    OutOfMemory,
+    HealthCheck,
+}
+
+/// A task of the new task set that stopped for a reason that counts against the release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskFailure {
+    pub task_arn: String,
+    pub kind: FailureKind,
+    pub stopped_reason: String,
+    /// (container name, exit code) of containers that exited non-zero.
+    pub exit_codes: Vec<(String, i64)>,
+    pub version: u64,
+}
+
+impl TaskFailure {
+    /// One line a person can read: `task 1234abcd: Essential container in task exited (app exit 1)`.
+    pub fn describe(&self) -> String {
+        let id = self.task_arn.rsplit('/').next().unwrap_or(&self.task_arn);
+        let codes: Vec<String> = self.exit_codes.iter().map(|(n, c)| format!("{n} exit {c}")).collect();
+        if codes.is_empty() {
+            format!("task {id}: {}", self.stopped_reason)
+        } else {
+            format!("task {id}: {} ({})", self.stopped_reason, codes.join(", "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stopped(stop_code: &str, reason: &str, exit: Option<i64>) -> EcsTaskStateChange {
+        EcsTaskStateChange {
+            task_arn: "arn:aws:ecs:us-east-1:123456789012:task/prod/0123abcd".into(),
+            last_status: "STOPPED".into(),
+            stop_code: Some(stop_code.into()),
+            stopped_reason: Some(reason.into()),
+            containers: vec![ContainerState { name: "app".into(), exit_code: exit, ..Default::default() }],
+            version: 5,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn failures_are_classified() {
+        let f = stopped("EssentialContainerExited", "Essential container in task exited", Some(1)).failure().unwrap();
+        assert_eq!(f.kind, FailureKind::ContainerExited);
+        assert_eq!(f.exit_codes, vec![("app".to_string(), 1)]);
+        assert_eq!(f.describe(), "task 0123abcd: Essential container in task exited (app exit 1)");
+        let f = stopped("TaskFailedToStart", "CannotPullContainerError: pull image manifest has been retried 5 time(s)", None).failure().unwrap();
+        assert_eq!(f.kind, FailureKind::FailedToStart);
+        let f = stopped("ServiceSchedulerInitiated", "Task failed ELB health checks in (target-group arn:...)", None).failure().unwrap();
+        assert_eq!(f.kind, FailureKind::HealthCheck);
+    }
+
+    #[test]
+    fn scale_in_user_stops_and_clean_exits_are_not_failures() {
+        assert!(stopped("ServiceSchedulerInitiated", "Scaling activity initiated by deployment", Some(0)).failure().is_none());
+        assert!(stopped("UserInitiated", "Task stopped by user", Some(137)).failure().is_none());
+        assert!(stopped("SpotInterruption", "Your Spot Task was interrupted.", Some(143)).failure().is_none());
+        assert!(stopped("EssentialContainerExited", "Essential container in task exited", Some(0)).failure().is_none());
+        let mut running = stopped("EssentialContainerExited", "x", Some(1));
+        running.last_status = "RUNNING".into();
+        assert!(running.failure().is_none());
+    }
+}

@@ -1,0 +1,81 @@
+//! Entry points: one handler per Lambda function. Each takes the shared [`Context`] (clients
+//! built once in `main`) and the raw event, and returns JSON or a [`HandlerError`] whose type
+//! Step Functions `Retry`/`Catch` and Lambda's error reporting understand.
+
+pub mod on_image_push;
+pub mod on_task_event;
+pub mod rollout_step;
+
+use serde_json::Value;
+
+use crate::aws::{AwsError, Context};
+
+/// Every kanaria function, by the name of its crate under `functions/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    OnImagePush,
+    RolloutStep,
+    OnTaskEvent,
+}
+
+impl Function {
+    pub const ALL: [Function; 3] = [Function::OnImagePush, Function::RolloutStep, Function::OnTaskEvent];
+
+    pub fn crate_name(self) -> &'static str {
+        match self {
+            Function::OnImagePush => "on-image-push",
+            Function::RolloutStep => "rollout-step",
+            Function::OnTaskEvent => "on-task-event",
+        }
+    }
+
+    pub fn from_crate_name(name: &str) -> Option<Function> {
+        Function::ALL.into_iter().find(|f| f.crate_name() == name)
+    }
+
+    pub async fn handle(self, ctx: &Context, event: Value) -> Result<Value, HandlerError> {
+        match self {
+            Function::OnImagePush => on_image_push::handle(ctx, event).await,
+            Function::RolloutStep => rollout_step::handle(ctx, event).await,
+            Function::OnTaskEvent => on_task_event::handle(ctx, event).await,
+        }
+    }
+}
+
+/// Adapter for `lambda_runtime::service_fn`.
+pub async fn lambda(ctx: &Context, function: Function, event: lambda_runtime::LambdaEvent<Value>) -> Result<Value, lambda_runtime::Diagnostic> {
+    function.handle(ctx, event.payload).await.map_err(Into::into)
+}
+
+/// An error as Lambda reports it: `errorType` (what Step Functions retries or catches on) and
+/// a message for people. Messages never include secrets or task tokens.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error_type}: {message}")]
+pub struct HandlerError {
+    pub error_type: String,
+    pub message: String,
+}
+
+impl HandlerError {
+    /// The input is not what this function accepts; retrying will not help.
+    pub fn invalid_input(what: &str, detail: impl std::fmt::Display) -> Self {
+        HandlerError { error_type: "Kanaria.InvalidInput".into(), message: format!("{what}: {detail}; nothing was changed") }
+    }
+
+    pub fn new(error_type: &str, message: impl Into<String>) -> Self {
+        HandlerError { error_type: error_type.into(), message: message.into() }
+    }
+}
+
+impl From<AwsError> for HandlerError {
+    fn from(e: AwsError) -> Self {
+        let error_type = if e.transient { "Kanaria.Transient" } else { "Kanaria.AwsError" };
+        HandlerError { error_type: error_type.into(), message: e.to_string() }
+    }
+}
+
+impl From<HandlerError> for lambda_runtime::Diagnostic {
+    fn from(e: HandlerError) -> Self {
+        lambda_runtime::Diagnostic { error_type: e.error_type, error_message: e.message }
+    }
+}

@@ -1,0 +1,192 @@
+//! `on-image-push`: an ECR push (EventBridge `ECR Image Action`) starts a rollout for every
+//! service whose policy names that repository and a matching tag.
+//!
+//! Duplicate deliveries start exactly one rollout: the rollout id and execution name derive from
+//! service and digest, the service lock is one conditional write, and StartExecution with an
+//! existing name is recognised as the duplicate it is. While a rollout is in flight for a
+//! service, a push of another digest is **refused** (logged with what to do); superseding comes
+//! with a later release.
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tracing::{error, info, warn};
+
+use super::HandlerError;
+use crate::aws::store::{Acquire, LockRecord, Store};
+use crate::aws::{ecs, now_unix, policies, sfn, Context};
+use crate::events::{EcrImageAction, Envelope};
+use crate::policy::Policy;
+use crate::rollout::{Image, Rollout};
+
+/// A lock whose execution never appeared for this long is abandoned (the function that took it
+/// died before StartExecution) and may be taken over.
+const ORPHAN_LOCK_SECONDS: u64 = 900;
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", tag = "outcome")]
+pub enum Outcome {
+    Started { service: String, execution: String },
+    Duplicate { service: String, execution: String },
+    AlreadyRunning { service: String },
+    Refused { service: String, held_by: String },
+    AlreadyRolledOut { service: String, execution: String, status: String },
+}
+
+pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> {
+    let event: Envelope<EcrImageAction> =
+        serde_json::from_value(event).map_err(|e| HandlerError::invalid_input("not an ECR Image Action event", e))?;
+    if event.source != "aws.ecr" || event.detail_type != "ECR Image Action" {
+        return Err(HandlerError::invalid_input(
+            "not an ECR Image Action event",
+            format!("source {:?}, detail-type {:?}", event.source, event.detail_type),
+        ));
+    }
+    let push = &event.detail;
+    if !push.is_successful_push() {
+        info!(action = %push.action_type, result = %push.result, repository = %push.repository_name, "ignored: not a successful push");
+        return Ok(json!({ "ignored": "not a successful push" }));
+    }
+    if !push.digest_is_valid() {
+        return Err(HandlerError::invalid_input("ECR event", format!("image-digest {:?} is not a sha256 digest", push.image_digest)));
+    }
+    let Some(tag) = push.image_tag.as_deref().filter(|t| !t.is_empty()) else {
+        info!(repository = %push.repository_name, digest = %push.image_digest, "ignored: push without a tag matches no policy");
+        return Ok(json!({ "ignored": "push without a tag" }));
+    };
+
+    let mut matching = Vec::new();
+    for (name, parsed) in policies::load_all(&ctx.clients.ssm, &ctx.settings.policy_prefix).await? {
+        match parsed {
+            Ok(policy) if policy.matches(&push.repository_name, tag) => matching.push(policy),
+            Ok(_) => {}
+            // A broken policy must never start a rollout, and must not hide the others.
+            Err(e) => error!(parameter = %name, problems = %e, "invalid policy skipped; fix it with `kanaria policy validate`"),
+        }
+    }
+    if matching.is_empty() {
+        info!(repository = %push.repository_name, tag, "ignored: no policy matches this repository and tag");
+        return Ok(json!({ "ignored": "no policy matches", "repository": push.repository_name, "tag": tag }));
+    }
+
+    let image = Image {
+        repository: push.repository_name.clone(),
+        tag: Some(tag.to_string()),
+        digest: push.image_digest.clone(),
+        uri: format!("{}.dkr.ecr.{}.amazonaws.com/{}@{}", event.account, event.region, push.repository_name, push.image_digest),
+    };
+    let mut outcomes = Vec::new();
+    for policy in matching {
+        outcomes.push(start_rollout(ctx, policy, &image).await?);
+    }
+    Ok(json!({ "rollouts": outcomes }))
+}
+
+/// Deterministic rollout id and execution name for a service and digest.
+pub fn rollout_names(policy: &Policy, digest: &str) -> (String, String) {
+    let hash = Sha256::digest(format!("{}@{digest}", policy.service.key()));
+    let id: String = hash.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let short_digest: String = digest.trim_start_matches("sha256:").chars().take(12).collect();
+    let service: String = policy
+        .service
+        .name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .take(80 - 1 - 12 - 1 - 16)
+        .collect();
+    (id.clone(), format!("{service}-{short_digest}-{id}"))
+}
+
+async fn start_rollout(ctx: &Context, policy: Policy, image: &Image) -> Result<Outcome, HandlerError> {
+    let service = policy.service.key();
+    let (id, name) = rollout_names(&policy, &image.digest);
+
+    // Pushing a new tag onto the digest that already runs is not a release.
+    let view = ecs::describe_service(&ctx.clients.ecs, &policy.service).await?;
+    if let Some(primary) = view.task_sets.iter().find(|t| t.status == "PRIMARY") {
+        if ecs::revision_with_image(&ctx.clients.ecs, &primary.task_definition_arn, &policy.container, &image.uri).await?.as_deref()
+            == Some(primary.task_definition_arn.as_str())
+        {
+            info!(%service, image = %image.uri, "ignored: the service already runs this digest");
+            return Ok(Outcome::AlreadyRunning { service });
+        }
+    }
+
+    let now = now_unix();
+    let store = Store::new(&ctx.clients.dynamodb, &ctx.settings.table);
+    let lock = LockRecord {
+        service: service.clone(),
+        rollout_id: id.clone(),
+        digest: image.digest.clone(),
+        image: image.uri.clone(),
+        execution_name: name.clone(),
+        execution_arn: None,
+        started_at: now,
+        phase: "starting".into(),
+        step: 0,
+        weight: 0,
+        green_task_set_id: None,
+        updated_at: now,
+    };
+    let duplicate = match store.acquire(&lock).await? {
+        Acquire::Acquired => false,
+        Acquire::AlreadyOurs(_) => true,
+        Acquire::HeldBy(held) => {
+            let arn = held.execution_arn.clone().unwrap_or_else(|| sfn::execution_arn(&ctx.settings.state_machine_arn, &held.execution_name));
+            let status = sfn::status(&ctx.clients.sfn, &arn).await?;
+            let stale = match status.as_deref() {
+                Some(s) => !sfn::is_running(s),
+                None => now.saturating_sub(held.started_at) > ORPHAN_LOCK_SECONDS,
+            };
+            if !(stale && store.take_over(&held.rollout_id, &lock).await?) {
+                warn!(
+                    %service,
+                    refused_digest = %image.digest,
+                    in_flight_rollout = %held.rollout_id,
+                    in_flight_digest = %held.digest,
+                    "push refused: a rollout is in flight for this service; push again (or re-tag) after it ends"
+                );
+                return Ok(Outcome::Refused { service, held_by: held.rollout_id });
+            }
+            warn!(%service, stale_rollout = %held.rollout_id, "took over the lock of a rollout that had ended without releasing it");
+            false
+        }
+    };
+
+    let rollout = Rollout {
+        id: id.clone(),
+        service: policy.service.clone(),
+        policy,
+        image: image.clone(),
+        task_definition_arn: None,
+        stable: None,
+        green: None,
+        green_created_at: None,
+        checks: 0,
+        step: 0,
+        weight: 0,
+        step_started_at: None,
+        wait_seconds: 0,
+        verdict: None,
+        cause: None,
+        error: None,
+    };
+    let input = serde_json::to_string(&rollout).expect("a rollout serialises");
+    match sfn::start_once(&ctx.clients.sfn, &ctx.settings.state_machine_arn, &name, &input).await? {
+        sfn::Started::Running(arn) if duplicate => {
+            info!(%service, rollout = %id, execution = %name, "duplicate delivery: the rollout is already running");
+            Ok(Outcome::Duplicate { service, execution: arn })
+        }
+        sfn::Started::Running(arn) => {
+            store.set_execution_arn(&service, &id, &arn).await?;
+            info!(%service, rollout = %id, execution = %name, image = %image.uri, "rollout started");
+            Ok(Outcome::Started { service, execution: arn })
+        }
+        sfn::Started::Ended { arn, status } => {
+            // This digest was rolled out (or rolled back) before; a re-push does not retry it.
+            store.release(&service, &id, None).await?;
+            warn!(%service, execution = %arn, %status, "ignored: this digest was already rolled out for this service; push a new image to release again");
+            Ok(Outcome::AlreadyRolledOut { service, execution: arn, status })
+        }
+    }
+}

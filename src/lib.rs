@@ -1,0 +1,15 @@
+//! kanaria: progressive delivery for Amazon ECS.
+//!
+//! - [`policy`], [`events`] and [`rollout`] are the domain core: pure decisions, no AWS types,
+//!   no clock, no I/O. [`rollout`] shows a rollout's whole lifecycle (observe → decide → act).
+//! - [`aws`] holds the adapters: the only code that calls AWS.
+//! - [`handlers`] are the Lambda entry points (one binary per function under `functions/`).
+//! - [`cli`] is the `kanaria` command.
+
+pub mod aws;
+pub mod cli;
+pub mod events;
+pub mod handlers;
+pub mod policy;
+pub mod rollout;
+pub mod telemetry;

@@ -1,0 +1,443 @@
+//! Per-service rollout policy: the declarative document a team writes for each ECS service.
+//!
+//! Policies are YAML or JSON. Parsing is strict about field names (a typo such as `wieght` is an
+//! error, not a silently ignored field) and [`Policy::validate`] reports every semantic problem
+//! at once, each with the field path and what to change. A policy that does not validate never
+//! starts a rollout.
+
+use std::fmt;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Step Functions history is bounded; so is the number of steps a policy may have.
+pub const MAX_STEPS: usize = 20;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(title = "kanaria rollout policy")]
+pub struct Policy {
+    /// The ECS service this policy rolls out. Its deployment controller must be EXTERNAL.
+    pub service: ServiceRef,
+    /// Name of the container (in the task definition) whose image a push replaces.
+    pub container: String,
+    /// Which ECR pushes start a rollout.
+    pub trigger: Trigger,
+    /// Where production traffic is split between the stable and the new task set.
+    pub traffic: Traffic,
+    /// How traffic moves to the new task set.
+    pub strategy: Strategy,
+    /// How long the new task set may take to run all its tasks before the rollout is rolled back.
+    #[serde(default = "default_stabilization_timeout")]
+    #[schemars(with = "String")]
+    pub stabilization_timeout: HumanDuration,
+    /// How long the old task set keeps serving in-flight requests after promotion before it is
+    /// deleted. Match the target groups' deregistration delay.
+    #[serde(default = "default_drain")]
+    #[schemars(with = "String")]
+    pub drain: HumanDuration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceRef {
+    /// Cluster name (not ARN).
+    pub cluster: String,
+    /// Service name (not ARN).
+    pub name: String,
+}
+
+impl ServiceRef {
+    /// Stable key used in kanaria's records and parameter names: `cluster/service`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.cluster, self.name)
+    }
+}
+
+impl fmt::Display for ServiceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.cluster, self.name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Trigger {
+    /// ECR repository name, e.g. `team/web`.
+    pub repository: String,
+    /// Tag patterns (`*` and `?` wildcards). A push whose tag matches any of them starts a rollout.
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Traffic {
+    /// ARN of the production listener whose default action forwards to the two target groups.
+    /// Give this or `listenerRuleArn`, not both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listener_arn: Option<String>,
+    /// ARN of the production listener rule that forwards to the two target groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listener_rule_arn: Option<String>,
+    /// Exactly two target groups (type `ip`). Each rollout puts the new task set in the one the
+    /// stable task set does not use.
+    pub target_groups: Vec<String>,
+}
+
+/// Where the weights live: a listener's default action or one listener rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrafficRoute {
+    Listener(String),
+    Rule(String),
+}
+
+impl Traffic {
+    pub fn route(&self) -> Option<TrafficRoute> {
+        match (&self.listener_arn, &self.listener_rule_arn) {
+            (Some(l), None) => Some(TrafficRoute::Listener(l.clone())),
+            (None, Some(r)) => Some(TrafficRoute::Rule(r.clone())),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum Strategy {
+    /// Shift traffic in the listed steps; after the last step the new task set is promoted.
+    Canary(Canary),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Canary {
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Step {
+    /// Percent of production traffic on the new task set during this step (1–100).
+    pub weight: u32,
+    /// How long to hold this weight before verifying, e.g. `30s`, `5m`, `1h`.
+    #[schemars(with = "String")]
+    pub bake: HumanDuration,
+}
+
+impl Policy {
+    pub fn steps(&self) -> &[Step] {
+        match &self.strategy {
+            Strategy::Canary(c) => &c.steps,
+        }
+    }
+
+    /// Does a push of `repository:tag` trigger this policy?
+    pub fn matches(&self, repository: &str, tag: &str) -> bool {
+        self.trigger.repository == repository
+            && self
+                .trigger
+                .tags
+                .iter()
+                .any(|p| wildmatch::WildMatch::new(p).matches(tag))
+    }
+
+    /// Every semantic problem of the policy, each with its field path and a fix.
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut bad = |path: &str, message: String, fix: &str| {
+            problems.push(Problem { path: path.to_string(), message, fix: fix.to_string() })
+        };
+        if self.service.cluster.trim().is_empty() || self.service.cluster.starts_with("arn:") {
+            bad("service.cluster", format!("{:?} is not a cluster name", self.service.cluster), "give the cluster's name, e.g. `prod`, not its ARN");
+        }
+        if self.service.name.trim().is_empty() || self.service.name.starts_with("arn:") {
+            bad("service.name", format!("{:?} is not a service name", self.service.name), "give the service's name, e.g. `web`, not its ARN");
+        }
+        if self.container.trim().is_empty() {
+            bad("container", "is empty".into(), "name the container in the task definition whose image should be replaced");
+        }
+        if !valid_repository_name(&self.trigger.repository) {
+            bad("trigger.repository", format!("{:?} is not an ECR repository name", self.trigger.repository), "use the repository name as ECR shows it (lowercase, e.g. `team/web`), not its URI");
+        }
+        if self.trigger.tags.is_empty() {
+            bad("trigger.tags", "is empty, so no push would ever start a rollout".into(), "list at least one tag pattern, e.g. `[\"v*\"]` or `[\"*\"]`");
+        }
+        for (i, t) in self.trigger.tags.iter().enumerate() {
+            if t.is_empty() || t.len() > 128 || t.chars().any(|c| !(c.is_ascii_alphanumeric() || "._-*?".contains(c))) {
+                bad(&format!("trigger.tags[{i}]"), format!("{t:?} is not a tag pattern"), "use tag characters (letters, digits, `.`, `_`, `-`) with `*` or `?` wildcards");
+            }
+        }
+        match (&self.traffic.listener_arn, &self.traffic.listener_rule_arn) {
+            (None, None) => bad("traffic", "names neither `listenerArn` nor `listenerRuleArn`".into(), "give the production listener's ARN, or the ARN of the listener rule that forwards to the service"),
+            (Some(_), Some(_)) => bad("traffic", "names both `listenerArn` and `listenerRuleArn`".into(), "keep only the one whose forward action kanaria should weight"),
+            (Some(l), None) if !is_arn(l, "elasticloadbalancing", ":listener/") => bad("traffic.listenerArn", format!("{l:?} is not a listener ARN"), "copy the ARN from `aws elbv2 describe-listeners`"),
+            (None, Some(r)) if !is_arn(r, "elasticloadbalancing", ":listener-rule/") => bad("traffic.listenerRuleArn", format!("{r:?} is not a listener rule ARN"), "copy the ARN from `aws elbv2 describe-rules`"),
+            _ => {}
+        }
+        if self.traffic.target_groups.len() != 2 {
+            bad("traffic.targetGroups", format!("has {} entries", self.traffic.target_groups.len()), "list exactly two target groups: the one the service uses now and a spare of the same type `ip`");
+        }
+        for (i, tg) in self.traffic.target_groups.iter().enumerate() {
+            if !is_arn(tg, "elasticloadbalancing", ":targetgroup/") {
+                bad(&format!("traffic.targetGroups[{i}]"), format!("{tg:?} is not a target group ARN"), "copy the ARN from `aws elbv2 describe-target-groups`");
+            }
+        }
+        if self.traffic.target_groups.len() == 2 && self.traffic.target_groups[0] == self.traffic.target_groups[1] {
+            bad("traffic.targetGroups[1]", "is the same as targetGroups[0]".into(), "use two different target groups: traffic moves from one to the other");
+        }
+        let steps = self.steps();
+        if steps.is_empty() {
+            bad("strategy.canary.steps", "is empty".into(), "add at least one step, e.g. `- {weight: 10, bake: 5m}`");
+        }
+        if steps.len() > MAX_STEPS {
+            bad("strategy.canary.steps", format!("has {} steps", steps.len()), &format!("use at most {MAX_STEPS} steps"));
+        }
+        let mut previous = 0;
+        for (i, s) in steps.iter().enumerate() {
+            let path = format!("strategy.canary.steps[{i}]");
+            if s.weight == 0 || s.weight > 100 {
+                bad(&format!("{path}.weight"), format!("{} is not a percentage from 1 to 100", s.weight), "use a weight from 1 to 100");
+            } else if s.weight <= previous {
+                bad(&format!("{path}.weight"), format!("{} does not increase on the step before ({previous})", s.weight), "list weights in increasing order, e.g. 1, 5, 25, 100");
+            }
+            if s.weight <= 100 {
+                previous = previous.max(s.weight);
+            }
+            if s.bake.0 > Duration::from_secs(24 * 3600) {
+                bad(&format!("{path}.bake"), format!("{} is longer than a day", s.bake), "bake for at most 24h per step; add steps for longer observation");
+            }
+        }
+        if self.stabilization_timeout.0 < Duration::from_secs(10) || self.stabilization_timeout.0 > Duration::from_secs(3600) {
+            bad("stabilizationTimeout", format!("{} is outside 10s..1h", self.stabilization_timeout), "give the new tasks between 10s and 1h to start");
+        }
+        if self.drain.0 > Duration::from_secs(3600) {
+            bad("drain", format!("{} is longer than an hour", self.drain), "drain for at most 1h (the ALB's deregistration delay maximum)");
+        }
+        problems
+    }
+}
+
+fn is_arn(s: &str, service: &str, marker: &str) -> bool {
+    let parts: Vec<&str> = s.splitn(6, ':').collect();
+    parts.len() == 6 && parts[0] == "arn" && parts[2] == service && s.contains(marker)
+}
+
+fn valid_repository_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 256
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/".contains(c))
+        && !name.starts_with('/')
+        && !name.ends_with('/')
+}
+
+/// One thing wrong with a policy: where, what, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+    pub fix: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} (fix: {})", self.path, self.message, self.fix)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("policy {source_name} is invalid:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid { source_name: String, problems: Vec<Problem> },
+}
+
+impl PolicyError {
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            PolicyError::Invalid { problems, .. } => problems,
+        }
+    }
+}
+
+/// Parse a policy from YAML or JSON text and validate it. `source_name` (a file name or
+/// parameter name) is only used in error messages.
+pub fn parse(source_name: &str, text: &str) -> Result<Policy, PolicyError> {
+    let invalid = |problems| PolicyError::Invalid { source_name: source_name.to_string(), problems };
+    // YAML is a superset of JSON, so one parser reads both.
+    let value: serde_json::Value = serde_yaml_ng::from_str(text).map_err(|e| {
+        invalid(vec![Problem {
+            path: e.location().map(|l| format!("line {}, column {}", l.line(), l.column())).unwrap_or_else(|| "(document)".into()),
+            message: format!("is not valid YAML or JSON: {e}"),
+            fix: "fix the syntax; `kanaria policy schema` prints the expected shape".into(),
+        }])
+    })?;
+    let policy: Policy = serde_path_to_error::deserialize(&value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        invalid(vec![Problem {
+            path: if path == "." { "(document)".into() } else { path },
+            fix: structural_fix(&inner),
+            message: inner,
+        }])
+    })?;
+    let problems = policy.validate();
+    if problems.is_empty() {
+        Ok(policy)
+    } else {
+        Err(invalid(problems))
+    }
+}
+
+fn structural_fix(message: &str) -> String {
+    if message.starts_with("unknown field") {
+        "remove or correct the field name (names are camelCase; see `kanaria policy schema`)".into()
+    } else if message.starts_with("missing field") {
+        "add the field (see the policy example in README.md)".into()
+    } else if message.contains("unknown variant") {
+        "use one of the expected values".into()
+    } else {
+        "give a value of the expected type (see `kanaria policy schema`)".into()
+    }
+}
+
+/// JSON Schema of the policy document, generated from the Rust types (for editors).
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(Policy)).expect("schema serialises")
+}
+
+fn default_stabilization_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(600))
+}
+
+fn default_drain() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+
+/// A duration written the way people write it: `30s`, `5m`, `1h 30m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    pub fn secs(&self) -> u64 {
+        self.0.as_secs()
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let parsed = humantime::parse_duration(text.trim()).map_err(|e| {
+            serde::de::Error::custom(format!("{text:?} is not a duration ({e}); write e.g. `30s`, `5m` or `1h`"))
+        })?;
+        if parsed.subsec_nanos() != 0 {
+            return Err(serde::de::Error::custom(format!("{text:?} has a fraction of a second; use whole seconds")));
+        }
+        Ok(HumanDuration(parsed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const EXAMPLE: &str = r#"
+service: { cluster: prod, name: web }
+container: app
+trigger: { repository: team/web, tags: ["v*", "main"] }
+traffic:
+  listenerArn: arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/prod/50dc6c495c0c9188/f2f7dc8efc522ab2
+  targetGroups:
+    - arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-blue/73e2d6bc24d8a067
+    - arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-green/2453ed029918f21f
+strategy:
+  canary:
+    steps:
+      - { weight: 1, bake: 5m }
+      - { weight: 5, bake: 5m }
+      - { weight: 25, bake: 10m }
+      - { weight: 100, bake: 10m }
+"#;
+
+    #[test]
+    fn example_policy_parses_with_defaults() {
+        let p = parse("example", EXAMPLE).unwrap();
+        assert_eq!(p.steps().iter().map(|s| s.weight).collect::<Vec<_>>(), vec![1, 5, 25, 100]);
+        assert_eq!(p.steps()[2].bake.secs(), 600);
+        assert_eq!(p.drain.secs(), 30);
+        assert_eq!(p.stabilization_timeout.secs(), 600);
+        assert!(p.matches("team/web", "v1.2.3"));
+        assert!(p.matches("team/web", "main"));
+        assert!(!p.matches("team/web", "feature-x"));
+        assert!(!p.matches("team/api", "v1"));
+    }
+
+    #[test]
+    fn json_policy_parses_too() {
+        let yaml: serde_json::Value = serde_yaml_ng::from_str(EXAMPLE).unwrap();
+        let p = parse("json", &yaml.to_string()).unwrap();
+        assert_eq!(p.service.key(), "prod/web");
+    }
+
+    #[test]
+    fn unknown_field_is_reported_with_its_path() {
+        let text = EXAMPLE.replace("- { weight: 5, bake: 5m }", "- { wieght: 5, bake: 5m }");
+        let err = parse("typo", &text).unwrap_err();
+        let p = &err.problems()[0];
+        assert_eq!(p.path, "strategy.canary.steps[1]");
+        assert!(p.message.contains("wieght"), "{p}");
+    }
+
+    #[test]
+    fn bad_duration_is_reported_with_its_path() {
+        let text = EXAMPLE.replace("{ weight: 25, bake: 10m }", "{ weight: 25, bake: soon }");
+        let err = parse("dur", &text).unwrap_err();
+        assert_eq!(err.problems()[0].path, "strategy.canary.steps[2].bake");
+    }
+
+    #[test]
+    fn every_semantic_problem_is_reported() {
+        let text = EXAMPLE
+            .replace("{ weight: 5, bake: 5m }", "{ weight: 0, bake: 5m }")
+            .replace("{ weight: 100, bake: 10m }", "{ weight: 20, bake: 10m }")
+            .replace("repository: team/web", "repository: Team/Web")
+            .replace("listenerArn: arn:aws:elasticloadbalancing", "listenerArn: nope:aws:elasticloadbalancing");
+        let err = parse("many", &text).unwrap_err();
+        let paths: Vec<&str> = err.problems().iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec!["trigger.repository", "traffic.listenerArn", "strategy.canary.steps[1].weight", "strategy.canary.steps[3].weight"]
+        );
+        assert!(err.problems().iter().all(|p| !p.fix.is_empty()));
+    }
+
+    #[test]
+    fn traffic_needs_exactly_one_route_and_two_target_groups() {
+        let text = EXAMPLE.replace(
+            "    - arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-green/2453ed029918f21f\n",
+            "",
+        );
+        let err = parse("tg", &text).unwrap_err();
+        assert_eq!(err.problems()[0].path, "traffic.targetGroups");
+    }
+
+    #[test]
+    fn schema_names_every_top_level_field() {
+        let schema = json_schema();
+        let props = schema["properties"].as_object().unwrap();
+        for f in ["service", "container", "trigger", "traffic", "strategy", "stabilizationTimeout", "drain"] {
+            assert!(props.contains_key(f), "schema lacks {f}");
+        }
+    }
+}

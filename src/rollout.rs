@@ -1,0 +1,529 @@
+//! A rollout's whole lifecycle, as pure decisions: observe → decide → act.
+//!
+//! Each state of the rollout state machine calls one [`Action`]. The handler
+//! ([`crate::handlers::rollout_step`]) runs a small reconcile loop:
+//!
+//! 1. **observe** ECS, the ALB and kanaria's records into an [`Observation`];
+//! 2. **decide** with [`decide`] what must change to reach the action's goal ([`Command`]s) and,
+//!    once nothing must change, what the rollout does next ([`Verdict`]);
+//! 3. **act** on the commands, then observe again.
+//!
+//! The loop ends when a decision has no commands: the goal is read back from ECS and the ALB,
+//! not assumed. Because decisions depend only on what is observed, a retried call (Lambda or
+//! Step Functions retry, duplicate invoke) finds the work done and issues no command twice.
+//!
+//! Nothing here touches AWS, a clock or I/O: `now` is passed in.
+
+use serde::{Deserialize, Serialize};
+
+use crate::events::TaskFailure;
+use crate::policy::{Policy, ServiceRef};
+
+/// Rounds of observe → decide → act one action may take before it gives up. Every action
+/// converges in at most four when AWS does what it is told.
+pub const MAX_ROUNDS: usize = 6;
+
+/// The state of one rollout, carried from state to state by the state machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollout {
+    /// Deterministic id: the same push of the same digest to the same service has the same id.
+    pub id: String,
+    pub service: ServiceRef,
+    /// The policy as it was when the push arrived; later policy edits apply to later rollouts.
+    pub policy: Policy,
+    pub image: Image,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_definition_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable: Option<TaskSetRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub green: Option<TaskSetRef>,
+    /// When the new task set was created (Unix seconds), for the stabilization timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub green_created_at: Option<u64>,
+    /// How many times the new task set has been checked for readiness.
+    #[serde(default)]
+    pub checks: u32,
+    /// Index of the current canary step.
+    #[serde(default)]
+    pub step: usize,
+    /// Percent of traffic the new task set has (read back from the ALB).
+    #[serde(default)]
+    pub weight: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_started_at: Option<u64>,
+    /// Seconds the next Wait state waits (bake, readiness poll or drain).
+    #[serde(default)]
+    pub wait_seconds: u64,
+    /// Always serialised (null when unset) so the state machine's Choice states can test it.
+    #[serde(default)]
+    pub verdict: Option<Verdict>,
+    /// Why the rollout is being rolled back, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+    /// What a failed state left here (Step Functions `Catch` with `ResultPath: $.error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<StateError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Image {
+    pub repository: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    pub digest: String,
+    /// `ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPOSITORY@sha256:...`: pinned to the digest so a
+    /// later push of the same tag never changes what this rollout runs.
+    pub uri: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskSetRef {
+    pub id: String,
+    pub arn: String,
+    pub target_group_arn: String,
+}
+
+/// The error a Step Functions `Catch` records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateError {
+    #[serde(rename = "Error", default)]
+    pub error: String,
+    #[serde(rename = "Cause", default)]
+    pub cause: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Verdict {
+    /// The new task set is not ready yet: wait `wait_seconds` and check again.
+    Wait,
+    /// The new task set runs all its tasks: start shifting traffic.
+    Ready,
+    /// The step baked cleanly: shift to the next step.
+    NextStep,
+    /// The last step baked cleanly: promote.
+    Promote,
+    /// Something is wrong with the release: roll back (see `cause`).
+    Rollback,
+    /// The action's goal holds.
+    Done,
+}
+
+/// The states of the rollout state machine, each a call of the rollout-step function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Action {
+    /// Register the task-definition revision and create the new (green) task set, 0% traffic.
+    CreateGreen,
+    /// Is the green task set running all its tasks?
+    CheckGreen,
+    /// Put the current step's weight on the green target group.
+    Shift,
+    /// After a bake: no failed green task, all green tasks running.
+    Verify,
+    /// 100% to green, green primary, old task set scaled to 0.
+    Promote,
+    /// After draining: delete the old task set, release the service.
+    Finish,
+    /// 100% back to stable, green deleted, service released.
+    Rollback,
+}
+
+/// What kanaria sees of the world at one moment (built by the adapters).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observation {
+    /// The service's desired count.
+    pub desired_count: u32,
+    pub task_sets: Vec<TaskSetView>,
+    /// Traffic weights per target group on the production listener or rule.
+    pub weights: Vec<(String, u32)>,
+    /// The task-definition revision that runs `rollout.image` in the policy's container, if one
+    /// is registered already (latest ACTIVE revision of the primary's family).
+    pub revision_with_image: Option<String>,
+    /// RUNNING tasks of the green task set.
+    pub green_running: u32,
+    /// Failed green tasks recorded for this rollout (each counted once).
+    pub failures: Vec<TaskFailure>,
+    /// The rollout that holds the service's lock, if any.
+    pub lock_holder: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskSetView {
+    pub id: String,
+    pub arn: String,
+    pub external_id: Option<String>,
+    /// PRIMARY, ACTIVE or DRAINING.
+    pub status: String,
+    pub target_group_arn: Option<String>,
+    pub task_definition_arn: String,
+    pub scale_percent: f64,
+    /// ECS's own figures, when it reports them.
+    pub computed_desired_count: Option<u32>,
+    pub running_count: Option<u32>,
+}
+
+impl Observation {
+    fn task_set(&self, id: &str) -> Option<&TaskSetView> {
+        self.task_sets.iter().find(|t| t.id == id && t.status != "DRAINING")
+    }
+
+    fn primary(&self) -> Option<&TaskSetView> {
+        self.task_sets.iter().find(|t| t.status == "PRIMARY")
+    }
+
+    pub fn weight_of(&self, target_group: &str) -> u32 {
+        self.weights.iter().find(|(tg, _)| tg == target_group).map(|(_, w)| *w).unwrap_or(0)
+    }
+
+    /// Tasks the green task set should run: ECS's figure when it reports one, else the service's
+    /// desired count scaled by the task set's percent (rounded up, as ECS does).
+    fn green_expected(&self, green: &TaskSetView) -> u32 {
+        green
+            .computed_desired_count
+            .unwrap_or_else(|| ((self.desired_count as f64) * green.scale_percent / 100.0).ceil() as u32)
+    }
+
+    fn green_running(&self, green: &TaskSetView) -> u32 {
+        self.green_running.max(green.running_count.unwrap_or(0))
+    }
+}
+
+/// A change to make in ECS, the ALB or kanaria's records.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    RegisterTaskDefinition { based_on: String, container: String, image: String },
+    CreateTaskSet { task_definition_arn: String, target_group_arn: String, external_id: String },
+    SetWeights { weights: Vec<(String, u32)> },
+    MakePrimary { task_set_arn: String },
+    ScaleTaskSet { task_set_id: String, percent: f64 },
+    DeleteTaskSet { task_set_id: String },
+    ReleaseLock { rollout_id: String },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub commands: Vec<Command>,
+    pub rollout: Rollout,
+}
+
+/// Why an action cannot go on; the handler reports it as the error of the state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Halt {
+    #[error("{0}")]
+    NotReady(String),
+    #[error("{0}")]
+    Superseded(String),
+}
+
+impl Halt {
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Halt::NotReady(_) => "Kanaria.ServiceNotReady",
+            Halt::Superseded(_) => "Kanaria.Superseded",
+        }
+    }
+}
+
+/// Seconds between readiness checks of the new task set: quick at first (tasks often start in
+/// seconds), then backing off so a slow start costs few state transitions.
+pub fn readiness_poll_seconds(checks: u32) -> u64 {
+    match checks {
+        0 => 2,
+        1 => 5,
+        2 => 10,
+        _ => 15,
+    }
+}
+
+/// Decide what `action` needs, given what is observed. `now` is Unix seconds.
+pub fn decide(action: Action, rollout: &Rollout, obs: &Observation, now: u64) -> Result<Decision, Halt> {
+    let mut next = rollout.clone();
+    next.verdict = None;
+    let mut commands = Vec::new();
+    match action {
+        Action::CreateGreen => create_green(&mut next, obs, now, &mut commands)?,
+        Action::CheckGreen => {
+            let green = green_of(rollout, obs)?;
+            let (expected, running) = (obs.green_expected(green), obs.green_running(green));
+            next.checks += 1;
+            if let Some(cause) = failed_tasks_cause(rollout, obs) {
+                rollback_with(&mut next, cause);
+            } else if expected > 0 && running >= expected {
+                next.verdict = Some(Verdict::Ready);
+            } else if now.saturating_sub(rollout.green_created_at.unwrap_or(now)) >= rollout.policy.stabilization_timeout.secs() {
+                rollback_with(
+                    &mut next,
+                    format!(
+                        "the new task set ran {running} of {expected} tasks after {} (stabilizationTimeout); check the service's events and stopped tasks",
+                        rollout.policy.stabilization_timeout
+                    ),
+                );
+            } else {
+                next.verdict = Some(Verdict::Wait);
+                next.wait_seconds = readiness_poll_seconds(rollout.checks);
+            }
+        }
+        Action::Shift => {
+            holds_lock(rollout, obs)?;
+            green_of(rollout, obs)?;
+            let stable = rollout.stable.as_ref().ok_or_else(|| Halt::NotReady("the rollout has no stable task set".into()))?;
+            let step = &rollout.policy.steps()[rollout.step.min(rollout.policy.steps().len() - 1)];
+            if let Some(cause) = failed_tasks_cause(rollout, obs) {
+                // Never move traffic forward onto a task set that is already failing.
+                rollback_with(&mut next, cause);
+            } else {
+                let wanted = split(stable, &green_ref(rollout)?.target_group_arn, step.weight);
+                if weights_differ(obs, &wanted) {
+                    commands.push(Command::SetWeights { weights: wanted });
+                } else {
+                    next.weight = step.weight;
+                    next.step_started_at = Some(now);
+                    next.wait_seconds = step.bake.secs();
+                    next.verdict = Some(Verdict::Done);
+                }
+            }
+        }
+        Action::Verify => {
+            let green = green_of(rollout, obs)?;
+            let (expected, running) = (obs.green_expected(green), obs.green_running(green));
+            if let Some(cause) = failed_tasks_cause(rollout, obs) {
+                rollback_with(&mut next, cause);
+            } else if running < expected {
+                rollback_with(
+                    &mut next,
+                    format!("only {running} of {expected} tasks of the new task set are running after the {}% step", rollout.weight),
+                );
+            } else if rollout.step + 1 < rollout.policy.steps().len() {
+                next.step += 1;
+                next.verdict = Some(Verdict::NextStep);
+            } else {
+                next.verdict = Some(Verdict::Promote);
+            }
+        }
+        Action::Promote => {
+            let green = green_ref(rollout)?;
+            let stable = rollout.stable.as_ref().ok_or_else(|| Halt::NotReady("the rollout has no stable task set".into()))?;
+            let wanted = split(stable, &green.target_group_arn, 100);
+            // Order matters for safety: all traffic first, then primary, and only then is the old
+            // task set scaled down (a failure before that leaves a fast rollback possible).
+            if weights_differ(obs, &wanted) {
+                commands.push(Command::SetWeights { weights: wanted });
+            } else if obs.primary().map(|p| p.id.as_str()) != Some(green.id.as_str()) {
+                commands.push(Command::MakePrimary { task_set_arn: green.arn.clone() });
+            } else if obs.task_set(&stable.id).is_some_and(|s| s.scale_percent > 0.0) {
+                commands.push(Command::ScaleTaskSet { task_set_id: stable.id.clone(), percent: 0.0 });
+            } else {
+                next.weight = 100;
+                next.wait_seconds = rollout.policy.drain.secs();
+                next.verdict = Some(Verdict::Done);
+            }
+        }
+        Action::Finish => {
+            let green = green_ref(rollout)?;
+            let stale: Vec<&TaskSetView> = obs.task_sets.iter().filter(|t| t.id != green.id && t.status != "DRAINING").collect();
+            if obs.primary().map(|p| p.id.as_str()) != Some(green.id.as_str()) {
+                return Err(Halt::NotReady(format!("the new task set {} is not primary; promote did not complete", green.id)));
+            }
+            if !stale.is_empty() {
+                for t in stale {
+                    // Only task sets that get no traffic are deleted.
+                    if t.target_group_arn.as_deref().is_none_or(|tg| obs.weight_of(tg) == 0) {
+                        commands.push(Command::DeleteTaskSet { task_set_id: t.id.clone() });
+                    }
+                }
+            }
+            if commands.is_empty() {
+                if obs.lock_holder.as_deref() == Some(rollout.id.as_str()) {
+                    commands.push(Command::ReleaseLock { rollout_id: rollout.id.clone() });
+                } else {
+                    next.verdict = Some(Verdict::Done);
+                }
+            }
+        }
+        Action::Rollback => {
+            if next.cause.is_none() {
+                next.cause = Some(cause_from_error(rollout.error.as_ref()));
+            }
+            if let Some(stable) = &rollout.stable {
+                let green_tg = rollout.policy.traffic.target_groups.iter().find(|tg| **tg != stable.target_group_arn).cloned();
+                let wanted = split(stable, green_tg.as_deref().unwrap_or(""), 0);
+                let stable_view = obs.task_set(&stable.id);
+                if stable_view.is_some_and(|s| s.scale_percent < 100.0) {
+                    commands.push(Command::ScaleTaskSet { task_set_id: stable.id.clone(), percent: 100.0 });
+                }
+                if stable_view.is_some() && obs.primary().map(|p| p.id.as_str()) != Some(stable.id.as_str()) {
+                    commands.push(Command::MakePrimary { task_set_arn: stable.arn.clone() });
+                }
+                if commands.is_empty() && weights_differ(obs, &wanted) {
+                    commands.push(Command::SetWeights { weights: wanted });
+                }
+                // The green task set goes only once the ALB no longer sends it anything.
+                if commands.is_empty() {
+                    for t in obs.task_sets.iter().filter(|t| t.id != stable.id && t.status != "DRAINING") {
+                        if rollout.green.as_ref().is_some_and(|g| g.id == t.id) || t.external_id.as_deref() == Some(rollout.id.as_str()) {
+                            commands.push(Command::DeleteTaskSet { task_set_id: t.id.clone() });
+                        }
+                    }
+                }
+            }
+            if commands.is_empty() {
+                if obs.lock_holder.as_deref() == Some(rollout.id.as_str()) {
+                    commands.push(Command::ReleaseLock { rollout_id: rollout.id.clone() });
+                } else {
+                    next.weight = 0;
+                    next.verdict = Some(Verdict::Done);
+                }
+            }
+        }
+    }
+    Ok(Decision { commands, rollout: next })
+}
+
+fn create_green(next: &mut Rollout, obs: &Observation, now: u64, commands: &mut Vec<Command>) -> Result<(), Halt> {
+    holds_lock(next, obs)?;
+    let primary = obs.primary().ok_or_else(|| {
+        Halt::NotReady(format!(
+            "service {} has no primary task set; create the service with deploymentController EXTERNAL and one task set (see docs/deploy.md)",
+            next.service
+        ))
+    })?;
+    // A retried call finds the task set it created before (tagged with the rollout id).
+    let ours = obs.task_sets.iter().find(|t| t.external_id.as_deref() == Some(next.id.as_str()) && t.status != "DRAINING");
+    let stable = match (&next.stable, ours) {
+        (Some(s), _) => s.clone(),
+        (None, _) => {
+            let tg = primary.target_group_arn.clone().ok_or_else(|| {
+                Halt::NotReady(format!("the primary task set {} of {} has no load balancer target group", primary.id, next.service))
+            })?;
+            if !next.policy.traffic.target_groups.contains(&tg) {
+                return Err(Halt::NotReady(format!(
+                    "the primary task set {} uses target group {tg}, which is not in the policy's traffic.targetGroups; fix the policy",
+                    primary.id
+                )));
+            }
+            TaskSetRef { id: primary.id.clone(), arn: primary.arn.clone(), target_group_arn: tg }
+        }
+    };
+    let green_tg = next
+        .policy
+        .traffic
+        .target_groups
+        .iter()
+        .find(|tg| **tg != stable.target_group_arn)
+        .cloned()
+        .ok_or_else(|| Halt::NotReady("the policy names only one target group".into()))?;
+    if obs.weight_of(&stable.target_group_arn) != 100 && ours.is_none() {
+        return Err(Halt::NotReady(format!(
+            "the production listener does not send 100% to the stable target group {} (weights: {:?}); another deployment may be in progress",
+            stable.target_group_arn, obs.weights
+        )));
+    }
+    next.stable = Some(stable.clone());
+    if let Some(green) = ours {
+        next.green = Some(TaskSetRef { id: green.id.clone(), arn: green.arn.clone(), target_group_arn: green_tg });
+        next.task_definition_arn = Some(green.task_definition_arn.clone());
+        next.green_created_at.get_or_insert(now);
+        next.checks = 0;
+        next.verdict = Some(Verdict::Done);
+        next.wait_seconds = readiness_poll_seconds(0);
+        return Ok(());
+    }
+    // Leftovers (a task set of an earlier rollout that could not be cleaned up) would exceed
+    // the per-service task-set limit over time; remove them while they get no traffic.
+    for t in obs.task_sets.iter().filter(|t| t.id != stable.id && t.status != "DRAINING") {
+        if t.target_group_arn.as_deref().is_none_or(|tg| obs.weight_of(tg) == 0) {
+            commands.push(Command::DeleteTaskSet { task_set_id: t.id.clone() });
+        } else {
+            return Err(Halt::NotReady(format!("task set {} of {} still receives traffic; finish or roll back that deployment first", t.id, next.service)));
+        }
+    }
+    if !commands.is_empty() {
+        return Ok(());
+    }
+    match &obs.revision_with_image {
+        None => commands.push(Command::RegisterTaskDefinition {
+            based_on: primary.task_definition_arn.clone(),
+            container: next.policy.container.clone(),
+            image: next.image.uri.clone(),
+        }),
+        Some(revision) => {
+            commands.push(Command::CreateTaskSet {
+                task_definition_arn: revision.clone(),
+                target_group_arn: green_tg,
+                external_id: next.id.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn holds_lock(rollout: &Rollout, obs: &Observation) -> Result<(), Halt> {
+    match obs.lock_holder.as_deref() {
+        Some(id) if id == rollout.id => Ok(()),
+        other => Err(Halt::Superseded(format!(
+            "rollout {} no longer holds {} (held by {}); it must not move traffic",
+            rollout.id,
+            rollout.service,
+            other.unwrap_or("nobody")
+        ))),
+    }
+}
+
+fn green_ref(rollout: &Rollout) -> Result<&TaskSetRef, Halt> {
+    rollout.green.as_ref().ok_or_else(|| Halt::NotReady("the rollout has no new task set yet".into()))
+}
+
+fn green_of<'a>(rollout: &Rollout, obs: &'a Observation) -> Result<&'a TaskSetView, Halt> {
+    let green = green_ref(rollout)?;
+    obs.task_set(&green.id)
+        .ok_or_else(|| Halt::NotReady(format!("the new task set {} is gone from {}; someone deleted it", green.id, rollout.service)))
+}
+
+fn split(stable: &TaskSetRef, green_tg: &str, green_weight: u32) -> Vec<(String, u32)> {
+    vec![(stable.target_group_arn.clone(), 100 - green_weight), (green_tg.to_string(), green_weight)]
+}
+
+fn weights_differ(obs: &Observation, wanted: &[(String, u32)]) -> bool {
+    wanted.iter().any(|(tg, w)| obs.weight_of(tg) != *w)
+}
+
+fn rollback_with(next: &mut Rollout, cause: String) {
+    next.verdict = Some(Verdict::Rollback);
+    next.cause = Some(cause);
+}
+
+fn failed_tasks_cause(rollout: &Rollout, obs: &Observation) -> Option<String> {
+    if obs.failures.is_empty() {
+        return None;
+    }
+    let lines: Vec<String> = obs.failures.iter().map(|f| f.describe()).collect();
+    Some(format!(
+        "{} task(s) of the new task set failed at {}% traffic: {}",
+        obs.failures.len(),
+        rollout.weight,
+        lines.join("; ")
+    ))
+}
+
+/// A cause a person understands from what a failed state recorded.
+pub fn cause_from_error(error: Option<&StateError>) -> String {
+    let Some(e) = error else { return "rolled back".into() };
+    // Lambda errors carry {"errorType": ..., "errorMessage": ...} as the cause.
+    let message = serde_json::from_str::<serde_json::Value>(&e.cause)
+        .ok()
+        .and_then(|v| v.get("errorMessage").and_then(|m| m.as_str()).map(str::to_string))
+        .unwrap_or_else(|| e.cause.clone());
+    match e.error.as_str() {
+        "States.Timeout" => format!("a step timed out: {message}"),
+        _ if message.is_empty() => format!("{} failed", e.error),
+        _ => format!("{}: {message}", e.error),
+    }
+}
+
+#[cfg(test)]
+mod tests;
