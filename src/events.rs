@@ -105,7 +105,11 @@ impl EcsTaskStateChange {
             // Scale-in, deployments, people and Spot reclaiming capacity are not the image's fault,
             // unless the reason says the load balancer found the task unhealthy.
             _ if reason.contains("ELB health checks") || reason.contains("failed container health checks") => FailureKind::HealthCheck,
-            _ if reason.contains("OutOfMemory") || crashed.iter().any(|c| c.reason.as_deref().is_some_and(|r| r.contains("OutOfMemory"))) => FailureKind::OutOfMemory,
+            _ if reason.contains("OutOfMemory")
+                || crashed.iter().any(|c| c.reason.as_deref().is_some_and(|r| r.contains("OutOfMemory"))) =>
+            {
+                FailureKind::OutOfMemory
+            }
             _ => return None,
         };
         Some(TaskFailure {
@@ -173,7 +177,9 @@ mod tests {
         assert_eq!(f.kind, FailureKind::ContainerExited);
         assert_eq!(f.exit_codes, vec![("app".to_string(), 1)]);
         assert_eq!(f.describe(), "task 0123abcd: Essential container in task exited (app exit 1)");
-        let f = stopped("TaskFailedToStart", "CannotPullContainerError: pull image manifest has been retried 5 time(s)", None).failure().unwrap();
+        let f = stopped("TaskFailedToStart", "CannotPullContainerError: pull image manifest has been retried 5 time(s)", None)
+            .failure()
+            .unwrap();
         assert_eq!(f.kind, FailureKind::FailedToStart);
         let f = stopped("ServiceSchedulerInitiated", "Task failed ELB health checks in (target-group arn:...)", None).failure().unwrap();
         assert_eq!(f.kind, FailureKind::HealthCheck);

@@ -134,57 +134,95 @@ impl Policy {
 
     /// Does a push of `repository:tag` trigger this policy?
     pub fn matches(&self, repository: &str, tag: &str) -> bool {
-        self.trigger.repository == repository
-            && self
-                .trigger
-                .tags
-                .iter()
-                .any(|p| wildmatch::WildMatch::new(p).matches(tag))
+        self.trigger.repository == repository && self.trigger.tags.iter().any(|p| wildmatch::WildMatch::new(p).matches(tag))
     }
 
     /// Every semantic problem of the policy, each with its field path and a fix.
     pub fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
-        let mut bad = |path: &str, message: String, fix: &str| {
-            problems.push(Problem { path: path.to_string(), message, fix: fix.to_string() })
-        };
+        let mut bad =
+            |path: &str, message: String, fix: &str| problems.push(Problem { path: path.to_string(), message, fix: fix.to_string() });
         if self.service.cluster.trim().is_empty() || self.service.cluster.starts_with("arn:") {
-            bad("service.cluster", format!("{:?} is not a cluster name", self.service.cluster), "give the cluster's name, e.g. `prod`, not its ARN");
+            bad(
+                "service.cluster",
+                format!("{:?} is not a cluster name", self.service.cluster),
+                "give the cluster's name, e.g. `prod`, not its ARN",
+            );
         }
         if self.service.name.trim().is_empty() || self.service.name.starts_with("arn:") {
-            bad("service.name", format!("{:?} is not a service name", self.service.name), "give the service's name, e.g. `web`, not its ARN");
+            bad(
+                "service.name",
+                format!("{:?} is not a service name", self.service.name),
+                "give the service's name, e.g. `web`, not its ARN",
+            );
         }
         if self.container.trim().is_empty() {
             bad("container", "is empty".into(), "name the container in the task definition whose image should be replaced");
         }
         if !valid_repository_name(&self.trigger.repository) {
-            bad("trigger.repository", format!("{:?} is not an ECR repository name", self.trigger.repository), "use the repository name as ECR shows it (lowercase, e.g. `team/web`), not its URI");
+            bad(
+                "trigger.repository",
+                format!("{:?} is not an ECR repository name", self.trigger.repository),
+                "use the repository name as ECR shows it (lowercase, e.g. `team/web`), not its URI",
+            );
         }
         if self.trigger.tags.is_empty() {
-            bad("trigger.tags", "is empty, so no push would ever start a rollout".into(), "list at least one tag pattern, e.g. `[\"v*\"]` or `[\"*\"]`");
+            bad(
+                "trigger.tags",
+                "is empty, so no push would ever start a rollout".into(),
+                "list at least one tag pattern, e.g. `[\"v*\"]` or `[\"*\"]`",
+            );
         }
         for (i, t) in self.trigger.tags.iter().enumerate() {
             if t.is_empty() || t.len() > 128 || t.chars().any(|c| !(c.is_ascii_alphanumeric() || "._-*?".contains(c))) {
-                bad(&format!("trigger.tags[{i}]"), format!("{t:?} is not a tag pattern"), "use tag characters (letters, digits, `.`, `_`, `-`) with `*` or `?` wildcards");
+                bad(
+                    &format!("trigger.tags[{i}]"),
+                    format!("{t:?} is not a tag pattern"),
+                    "use tag characters (letters, digits, `.`, `_`, `-`) with `*` or `?` wildcards",
+                );
             }
         }
         match (&self.traffic.listener_arn, &self.traffic.listener_rule_arn) {
-            (None, None) => bad("traffic", "names neither `listenerArn` nor `listenerRuleArn`".into(), "give the production listener's ARN, or the ARN of the listener rule that forwards to the service"),
-            (Some(_), Some(_)) => bad("traffic", "names both `listenerArn` and `listenerRuleArn`".into(), "keep only the one whose forward action kanaria should weight"),
-            (Some(l), None) if !is_arn(l, "elasticloadbalancing", ":listener/") => bad("traffic.listenerArn", format!("{l:?} is not a listener ARN"), "copy the ARN from `aws elbv2 describe-listeners`"),
-            (None, Some(r)) if !is_arn(r, "elasticloadbalancing", ":listener-rule/") => bad("traffic.listenerRuleArn", format!("{r:?} is not a listener rule ARN"), "copy the ARN from `aws elbv2 describe-rules`"),
+            (None, None) => bad(
+                "traffic",
+                "names neither `listenerArn` nor `listenerRuleArn`".into(),
+                "give the production listener's ARN, or the ARN of the listener rule that forwards to the service",
+            ),
+            (Some(_), Some(_)) => bad(
+                "traffic",
+                "names both `listenerArn` and `listenerRuleArn`".into(),
+                "keep only the one whose forward action kanaria should weight",
+            ),
+            (Some(l), None) if !is_arn(l, "elasticloadbalancing", ":listener/") => {
+                bad("traffic.listenerArn", format!("{l:?} is not a listener ARN"), "copy the ARN from `aws elbv2 describe-listeners`")
+            }
+            (None, Some(r)) if !is_arn(r, "elasticloadbalancing", ":listener-rule/") => {
+                bad("traffic.listenerRuleArn", format!("{r:?} is not a listener rule ARN"), "copy the ARN from `aws elbv2 describe-rules`")
+            }
             _ => {}
         }
         if self.traffic.target_groups.len() != 2 {
-            bad("traffic.targetGroups", format!("has {} entries", self.traffic.target_groups.len()), "list exactly two target groups: the one the service uses now and a spare of the same type `ip`");
+            bad(
+                "traffic.targetGroups",
+                format!("has {} entries", self.traffic.target_groups.len()),
+                "list exactly two target groups: the one the service uses now and a spare of the same type `ip`",
+            );
         }
         for (i, tg) in self.traffic.target_groups.iter().enumerate() {
             if !is_arn(tg, "elasticloadbalancing", ":targetgroup/") {
-                bad(&format!("traffic.targetGroups[{i}]"), format!("{tg:?} is not a target group ARN"), "copy the ARN from `aws elbv2 describe-target-groups`");
+                bad(
+                    &format!("traffic.targetGroups[{i}]"),
+                    format!("{tg:?} is not a target group ARN"),
+                    "copy the ARN from `aws elbv2 describe-target-groups`",
+                );
             }
         }
         if self.traffic.target_groups.len() == 2 && self.traffic.target_groups[0] == self.traffic.target_groups[1] {
-            bad("traffic.targetGroups[1]", "is the same as targetGroups[0]".into(), "use two different target groups: traffic moves from one to the other");
+            bad(
+                "traffic.targetGroups[1]",
+                "is the same as targetGroups[0]".into(),
+                "use two different target groups: traffic moves from one to the other",
+            );
         }
         let steps = self.steps();
         if steps.is_empty() {
@@ -199,17 +237,29 @@ impl Policy {
             if s.weight == 0 || s.weight > 100 {
                 bad(&format!("{path}.weight"), format!("{} is not a percentage from 1 to 100", s.weight), "use a weight from 1 to 100");
             } else if s.weight <= previous {
-                bad(&format!("{path}.weight"), format!("{} does not increase on the step before ({previous})", s.weight), "list weights in increasing order, e.g. 1, 5, 25, 100");
+                bad(
+                    &format!("{path}.weight"),
+                    format!("{} does not increase on the step before ({previous})", s.weight),
+                    "list weights in increasing order, e.g. 1, 5, 25, 100",
+                );
             }
             if s.weight <= 100 {
                 previous = previous.max(s.weight);
             }
             if s.bake.0 > Duration::from_secs(24 * 3600) {
-                bad(&format!("{path}.bake"), format!("{} is longer than a day", s.bake), "bake for at most 24h per step; add steps for longer observation");
+                bad(
+                    &format!("{path}.bake"),
+                    format!("{} is longer than a day", s.bake),
+                    "bake for at most 24h per step; add steps for longer observation",
+                );
             }
         }
         if self.stabilization_timeout.0 < Duration::from_secs(10) || self.stabilization_timeout.0 > Duration::from_secs(3600) {
-            bad("stabilizationTimeout", format!("{} is outside 10s..1h", self.stabilization_timeout), "give the new tasks between 10s and 1h to start");
+            bad(
+                "stabilizationTimeout",
+                format!("{} is outside 10s..1h", self.stabilization_timeout),
+                "give the new tasks between 10s and 1h to start",
+            );
         }
         if self.drain.0 > Duration::from_secs(3600) {
             bad("drain", format!("{} is longer than an hour", self.drain), "drain for at most 1h (the ALB's deregistration delay maximum)");
@@ -274,11 +324,7 @@ pub fn parse(source_name: &str, text: &str) -> Result<Policy, PolicyError> {
     let policy: Policy = serde_path_to_error::deserialize(&value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
-        invalid(vec![Problem {
-            path: if path == "." { "(document)".into() } else { path },
-            fix: structural_fix(&inner),
-            message: inner,
-        }])
+        invalid(vec![Problem { path: if path == "." { "(document)".into() } else { path }, fix: structural_fix(&inner), message: inner }])
     })?;
     let problems = policy.validate();
     if problems.is_empty() {
@@ -338,9 +384,8 @@ impl Serialize for HumanDuration {
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        let parsed = humantime::parse_duration(text.trim()).map_err(|e| {
-            serde::de::Error::custom(format!("{text:?} is not a duration ({e}); write e.g. `30s`, `5m` or `1h`"))
-        })?;
+        let parsed = humantime::parse_duration(text.trim())
+            .map_err(|e| serde::de::Error::custom(format!("{text:?} is not a duration ({e}); write e.g. `30s`, `5m` or `1h`")))?;
         if parsed.subsec_nanos() != 0 {
             return Err(serde::de::Error::custom(format!("{text:?} has a fraction of a second; use whole seconds")));
         }
@@ -424,10 +469,8 @@ strategy:
 
     #[test]
     fn traffic_needs_exactly_one_route_and_two_target_groups() {
-        let text = EXAMPLE.replace(
-            "    - arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-green/2453ed029918f21f\n",
-            "",
-        );
+        let text =
+            EXAMPLE.replace("    - arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-green/2453ed029918f21f\n", "");
         let err = parse("tg", &text).unwrap_err();
         assert_eq!(err.problems()[0].path, "traffic.targetGroups");
     }

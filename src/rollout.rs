@@ -183,9 +183,7 @@ impl Observation {
     /// Tasks the green task set should run: ECS's figure when it reports one, else the service's
     /// desired count scaled by the task set's percent (rounded up, as ECS does).
     fn green_expected(&self, green: &TaskSetView) -> u32 {
-        green
-            .computed_desired_count
-            .unwrap_or_else(|| ((self.desired_count as f64) * green.scale_percent / 100.0).ceil() as u32)
+        green.computed_desired_count.unwrap_or_else(|| ((self.desired_count as f64) * green.scale_percent / 100.0).ceil() as u32)
     }
 
     fn green_running(&self, green: &TaskSetView) -> u32 {
@@ -439,7 +437,10 @@ fn create_green(next: &mut Rollout, obs: &Observation, now: u64, commands: &mut 
         if t.target_group_arn.as_deref().is_none_or(|tg| obs.weight_of(tg) == 0) {
             commands.push(Command::DeleteTaskSet { task_set_id: t.id.clone() });
         } else {
-            return Err(Halt::NotReady(format!("task set {} of {} still receives traffic; finish or roll back that deployment first", t.id, next.service)));
+            return Err(Halt::NotReady(format!(
+                "task set {} of {} still receives traffic; finish or roll back that deployment first",
+                t.id, next.service
+            )));
         }
     }
     if !commands.is_empty() {
@@ -502,12 +503,7 @@ fn failed_tasks_cause(rollout: &Rollout, obs: &Observation) -> Option<String> {
         return None;
     }
     let lines: Vec<String> = obs.failures.iter().map(|f| f.describe()).collect();
-    Some(format!(
-        "{} task(s) of the new task set failed at {}% traffic: {}",
-        obs.failures.len(),
-        rollout.weight,
-        lines.join("; ")
-    ))
+    Some(format!("{} task(s) of the new task set failed at {}% traffic: {}", obs.failures.len(), rollout.weight, lines.join("; ")))
 }
 
 /// A cause a person understands from what a failed state recorded.

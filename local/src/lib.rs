@@ -1,1 +1,330 @@
-pub fn x(){}
+//! kanaria's local runtime: emulated AWS for tests and the demo.
+//!
+//! One process:
+//! - starts **moto** (`moto_server`) on a private port, with real Step Functions execution on;
+//! - serves a front port (moto's `MOTO_PORT`) that answers the **Lambda Invoke API** with
+//!   kanaria's real handlers and forwards every other request to moto ([`server`]);
+//! - creates what `template.yaml` declares ([`template`]): the table, the state machines with
+//!   their substitutions, and for every `EventBridgeRule` of a function an EventBridge rule with
+//!   the **same pattern** and an SQS target that it drains into the function ([`bridge`]);
+//! - runs the ECS task **simulator** ([`simulator`]): moto does not run containers, so task-set
+//!   changes become tasks and `ECS Task State Change` events here.
+//!
+//! [`fixture`] provisions a sample service behind an ALB (used by the demo and the tests).
+
+pub mod bridge;
+pub mod fixture;
+pub mod server;
+pub mod simulator;
+pub mod template;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use kanaria::aws::{Clients, Context, Settings};
+use kanaria::handlers::{Function, HandlerError};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+pub const ACCOUNT: &str = "123456789012";
+pub const REGION: &str = "us-east-1";
+
+/// One handled invocation, kept so tests and the demo can wait on and inspect what happened.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub function: Function,
+    pub input: Value,
+    pub result: Result<Value, HandlerError>,
+}
+
+/// What the front server, the queue drainers and the simulator share.
+pub struct Shared {
+    pub ctx: Context,
+    pub moto_addr: SocketAddr,
+    /// Function name (the template's logical id) → handler.
+    functions: HashMap<String, Function>,
+    invocations: Mutex<Vec<Invocation>>,
+    /// Bumped after every invocation, so waiters wake without polling.
+    generation: watch::Sender<u64>,
+}
+
+impl Shared {
+    /// A function name or ARN (`arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]`).
+    pub fn function_for(&self, target: &str) -> Option<Function> {
+        let name = match target.split_once(":function:") {
+            Some((_, rest)) => rest.split(':').next().unwrap_or(rest),
+            None => target,
+        };
+        self.functions.get(name).copied()
+    }
+
+    pub async fn invoke(&self, function: Function, payload: Value) -> Result<Value, HandlerError> {
+        let result = function.handle(&self.ctx, payload.clone()).await;
+        if let Err(e) = &result {
+            warn!(function = function.crate_name(), error_type = %e.error_type, error = %e.message, "function error");
+        }
+        self.invocations.lock().expect("invocation log").push(Invocation { function, input: payload, result: result.clone() });
+        self.generation.send_modify(|g| *g += 1);
+        result
+    }
+
+    pub fn invocations(&self) -> Vec<Invocation> {
+        self.invocations.lock().expect("invocation log").clone()
+    }
+
+    /// Wait until `done` holds for the invocations so far (re-checked after each invocation).
+    pub async fn wait_for_invocations(&self, what: &str, timeout: Duration, done: impl Fn(&[Invocation]) -> bool) -> Result<()> {
+        let mut rx = self.generation.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if done(&self.invocations.lock().expect("invocation log")) {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+                bail!("timed out after {timeout:?} waiting for {what}");
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The project root (template.yaml, statemachines/).
+    pub root: PathBuf,
+    /// The `moto_server` executable.
+    pub moto_server: PathBuf,
+    /// Front port (0 picks a free one).
+    pub port: u16,
+    /// Where moto's output goes (None: discarded).
+    pub moto_log: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { root: project_root(), moto_server: default_moto_server(), port: 0, moto_log: None }
+    }
+}
+
+/// The project root: `KANARIA_ROOT`, else the workspace this crate was built in.
+pub fn project_root() -> PathBuf {
+    std::env::var_os("KANARIA_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("local/ has a parent").to_path_buf())
+}
+
+/// `KANARIA_MOTO_SERVER`, else the project venv that `scripts/setup` creates, else PATH.
+pub fn default_moto_server() -> PathBuf {
+    if let Some(p) = std::env::var_os("KANARIA_MOTO_SERVER") {
+        return PathBuf::from(p);
+    }
+    let venv = std::env::var_os("KANARIA_VENV")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/kanaria/venv")));
+    if let Some(candidate) = venv.map(|v| v.join("bin/moto_server")).filter(|p| p.exists()) {
+        return candidate;
+    }
+    PathBuf::from("moto_server")
+}
+
+/// A running local AWS. Dropping it stops moto and every background task.
+pub struct LocalAws {
+    pub endpoint: String,
+    pub config: SdkConfig,
+    pub shared: Arc<Shared>,
+    pub simulator: Arc<simulator::Simulator>,
+    pub state_machine_arn: String,
+    tasks: Vec<JoinHandle<()>>,
+    _moto: Child,
+}
+
+impl Drop for LocalAws {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+pub fn function_arn(name: &str) -> String {
+    format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}")
+}
+
+/// The SDK config every client of the local runtime uses: the front endpoint, a fixed region,
+/// static test credentials.
+pub async fn sdk_config(endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new(REGION))
+        .credentials_provider(aws_sdk_ecs::config::Credentials::new("test", "test", None, None, "kanaria-local"))
+        .load()
+        .await
+}
+
+async fn moto_api(
+    client: &hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, http_body_util::Full<bytes::Bytes>>,
+    moto: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Result<u16> {
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(format!("http://{moto}{path}"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))?;
+    let resp = client.request(req).await?;
+    Ok(resp.status().as_u16())
+}
+
+impl LocalAws {
+    pub async fn start(options: Options) -> Result<LocalAws> {
+        let started = Instant::now();
+        let listener =
+            TcpListener::bind(("127.0.0.1", options.port)).await.with_context(|| format!("binding 127.0.0.1:{}", options.port))?;
+        let front = listener.local_addr()?;
+        let moto_addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let endpoint = format!("http://127.0.0.1:{}", front.port());
+
+        let (stdout, stderr) = match &options.moto_log {
+            Some(path) => {
+                let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+                (Stdio::from(f.try_clone()?), Stdio::from(f))
+            }
+            None => (Stdio::null(), Stdio::null()),
+        };
+        let moto = Command::new(&options.moto_server)
+            .args(["-H", "127.0.0.1", "-p", &moto_addr.port().to_string()])
+            // moto's Step Functions interpreter sends its Lambda invokes to localhost:MOTO_PORT.
+            .env("MOTO_PORT", front.port().to_string())
+            .stdout(stdout)
+            .stderr(stderr)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {} (run `scripts/setup` to install moto)", options.moto_server.display()))?;
+
+        let http: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match moto_api(&http, moto_addr, "GET", "/moto-api/", "").await {
+                Ok(200) => break,
+                _ if Instant::now() > deadline => bail!("moto did not start on {moto_addr} within 60s"),
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        for (path, body) in [
+            ("/moto-api/config", r#"{"stepfunctions":{"execute_state_machine":true}}"#),
+            // Tasks stay as the simulator puts them (moto otherwise moves them towards STOPPED on
+            // every DescribeTasks).
+            (
+                "/moto-api/state-manager/set-transition",
+                r#"{"model_name":"ecs::task","transition":{"progression":"manual","times":1000000}}"#,
+            ),
+        ] {
+            let status = moto_api(&http, moto_addr, "POST", path, body).await?;
+            if status != 200 && status != 201 {
+                bail!("moto refused {path}: HTTP {status}");
+            }
+        }
+
+        let config = sdk_config(&endpoint).await;
+        let template = template::read(&options.root.join("template.yaml"))?;
+        let settings = Settings {
+            table: "kanaria".into(),
+            policy_prefix: kanaria::aws::DEFAULT_POLICY_PREFIX.into(),
+            state_machine_arn: String::new(),
+        };
+        // Step Functions ARNs are deterministic, so the handlers' settings are complete before
+        // anything is created, and the front server can answer from the first call on.
+        let rollout_sm = template.state_machines.first().ok_or_else(|| anyhow!("template.yaml declares no state machine"))?;
+        let state_machine_arn = format!("arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{}", rollout_sm.logical_id);
+        let settings = Settings { state_machine_arn: state_machine_arn.clone(), ..settings };
+        let functions: HashMap<String, Function> = template.functions.iter().map(|f| (f.logical_id.clone(), f.function)).collect();
+        let (generation, _) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            ctx: Context { clients: Clients::new(&config), settings },
+            moto_addr,
+            functions,
+            invocations: Mutex::new(Vec::new()),
+            generation,
+        });
+        let mut tasks = vec![tokio::spawn(server::serve(listener, shared.clone()))];
+
+        create_table(&shared.ctx).await?;
+        let sfn = aws_sdk_sfn::Client::new(&config);
+        for sm in &template.state_machines {
+            let mut definition =
+                std::fs::read_to_string(options.root.join(&sm.definition_uri)).with_context(|| format!("reading {}", sm.definition_uri))?;
+            for (key, sub) in &sm.substitutions {
+                let value = match sub {
+                    template::Substitution::FunctionArn(id) => {
+                        template.function_by_logical_id(id).ok_or_else(|| anyhow!("{key} names {id}, not a function of the template"))?;
+                        function_arn(id)
+                    }
+                    template::Substitution::Literal(s) => s.clone(),
+                };
+                definition = definition.replace(&format!("${{{key}}}"), &value);
+            }
+            let out = sfn
+                .create_state_machine()
+                .name(&sm.logical_id)
+                .definition(definition)
+                .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/kanaria-local"))
+                .send()
+                .await
+                .with_context(|| format!("creating state machine {}", sm.logical_id))?;
+            if sm.logical_id == rollout_sm.logical_id && out.state_machine_arn() != state_machine_arn {
+                bail!("moto named the state machine {} (expected {state_machine_arn})", out.state_machine_arn());
+            }
+        }
+
+        let events = aws_sdk_eventbridge::Client::new(&config);
+        let sqs = aws_sdk_sqs::Client::new(&config);
+        for f in &template.functions {
+            for (event_name, pattern) in &f.rules {
+                let queue_url = bridge::route_rule(&events, &sqs, &f.logical_id, event_name, pattern).await?;
+                tasks.push(tokio::spawn(bridge::drain(shared.clone(), sqs.clone(), queue_url, f.function)));
+            }
+        }
+        let simulator = Arc::new(simulator::Simulator::new(&config));
+        tasks.push(tokio::spawn(simulator.clone().run()));
+        info!(%endpoint, moto = %moto_addr, elapsed_ms = started.elapsed().as_millis() as u64, "local AWS ready");
+        Ok(LocalAws { endpoint, config, shared, simulator, state_machine_arn, tasks, _moto: moto })
+    }
+
+    pub fn ctx(&self) -> &Context {
+        &self.shared.ctx
+    }
+}
+
+async fn create_table(ctx: &Context) -> Result<()> {
+    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+    let ddb = &ctx.clients.dynamodb;
+    let key = |name: &str, kind| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
+    let attr = |name: &str| AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build();
+    ddb.create_table()
+        .table_name(&ctx.settings.table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key("pk", KeyType::Hash)?)
+        .key_schema(key("sk", KeyType::Range)?)
+        .attribute_definitions(attr("pk")?)
+        .attribute_definitions(attr("sk")?)
+        .send()
+        .await
+        .context("creating the DynamoDB table")?;
+    Ok(())
+}

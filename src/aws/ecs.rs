@@ -30,10 +30,7 @@ pub async fn describe_service(ecs: &Client, service: &ServiceRef) -> Result<Serv
         message: "the service does not exist or is not ACTIVE; check the policy's service.cluster and service.name".into(),
         transient: false,
     })?;
-    let deployment_controller = svc
-        .deployment_controller()
-        .map(|d| d.r#type().as_str().to_string())
-        .unwrap_or_else(|| "ECS".into());
+    let deployment_controller = svc.deployment_controller().map(|d| d.r#type().as_str().to_string()).unwrap_or_else(|| "ECS".into());
     let task_sets = ecs
         .describe_task_sets()
         .cluster(&service.cluster)
@@ -69,13 +66,8 @@ fn task_set_view(t: &aws_sdk_ecs::types::TaskSet) -> TaskSetView {
 /// RUNNING tasks a task set started (tasks of a task set carry its id in `startedBy`).
 pub async fn running_tasks_of(ecs: &Client, cluster: &str, task_set_id: &str) -> Result<u32, AwsError> {
     let mut arns = Vec::new();
-    let mut pages = ecs
-        .list_tasks()
-        .cluster(cluster)
-        .started_by(task_set_id)
-        .desired_status(DesiredStatus::Running)
-        .into_paginator()
-        .send();
+    let mut pages =
+        ecs.list_tasks().cluster(cluster).started_by(task_set_id).desired_status(DesiredStatus::Running).into_paginator().send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| AwsError::new("ECS", "ListTasks", format!("{cluster} startedBy {task_set_id}"), e))?;
         arns.extend(page.task_arns().iter().cloned());
@@ -89,11 +81,7 @@ pub async fn running_tasks_of(ecs: &Client, cluster: &str, task_set_id: &str) ->
             .send()
             .await
             .map_err(|e| AwsError::new("ECS", "DescribeTasks", cluster, e))?;
-        running += out
-            .tasks()
-            .iter()
-            .filter(|t| t.last_status() == Some("RUNNING") && t.started_by() == Some(task_set_id))
-            .count() as u32;
+        running += out.tasks().iter().filter(|t| t.last_status() == Some("RUNNING") && t.started_by() == Some(task_set_id)).count() as u32;
     }
     Ok(running)
 }
@@ -243,20 +231,16 @@ pub async fn scale_task_set(ecs: &Client, service: &ServiceRef, task_set_id: &st
 }
 
 pub async fn delete_task_set(ecs: &Client, service: &ServiceRef, task_set_id: &str) -> Result<(), AwsError> {
-    match ecs
-        .delete_task_set()
-        .cluster(&service.cluster)
-        .service(&service.name)
-        .task_set(task_set_id)
-        .force(true)
-        .send()
-        .await
-    {
+    match ecs.delete_task_set().cluster(&service.cluster).service(&service.name).task_set(task_set_id).force(true).send().await {
         Ok(_) => Ok(()),
         Err(e) => {
             let err = AwsError::new("ECS", "DeleteTaskSet", task_set_id, e);
             // Already gone is what we wanted.
-            if err.is_code("TaskSetNotFoundException") { Ok(()) } else { Err(err) }
+            if err.is_code("TaskSetNotFoundException") {
+                Ok(())
+            } else {
+                Err(err)
+            }
         }
     }
 }

@@ -20,12 +20,7 @@ async fn actions_of(elb: &Client, route: &TrafficRoute) -> Result<Vec<Action>, A
             Ok(out.listeners().first().map(|l| l.default_actions().to_vec()).unwrap_or_default())
         }
         TrafficRoute::Rule(arn) => {
-            let out = elb
-                .describe_rules()
-                .rule_arns(arn)
-                .send()
-                .await
-                .map_err(|e| AwsError::new("ELBv2", "DescribeRules", arn, e))?;
+            let out = elb.describe_rules().rule_arns(arn).send().await.map_err(|e| AwsError::new("ELBv2", "DescribeRules", arn, e))?;
             Ok(out.rules().first().map(|r| r.actions().to_vec()).unwrap_or_default())
         }
     }
@@ -62,18 +57,14 @@ fn weights_of(forward: &Action) -> Vec<(String, u32)> {
         None => forward.target_group_arn().map(|a| vec![(a.to_string(), 1)]).unwrap_or_default(),
     };
     let total: u32 = raw.iter().map(|(_, w)| w).sum();
-    raw.into_iter()
-        .map(|(tg, w)| (tg, if total == 0 { 0 } else { ((w as f64) * 100.0 / total as f64).round() as u32 }))
-        .collect()
+    raw.into_iter().map(|(tg, w)| (tg, if total == 0 { 0 } else { ((w as f64) * 100.0 / total as f64).round() as u32 })).collect()
 }
 
 /// Set the forward action's weights; every other action and setting stays.
 pub async fn set_weights(elb: &Client, route: &TrafficRoute, weights: &[(String, u32)]) -> Result<(), AwsError> {
     let actions = actions_of(elb, route).await?;
-    let tuples: Vec<TargetGroupTuple> = weights
-        .iter()
-        .map(|(tg, w)| TargetGroupTuple::builder().target_group_arn(tg).weight(*w as i32).build())
-        .collect();
+    let tuples: Vec<TargetGroupTuple> =
+        weights.iter().map(|(tg, w)| TargetGroupTuple::builder().target_group_arn(tg).weight(*w as i32).build()).collect();
     let mut replaced = false;
     let new_actions: Vec<Action> = actions
         .into_iter()
@@ -162,7 +153,9 @@ mod tests {
         let auth = Action::builder().r#type(ActionTypeEnum::AuthenticateOidc).order(1).build();
         let describe = mock!(Client::describe_listeners).then_output(move || {
             DescribeListenersOutput::builder()
-                .listeners(Listener::builder().default_actions(auth.clone()).default_actions(forward(&[("tg-a", 100), ("tg-b", 0)])).build())
+                .listeners(
+                    Listener::builder().default_actions(auth.clone()).default_actions(forward(&[("tg-a", 100), ("tg-b", 0)])).build(),
+                )
                 .build()
         });
         let modify = mock!(Client::modify_listener)

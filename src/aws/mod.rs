@@ -102,7 +102,12 @@ pub struct AwsError {
 }
 
 impl AwsError {
-    pub fn new<E, R>(service: &'static str, operation: &'static str, resource: impl Into<String>, err: aws_smithy_runtime_api::client::result::SdkError<E, R>) -> Self
+    pub fn new<E, R>(
+        service: &'static str,
+        operation: &'static str,
+        resource: impl Into<String>,
+        err: aws_smithy_runtime_api::client::result::SdkError<E, R>,
+    ) -> Self
     where
         E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
@@ -113,7 +118,11 @@ impl AwsError {
             SdkError::ResponseError(_) => true,
             SdkError::ServiceError(se) => {
                 let code = se.err().code().unwrap_or("");
-                code.contains("Throttl") || code.contains("TooManyRequests") || code == "ServiceUnavailable" || code == "InternalFailure" || code == "ServerException"
+                code.contains("Throttl")
+                    || code.contains("TooManyRequests")
+                    || code == "ServiceUnavailable"
+                    || code == "InternalFailure"
+                    || code == "ServerException"
             }
             _ => false,
         };

@@ -42,7 +42,11 @@ pub async fn status(sfn: &Client, execution_arn: &str) -> Result<Option<String>,
         Ok(out) => Ok(Some(out.status().as_str().to_string())),
         Err(e) => {
             let err = AwsError::new("Step Functions", "DescribeExecution", execution_arn, e);
-            if err.is_code("ExecutionDoesNotExist") { Ok(None) } else { Err(err) }
+            if err.is_code("ExecutionDoesNotExist") {
+                Ok(None)
+            } else {
+                Err(err)
+            }
         }
     }
 }

@@ -183,7 +183,16 @@ impl<'a> Store<'a> {
 
     /// Record progress on the lock (only while this rollout holds it). Returns false when it
     /// does not hold the lock any more.
-    pub async fn progress(&self, service_key: &str, rollout_id: &str, phase: &str, step: u32, weight: u32, green: Option<&str>, now: u64) -> Result<bool, AwsError> {
+    pub async fn progress(
+        &self,
+        service_key: &str,
+        rollout_id: &str,
+        phase: &str,
+        step: u32,
+        weight: u32,
+        green: Option<&str>,
+        now: u64,
+    ) -> Result<bool, AwsError> {
         let mut values = vec![(":phase", s(phase)), (":step", n(step as u64)), (":weight", n(weight as u64)), (":now", n(now))];
         let mut expr = "SET phase = :phase, step = :step, weight = :weight, updatedAt = :now".to_string();
         if let Some(g) = green {
@@ -193,7 +202,13 @@ impl<'a> Store<'a> {
         self.update_lock(service_key, rollout_id, &expr, values).await
     }
 
-    async fn update_lock(&self, service_key: &str, rollout_id: &str, expr: &str, values: Vec<(&str, AttributeValue)>) -> Result<bool, AwsError> {
+    async fn update_lock(
+        &self,
+        service_key: &str,
+        rollout_id: &str,
+        expr: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<bool, AwsError> {
         let mut req = self
             .ddb
             .update_item()
@@ -227,19 +242,19 @@ impl<'a> Store<'a> {
             .expect("key and table are set");
         let mut tx = self.ddb.transact_write_items().transact_items(TransactWriteItem::builder().delete(delete).build());
         if let Some(last) = last {
-        let mut last_item = HashMap::from([
-            ("pk".to_string(), s(&pk)),
-            ("sk".to_string(), s("last")),
-            ("service".to_string(), s(service_key)),
-            ("rolloutId".to_string(), s(rollout_id)),
-            ("image".to_string(), s(&last.image)),
-            ("outcome".to_string(), s(&last.outcome)),
-            ("endedAt".to_string(), n(last.ended_at)),
-        ]);
-        if let Some(c) = &last.cause {
-            last_item.insert("cause".into(), s(c));
-        }
-        let put = Put::builder().table_name(self.table).set_item(Some(last_item)).build().expect("item and table are set");
+            let mut last_item = HashMap::from([
+                ("pk".to_string(), s(&pk)),
+                ("sk".to_string(), s("last")),
+                ("service".to_string(), s(service_key)),
+                ("rolloutId".to_string(), s(rollout_id)),
+                ("image".to_string(), s(&last.image)),
+                ("outcome".to_string(), s(&last.outcome)),
+                ("endedAt".to_string(), n(last.ended_at)),
+            ]);
+            if let Some(c) = &last.cause {
+                last_item.insert("cause".into(), s(c));
+            }
+            let put = Put::builder().table_name(self.table).set_item(Some(last_item)).build().expect("item and table are set");
             tx = tx.transact_items(TransactWriteItem::builder().put(put).build());
         }
         let result = tx.send().await;
@@ -299,14 +314,8 @@ impl<'a> Store<'a> {
             ("recordedAt".to_string(), n(now)),
             ("expiresAt".to_string(), n(now + FAILURE_TTL_SECONDS)),
         ]);
-        let put = self
-            .ddb
-            .put_item()
-            .table_name(self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(sk)")
-            .send()
-            .await;
+        let put =
+            self.ddb.put_item().table_name(self.table).set_item(Some(item)).condition_expression("attribute_not_exists(sk)").send().await;
         match put {
             Ok(_) => Ok(true),
             Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(false),

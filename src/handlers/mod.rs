@@ -43,7 +43,11 @@ impl Function {
 }
 
 /// Adapter for `lambda_runtime::service_fn`.
-pub async fn lambda(ctx: &Context, function: Function, event: lambda_runtime::LambdaEvent<Value>) -> Result<Value, lambda_runtime::Diagnostic> {
+pub async fn lambda(
+    ctx: &Context,
+    function: Function,
+    event: lambda_runtime::LambdaEvent<Value>,
+) -> Result<Value, lambda_runtime::Diagnostic> {
     function.handle(ctx, event.payload).await.map_err(Into::into)
 }
 

@@ -43,6 +43,12 @@ pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> 
         ));
     }
     let push = &event.detail;
+    if event.account.len() != 12 || !event.account.chars().all(|c| c.is_ascii_digit()) || event.region.is_empty() {
+        return Err(HandlerError::invalid_input(
+            "ECR event",
+            format!("account {:?} / region {:?} do not name the registry the image is in", event.account, event.region),
+        ));
+    }
     if !push.is_successful_push() {
         info!(action = %push.action_type, result = %push.result, repository = %push.repository_name, "ignored: not a successful push");
         return Ok(json!({ "ignored": "not a successful push" }));
@@ -132,7 +138,8 @@ async fn start_rollout(ctx: &Context, policy: Policy, image: &Image) -> Result<O
         Acquire::Acquired => false,
         Acquire::AlreadyOurs(_) => true,
         Acquire::HeldBy(held) => {
-            let arn = held.execution_arn.clone().unwrap_or_else(|| sfn::execution_arn(&ctx.settings.state_machine_arn, &held.execution_name));
+            let arn =
+                held.execution_arn.clone().unwrap_or_else(|| sfn::execution_arn(&ctx.settings.state_machine_arn, &held.execution_name));
             let status = sfn::status(&ctx.clients.sfn, &arn).await?;
             let stale = match status.as_deref() {
                 Some(s) => !sfn::is_running(s),

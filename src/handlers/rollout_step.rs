@@ -29,7 +29,8 @@ pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> 
 pub async fn run(ctx: &Context, action: Action, mut rollout: Rollout) -> Result<Rollout, HandlerError> {
     for _round in 0..MAX_ROUNDS {
         let obs = observe(ctx, action, &rollout).await?;
-        let decision = rollout::decide(action, &rollout, &obs, now_unix()).map_err(|halt| HandlerError::new(halt.error_type(), halt.to_string()))?;
+        let decision =
+            rollout::decide(action, &rollout, &obs, now_unix()).map_err(|halt| HandlerError::new(halt.error_type(), halt.to_string()))?;
         if decision.commands.is_empty() {
             let done = decision.rollout;
             record_progress(ctx, action, &done).await?;
@@ -53,7 +54,10 @@ pub async fn run(ctx: &Context, action: Action, mut rollout: Rollout) -> Result<
     }
     Err(HandlerError::new(
         "Kanaria.NotConverged",
-        format!("{action:?} for {} did not read back as done after {MAX_ROUNDS} rounds; ECS or the ALB did not keep the change", rollout.service),
+        format!(
+            "{action:?} for {} did not read back as done after {MAX_ROUNDS} rounds; ECS or the ALB did not keep the change",
+            rollout.service
+        ),
     ))
 }
 
@@ -70,11 +74,8 @@ async fn observe(ctx: &Context, action: Action, rollout: &Rollout) -> Result<Obs
             ),
         ));
     }
-    let route = rollout
-        .policy
-        .traffic
-        .route()
-        .ok_or_else(|| HandlerError::invalid_input("rollout policy", "traffic names no listener or rule"))?;
+    let route =
+        rollout.policy.traffic.route().ok_or_else(|| HandlerError::invalid_input("rollout policy", "traffic names no listener or rule"))?;
     let mut obs = Observation {
         desired_count: service.desired_count,
         weights: elb::read_weights(&clients.elb, &route).await?,
@@ -117,7 +118,11 @@ async fn act(ctx: &Context, rollout: &Rollout, action: Action, command: &Command
             info!(rollout = %rollout.id, task_set = %id, "created the new task set");
         }
         Command::SetWeights { weights } => {
-            let route = rollout.policy.traffic.route().ok_or_else(|| HandlerError::invalid_input("rollout policy", "traffic names no listener or rule"))?;
+            let route = rollout
+                .policy
+                .traffic
+                .route()
+                .ok_or_else(|| HandlerError::invalid_input("rollout policy", "traffic names no listener or rule"))?;
             elb::set_weights(&clients.elb, &route, weights).await?;
         }
         Command::MakePrimary { task_set_arn } => ecs::make_primary(&clients.ecs, service, task_set_arn).await?,

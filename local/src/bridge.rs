@@ -1,0 +1,114 @@
+//! EventBridge → function, the way AWS wires it: a rule with the template's pattern on the
+//! default bus, an SQS queue as its target (moto routes PutEvents to SQS targets by pattern),
+//! and a drainer that invokes the function with each event. Like Lambda's asynchronous
+//! invocation, a failed event is retried (twice) and then dropped to the log.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use kanaria::handlers::Function;
+use tracing::warn;
+
+use crate::Shared;
+
+/// Attempts per event, as Lambda's asynchronous invocation (1 + 2 retries).
+const MAX_ATTEMPTS: u32 = 3;
+
+/// Create the rule and its queue; returns the queue URL.
+pub async fn route_rule(
+    events: &aws_sdk_eventbridge::Client,
+    sqs: &aws_sdk_sqs::Client,
+    function_id: &str,
+    event_name: &str,
+    pattern: &serde_json::Value,
+) -> Result<String> {
+    let name = format!("{function_id}-{event_name}");
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(&name)
+        .attributes(QueueAttributeName::VisibilityTimeout, "2")
+        .send()
+        .await
+        .with_context(|| format!("creating queue {name}"))?
+        .queue_url()
+        .unwrap_or_default()
+        .to_string();
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .with_context(|| format!("reading the ARN of queue {name}"))?
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .unwrap_or_default();
+    events.put_rule().name(&name).event_pattern(pattern.to_string()).send().await.with_context(|| format!("creating rule {name}"))?;
+    events
+        .put_targets()
+        .rule(&name)
+        .targets(aws_sdk_eventbridge::types::Target::builder().id(function_id).arn(queue_arn).build()?)
+        .send()
+        .await
+        .with_context(|| format!("targeting rule {name}"))?;
+    Ok(queue_url)
+}
+
+/// Forever: receive events from the queue and invoke the function with each, concurrently
+/// within a batch (Lambda runs concurrent invocations too).
+pub async fn drain(shared: Arc<Shared>, sqs: aws_sdk_sqs::Client, queue_url: String, function: Function) {
+    loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await;
+        let messages = match received {
+            Ok(out) => out.messages.unwrap_or_default(),
+            Err(e) => {
+                warn!(queue = %queue_url, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "receiving events failed; retrying");
+                // Back off after an error (moto restarting, say); not a synchronisation point.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let mut batch = tokio::task::JoinSet::new();
+        for m in messages {
+            let shared = shared.clone();
+            let sqs = sqs.clone();
+            let queue_url = queue_url.clone();
+            batch.spawn(async move {
+                let attempts: u32 = m
+                    .attributes()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(1);
+                let mut event: serde_json::Value = serde_json::from_str(m.body().unwrap_or_default()).unwrap_or(serde_json::Value::Null);
+                // moto leaves `account` out of events it delivers to SQS; EventBridge always sets it.
+                if let Some(envelope) = event.as_object_mut() {
+                    envelope.entry("account").or_insert_with(|| crate::ACCOUNT.into());
+                }
+                let result = shared.invoke(function, event).await;
+                let retryable = matches!(&result, Err(e) if e.error_type != "Kanaria.InvalidInput");
+                if retryable && attempts < MAX_ATTEMPTS {
+                    return; // becomes visible again after the visibility timeout
+                }
+                if retryable {
+                    warn!(
+                        function = function.crate_name(),
+                        attempts, "event dropped after {MAX_ATTEMPTS} attempts (a dead-letter queue keeps it in AWS)"
+                    );
+                }
+                if let Some(handle) = m.receipt_handle() {
+                    let _ = sqs.delete_message().queue_url(&queue_url).receipt_handle(handle).send().await;
+                }
+            });
+        }
+        while batch.join_next().await.is_some() {}
+    }
+}

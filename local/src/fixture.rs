@@ -1,0 +1,263 @@
+//! A sample ECS service behind an ALB, provisioned in emulated AWS the way a team would set one
+//! up for kanaria: EXTERNAL deployment controller, one primary task set on the "blue" target
+//! group, a production listener forwarding 100/0 to blue/green, and a policy in Parameter Store.
+
+use anyhow::{anyhow, Context as _, Result};
+use aws_config::SdkConfig;
+use aws_sdk_ecs::types::{
+    AwsVpcConfiguration, Compatibility, ContainerDefinition, DeploymentController, DeploymentControllerType, LaunchType, LoadBalancer,
+    NetworkConfiguration, NetworkMode, PortMapping, Scale, ScaleUnit,
+};
+use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum, ForwardActionConfig, ProtocolEnum, TargetGroupTuple, TargetTypeEnum};
+use kanaria::aws::Context;
+use kanaria::policy::Policy;
+use sha2::{Digest, Sha256};
+
+use crate::{ACCOUNT, REGION};
+
+#[derive(Debug, Clone)]
+pub struct SampleOptions {
+    pub cluster: String,
+    pub service: String,
+    pub repository: String,
+    pub desired_count: i32,
+    /// (weight %, bake seconds) per canary step.
+    pub steps: Vec<(u32, u64)>,
+    pub drain_seconds: u64,
+    pub stabilization_seconds: u64,
+}
+
+impl Default for SampleOptions {
+    fn default() -> Self {
+        SampleOptions {
+            cluster: "demo".into(),
+            service: "web".into(),
+            repository: "demo/web".into(),
+            desired_count: 2,
+            steps: vec![(10, 1), (50, 1)],
+            drain_seconds: 1,
+            stabilization_seconds: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SampleService {
+    pub options: SampleOptions,
+    pub listener_arn: String,
+    /// [blue (stable at first), green].
+    pub target_groups: [String; 2],
+    pub policy: Policy,
+    pub policy_yaml: String,
+    pub initial_image: String,
+    pub initial_task_set: String,
+}
+
+/// Two EC2 look-ups through moto's query API: the default VPC's subnets and security group.
+/// (This spares the tests compiling the very large EC2 SDK crate for two read calls.)
+async fn ec2_query(endpoint: &str, params: &str) -> Result<String> {
+    use http_body_util::BodyExt;
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let req = hyper::Request::builder()
+        .method("POST")
+        .uri(format!("{endpoint}/"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header(
+            "authorization",
+            format!("AWS4-HMAC-SHA256 Credential=test/20260101/{REGION}/ec2/aws4_request, SignedHeaders=host, Signature=0"),
+        )
+        .body(http_body_util::Full::new(bytes::Bytes::from(format!("Version=2016-11-15&{params}"))))?;
+    let resp = client.request(req).await?;
+    Ok(String::from_utf8_lossy(&resp.into_body().collect().await?.to_bytes()).into_owned())
+}
+
+fn xml_values(xml: &str, tag: &str) -> Vec<String> {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    xml.split(&open).skip(1).filter_map(|s| s.split(&close).next().map(str::to_string)).collect()
+}
+
+pub async fn provision(config: &SdkConfig, endpoint: &str, ctx: &Context, options: SampleOptions) -> Result<SampleService> {
+    let subnets_xml = ec2_query(endpoint, "Action=DescribeSubnets&Filter.1.Name=default-for-az&Filter.1.Value.1=true").await?;
+    let subnets: Vec<String> = xml_values(&subnets_xml, "subnetId").into_iter().take(2).collect();
+    let vpc = xml_values(&subnets_xml, "vpcId").into_iter().next().ok_or_else(|| anyhow!("moto has no default VPC"))?;
+    let sg_xml = ec2_query(endpoint, "Action=DescribeSecurityGroups&Filter.1.Name=group-name&Filter.1.Value.1=default").await?;
+    let security_group = xml_values(&sg_xml, "groupId").into_iter().next().ok_or_else(|| anyhow!("moto has no default security group"))?;
+
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(config);
+    let name = &options.service;
+    let mut target_groups = Vec::new();
+    for color in ["blue", "green"] {
+        let tg = elb
+            .create_target_group()
+            .name(format!("{name}-{color}"))
+            .protocol(ProtocolEnum::Http)
+            .port(8080)
+            .vpc_id(&vpc)
+            .target_type(TargetTypeEnum::Ip)
+            .health_check_path("/healthz")
+            .send()
+            .await
+            .context("creating a target group")?;
+        target_groups.push(tg.target_groups()[0].target_group_arn().unwrap_or_default().to_string());
+    }
+    let lb = elb
+        .create_load_balancer()
+        .name(format!("{name}-alb"))
+        .set_subnets(Some(subnets.clone()))
+        .security_groups(&security_group)
+        .send()
+        .await
+        .context("creating the load balancer")?;
+    let lb_arn = lb.load_balancers()[0].load_balancer_arn().unwrap_or_default().to_string();
+    let forward = Action::builder()
+        .r#type(ActionTypeEnum::Forward)
+        .forward_config(
+            ForwardActionConfig::builder()
+                .target_groups(TargetGroupTuple::builder().target_group_arn(&target_groups[0]).weight(100).build())
+                .target_groups(TargetGroupTuple::builder().target_group_arn(&target_groups[1]).weight(0).build())
+                .build(),
+        )
+        .build();
+    let listener = elb
+        .create_listener()
+        .load_balancer_arn(&lb_arn)
+        .protocol(ProtocolEnum::Http)
+        .port(80)
+        .default_actions(forward)
+        .send()
+        .await
+        .context("creating the listener")?;
+    let listener_arn = listener.listeners()[0].listener_arn().unwrap_or_default().to_string();
+
+    let ecs = aws_sdk_ecs::Client::new(config);
+    ecs.create_cluster().cluster_name(&options.cluster).send().await.context("creating the cluster")?;
+    let initial_image = format!("{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{}:v1", options.repository);
+    let td = ecs
+        .register_task_definition()
+        .family(name)
+        .network_mode(NetworkMode::Awsvpc)
+        .requires_compatibilities(Compatibility::Fargate)
+        .cpu("256")
+        .memory("512")
+        .execution_role_arn(format!("arn:aws:iam::{ACCOUNT}:role/{name}-execution"))
+        .task_role_arn(format!("arn:aws:iam::{ACCOUNT}:role/{name}-task"))
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name(name)
+                .image(&initial_image)
+                .essential(true)
+                .memory(512)
+                .port_mappings(PortMapping::builder().container_port(8080).build())
+                .build(),
+        )
+        .send()
+        .await
+        .context("registering the task definition")?;
+    let td_arn = td.task_definition().and_then(|t| t.task_definition_arn()).unwrap_or_default().to_string();
+    ecs.create_service()
+        .cluster(&options.cluster)
+        .service_name(name)
+        .desired_count(options.desired_count)
+        .deployment_controller(DeploymentController::builder().r#type(DeploymentControllerType::External).build()?)
+        .send()
+        .await
+        .context("creating the service")?;
+    let network = NetworkConfiguration::builder()
+        .awsvpc_configuration(AwsVpcConfiguration::builder().set_subnets(Some(subnets)).security_groups(&security_group).build()?)
+        .build();
+    let ts = ecs
+        .create_task_set()
+        .cluster(&options.cluster)
+        .service(name)
+        .task_definition(&td_arn)
+        .external_id("initial")
+        .launch_type(LaunchType::Fargate)
+        .network_configuration(network)
+        .load_balancers(LoadBalancer::builder().target_group_arn(&target_groups[0]).container_name(name).container_port(8080).build())
+        .scale(Scale::builder().unit(ScaleUnit::Percent).value(100.0).build())
+        .send()
+        .await
+        .context("creating the initial task set")?;
+    let ts_arn = ts.task_set().and_then(|t| t.task_set_arn()).unwrap_or_default().to_string();
+    ecs.update_service_primary_task_set()
+        .cluster(&options.cluster)
+        .service(name)
+        .primary_task_set(&ts_arn)
+        .send()
+        .await
+        .context("making the initial task set primary")?;
+
+    let steps: String = options.steps.iter().map(|(w, b)| format!("      - {{ weight: {w}, bake: {b}s }}\n")).collect();
+    let policy_yaml = format!(
+        "service: {{ cluster: {cluster}, name: {name} }}\ncontainer: {name}\ntrigger: {{ repository: {repo}, tags: [\"v*\"] }}\ntraffic:\n  listenerArn: {listener_arn}\n  targetGroups:\n    - {blue}\n    - {green}\nstrategy:\n  canary:\n    steps:\n{steps}stabilizationTimeout: {stab}s\ndrain: {drain}s\n",
+        cluster = options.cluster,
+        repo = options.repository,
+        blue = target_groups[0],
+        green = target_groups[1],
+        stab = options.stabilization_seconds,
+        drain = options.drain_seconds,
+    );
+    let policy = kanaria::policy::parse("sample policy", &policy_yaml)?;
+    kanaria::aws::policies::put(&ctx.clients.ssm, &ctx.settings.policy_prefix, &policy).await?;
+    Ok(SampleService {
+        options,
+        listener_arn,
+        target_groups: [target_groups[0].clone(), target_groups[1].clone()],
+        policy,
+        policy_yaml,
+        initial_image,
+        initial_task_set: ts.task_set().and_then(|t| t.id()).unwrap_or_default().to_string(),
+    })
+}
+
+/// A fresh, valid-looking digest (so every demo run pushes a new image).
+pub fn new_digest(seed: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let hash = Sha256::digest(format!("{seed}-{nanos}-{}", std::process::id()));
+    format!("sha256:{}", hash.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// The `ECR Image Action` event ECR sends for a push, in EventBridge's format.
+pub fn ecr_push_event(repository: &str, tag: &str, digest: &str) -> serde_json::Value {
+    serde_json::json!({
+        "version": "0",
+        "id": format!("{}", new_digest(tag).trim_start_matches("sha256:").get(..32).unwrap_or("0")),
+        "detail-type": "ECR Image Action",
+        "source": "aws.ecr",
+        "account": ACCOUNT,
+        "time": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        "region": REGION,
+        "resources": [],
+        "detail": {
+            "result": "SUCCESS",
+            "repository-name": repository,
+            "image-digest": digest,
+            "action-type": "PUSH",
+            "image-tag": tag
+        }
+    })
+}
+
+/// Publish an event the way AWS services do (to the default bus), so it reaches functions
+/// through the template's rules.
+pub async fn put_event(config: &SdkConfig, event: &serde_json::Value) -> Result<()> {
+    let events = aws_sdk_eventbridge::Client::new(config);
+    let out = events
+        .put_events()
+        .entries(
+            aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                .source(event["source"].as_str().unwrap_or_default())
+                .detail_type(event["detail-type"].as_str().unwrap_or_default())
+                .detail(event["detail"].to_string())
+                .build(),
+        )
+        .send()
+        .await
+        .context("PutEvents")?;
+    if out.failed_entry_count() > 0 {
+        return Err(anyhow!("EventBridge refused the event: {:?}", out.entries()));
+    }
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! The front door of emulated AWS: one HTTP port (the `MOTO_PORT` moto's Step Functions
+//! interpreter calls) that answers the Lambda Invoke API with kanaria's real handlers and
+//! forwards every other request to moto unchanged.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tracing::{debug, warn};
+
+use crate::Shared;
+
+type Body = Full<Bytes>;
+
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    let client: Client<HttpConnector, Body> = Client::builder(TokioExecutor::new()).build_http();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let shared = shared.clone();
+        let client = client.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let shared = shared.clone();
+                let client = client.clone();
+                async move { Ok::<_, Infallible>(route(req, &shared, &client).await) }
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+                debug!(error = %e, "connection closed");
+            }
+        });
+    }
+}
+
+/// `/2015-03-31/functions/{name or ARN}/invocations` → the function name or ARN.
+fn invocation_target(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/2015-03-31/functions/")?;
+    let name = rest.strip_suffix("/invocations")?;
+    Some(percent_decode(name))
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn route(req: Request<Incoming>, shared: &Arc<Shared>, client: &Client<HttpConnector, Body>) -> Response<Body> {
+    if req.method() == Method::POST {
+        if let Some(target) = invocation_target(req.uri().path()) {
+            let asynchronous = req.headers().get("x-amz-invocation-type").and_then(|v| v.to_str().ok()) == Some("Event");
+            let body = match req.into_body().collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => return plain(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}")),
+            };
+            return invoke(shared, &target, body, asynchronous).await;
+        }
+    }
+    forward(req, shared.moto_addr, client).await
+}
+
+async fn invoke(shared: &Arc<Shared>, target: &str, body: Bytes, asynchronous: bool) -> Response<Body> {
+    let Some(function) = shared.function_for(target) else {
+        let msg = serde_json::json!({"Type": "User", "message": format!("Function not found: {target}")});
+        return Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .header("x-amzn-errortype", "ResourceNotFoundException")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(msg.to_string())))
+            .expect("static response");
+    };
+    let payload: serde_json::Value = if body.is_empty() {
+        serde_json::Value::Null
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => {
+                return Response::builder()
+                    .status(StatusCode::BAD_REQUEST)
+                    .header("x-amzn-errortype", "InvalidRequestContentException")
+                    .body(Full::new(Bytes::from(format!("{{\"message\":\"Could not parse request body into json: {e}\"}}"))))
+                    .expect("static response")
+            }
+        }
+    };
+    if asynchronous {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let _ = shared.invoke(function, payload).await;
+        });
+        return Response::builder().status(StatusCode::ACCEPTED).body(Full::new(Bytes::new())).expect("static response");
+    }
+    match shared.invoke(function, payload).await {
+        Ok(output) => Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "application/json")
+            .header("x-amz-executed-version", "$LATEST")
+            .body(Full::new(Bytes::from(output.to_string())))
+            .expect("static response"),
+        // Lambda reports a function error as HTTP 200 with X-Amz-Function-Error.
+        Err(e) => Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "application/json")
+            .header("x-amz-function-error", "Unhandled")
+            .body(Full::new(Bytes::from(serde_json::json!({"errorType": e.error_type, "errorMessage": e.message}).to_string())))
+            .expect("static response"),
+    }
+}
+
+async fn forward(req: Request<Incoming>, moto: SocketAddr, client: &Client<HttpConnector, Body>) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let body = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return plain(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}")),
+    };
+    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let uri: hyper::Uri = match format!("http://{moto}{path}").parse() {
+        Ok(u) => u,
+        Err(e) => return plain(StatusCode::BAD_REQUEST, format!("bad path: {e}")),
+    };
+    let mut out = Request::builder().method(parts.method).uri(uri);
+    for (k, v) in parts.headers.iter() {
+        out = out.header(k, v);
+    }
+    let out = match out.body(Full::new(body)) {
+        Ok(r) => r,
+        Err(e) => return plain(StatusCode::BAD_REQUEST, format!("bad request: {e}")),
+    };
+    match client.request(out).await {
+        Ok(resp) => {
+            let (parts, body) = resp.into_parts();
+            let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            Response::from_parts(parts, Full::new(bytes))
+        }
+        Err(e) => {
+            warn!(error = %e, "moto did not answer");
+            plain(StatusCode::BAD_GATEWAY, format!("emulated AWS (moto at {moto}) did not answer: {e}"))
+        }
+    }
+}
+
+fn plain(status: StatusCode, msg: String) -> Response<Body> {
+    Response::builder().status(status).body(Full::new(Bytes::from(msg))).expect("static response")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invocation_paths_decode_names_and_arns() {
+        assert_eq!(invocation_target("/2015-03-31/functions/RolloutStepFunction/invocations").as_deref(), Some("RolloutStepFunction"));
+        assert_eq!(
+            invocation_target(
+                "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3ARolloutStepFunction/invocations"
+            )
+            .as_deref(),
+            Some("arn:aws:lambda:us-east-1:123456789012:function:RolloutStepFunction")
+        );
+        assert_eq!(invocation_target("/2015-03-31/functions/x"), None);
+    }
+}

@@ -1,0 +1,142 @@
+//! Reads `template.yaml` so the local runtime wires things exactly as the SAM application does:
+//! which binary each function runs, the EventBridge patterns that invoke it, and the state
+//! machines with their `DefinitionSubstitutions`. Nothing here is copied from the template.
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use kanaria::handlers::Function;
+use serde_yaml_ng::Value;
+
+#[derive(Debug, Clone)]
+pub struct TemplateFunction {
+    pub logical_id: String,
+    pub function: Function,
+    /// (event name, EventBridge pattern) of every `EventBridgeRule` event of the function.
+    pub rules: Vec<(String, serde_json::Value)>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Substitution {
+    /// `!GetAtt Fn.Arn`: the ARN of a function of the template.
+    FunctionArn(String),
+    Literal(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct TemplateStateMachine {
+    pub logical_id: String,
+    pub definition_uri: String,
+    pub substitutions: Vec<(String, Substitution)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub functions: Vec<TemplateFunction>,
+    pub state_machines: Vec<TemplateStateMachine>,
+}
+
+impl Template {
+    pub fn function_by_logical_id(&self, id: &str) -> Option<&TemplateFunction> {
+        self.functions.iter().find(|f| f.logical_id == id)
+    }
+}
+
+fn tag_name(tag: &serde_yaml_ng::value::Tag) -> String {
+    tag.to_string().trim_start_matches('!').to_string()
+}
+
+/// `!GetAtt X.Arn`, `{Fn::GetAtt: [X, Arn]}` or a plain string.
+fn substitution(value: &Value) -> Result<Substitution> {
+    match value {
+        Value::String(s) => Ok(Substitution::Literal(s.clone())),
+        Value::Tagged(t) if tag_name(&t.tag) == "GetAtt" => {
+            let target = t.value.as_str().ok_or_else(|| anyhow!("!GetAtt needs a string"))?;
+            let (id, attr) = target.split_once('.').ok_or_else(|| anyhow!("!GetAtt {target} has no attribute"))?;
+            if attr != "Arn" {
+                bail!("only !GetAtt X.Arn is supported locally, not {target}");
+            }
+            Ok(Substitution::FunctionArn(id.to_string()))
+        }
+        Value::Mapping(m) if m.len() == 1 && m.contains_key("Fn::GetAtt") => {
+            let parts = m["Fn::GetAtt"].as_sequence().ok_or_else(|| anyhow!("Fn::GetAtt needs a list"))?;
+            let id = parts.first().and_then(Value::as_str).ok_or_else(|| anyhow!("Fn::GetAtt needs a logical id"))?;
+            Ok(Substitution::FunctionArn(id.to_string()))
+        }
+        other => bail!("unsupported substitution value {other:?}"),
+    }
+}
+
+pub fn read(path: &Path) -> Result<Template> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    parse(&text).with_context(|| format!("in {}", path.display()))
+}
+
+pub fn parse(text: &str) -> Result<Template> {
+    let doc: Value = serde_yaml_ng::from_str(text)?;
+    let resources = doc.get("Resources").and_then(Value::as_mapping).ok_or_else(|| anyhow!("no Resources"))?;
+    let mut functions = Vec::new();
+    let mut state_machines = Vec::new();
+    for (id, resource) in resources {
+        let id = id.as_str().unwrap_or_default().to_string();
+        let kind = resource.get("Type").and_then(Value::as_str).unwrap_or_default();
+        let props = resource.get("Properties");
+        match kind {
+            "AWS::Serverless::Function" => {
+                let binary = resource
+                    .get("Metadata")
+                    .and_then(|m| m.get("BuildProperties"))
+                    .and_then(|b| b.get("Binary"))
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| anyhow!("function {id} has no Metadata.BuildProperties.Binary"))?;
+                let function = Function::from_crate_name(binary).ok_or_else(|| anyhow!("function {id} runs unknown binary {binary}"))?;
+                let mut rules = Vec::new();
+                if let Some(events) = props.and_then(|p| p.get("Events")).and_then(Value::as_mapping) {
+                    for (name, event) in events {
+                        if event.get("Type").and_then(Value::as_str) == Some("EventBridgeRule") {
+                            let pattern = event
+                                .get("Properties")
+                                .and_then(|p| p.get("Pattern"))
+                                .ok_or_else(|| anyhow!("event {name:?} of {id} has no Pattern"))?;
+                            let pattern: serde_json::Value = serde_yaml_ng::from_value(pattern.clone())?;
+                            rules.push((name.as_str().unwrap_or_default().to_string(), pattern));
+                        }
+                    }
+                }
+                functions.push(TemplateFunction { logical_id: id, function, rules });
+            }
+            "AWS::Serverless::StateMachine" => {
+                let definition_uri = props
+                    .and_then(|p| p.get("DefinitionUri"))
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| anyhow!("state machine {id} has no DefinitionUri"))?
+                    .to_string();
+                let mut substitutions = Vec::new();
+                if let Some(subs) = props.and_then(|p| p.get("DefinitionSubstitutions")).and_then(Value::as_mapping) {
+                    for (k, v) in subs {
+                        substitutions.push((k.as_str().unwrap_or_default().to_string(), substitution(v)?));
+                    }
+                }
+                state_machines.push(TemplateStateMachine { logical_id: id, definition_uri, substitutions });
+            }
+            _ => {}
+        }
+    }
+    Ok(Template { functions, state_machines })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_projects_template() {
+        let t = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml")).unwrap();
+        let push = t.functions.iter().find(|f| f.function == Function::OnImagePush).unwrap();
+        assert_eq!(push.rules.len(), 1);
+        assert_eq!(push.rules[0].1["source"][0], "aws.ecr");
+        let sm = &t.state_machines[0];
+        assert!(sm.substitutions.iter().any(|(k, v)| k == "RolloutStepFunctionArn"
+            && matches!(v, Substitution::FunctionArn(id) if t.function_by_logical_id(id).map(|f| f.function) == Some(Function::RolloutStep))));
+    }
+}

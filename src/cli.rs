@@ -1,2 +1,0 @@
-//! The `kanaria` command (see `src/bin/kanaria.rs`).
-pub fn placeholder() {}

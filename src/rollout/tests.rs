@@ -1,0 +1,1404 @@
+//! Unit tests of the pure rollout decisions: every action, every transition, and whole rollouts
+//! driven through `decide` against a tiny in-memory world that applies each `Command` the way
+//! ECS, the ALB and kanaria's lock would.
+
+use super::*;
+use crate::events::{FailureKind, TaskFailure};
+use crate::policy::{self, Policy};
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------------------------
+
+const TG_A: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-blue/73e2d6bc24d8a067";
+const TG_B: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-green/2453ed029918f21f";
+/// A real-looking target group that the policy does not name.
+const TG_FOREIGN: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-legacy/0f3c8e1a9b7d6c54";
+
+const ROLLOUT_ID: &str = "r-9f2c4e1a7b3d";
+const OTHER_ROLLOUT_ID: &str = "r-0aa1bb2cc3dd";
+const STABLE_TD: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/web:41";
+const NEW_TD: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/web:42";
+const DIGEST: &str = "sha256:5b0bcabd1ed22e9fb1310cf6c2dec7cdef19f0ad69efa1f392e94a4333501270";
+const NOW: u64 = 1_700_000_000;
+
+/// Steps 10% (bake 1m), 50% (bake 2m), 100% (bake 3m); stabilization 5m; drain 45s.
+const POLICY: &str = r#"
+service: { cluster: prod, name: web }
+container: app
+trigger: { repository: team/web, tags: ["v*"] }
+traffic:
+  listenerArn: arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/prod/50dc6c495c0c9188/f2f7dc8efc522ab2
+  targetGroups:
+    - arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-blue/73e2d6bc24d8a067
+    - arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-green/2453ed029918f21f
+strategy:
+  canary:
+    steps:
+      - { weight: 10, bake: 1m }
+      - { weight: 50, bake: 2m }
+      - { weight: 100, bake: 3m }
+stabilizationTimeout: 5m
+drain: 45s
+"#;
+
+fn test_policy() -> Policy {
+    policy::parse("rollout-tests", POLICY).expect("the test policy is valid")
+}
+
+fn image_uri() -> String {
+    format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/team/web@{DIGEST}")
+}
+
+fn task_set_arn(id: &str) -> String {
+    format!("arn:aws:ecs:us-east-1:123456789012:task-set/prod/web/{id}")
+}
+
+const STABLE_ID: &str = "ecs-svc/1111111111111111111";
+const GREEN_ID: &str = "ecs-svc/2222222222222222222";
+const LEFTOVER_ID: &str = "ecs-svc/3333333333333333333";
+
+fn view(id: &str, status: &str, tg: Option<&str>, td: &str, external_id: Option<&str>) -> TaskSetView {
+    TaskSetView {
+        id: id.to_string(),
+        arn: task_set_arn(id),
+        external_id: external_id.map(str::to_string),
+        status: status.to_string(),
+        target_group_arn: tg.map(str::to_string),
+        task_definition_arn: td.to_string(),
+        scale_percent: 100.0,
+        computed_desired_count: Some(4),
+        running_count: Some(4),
+    }
+}
+
+/// The primary task set on TG_A, all 4 tasks running.
+fn stable_view() -> TaskSetView {
+    view(STABLE_ID, "PRIMARY", Some(TG_A), STABLE_TD, None)
+}
+
+/// This rollout's task set on TG_B, all 4 tasks running.
+fn green_view() -> TaskSetView {
+    view(GREEN_ID, "ACTIVE", Some(TG_B), NEW_TD, Some(ROLLOUT_ID))
+}
+
+fn stable_ref() -> TaskSetRef {
+    TaskSetRef { id: STABLE_ID.into(), arn: task_set_arn(STABLE_ID), target_group_arn: TG_A.into() }
+}
+
+fn green_ref_() -> TaskSetRef {
+    TaskSetRef { id: GREEN_ID.into(), arn: task_set_arn(GREEN_ID), target_group_arn: TG_B.into() }
+}
+
+fn weights(a: u32, b: u32) -> Vec<(String, u32)> {
+    vec![(TG_A.to_string(), a), (TG_B.to_string(), b)]
+}
+
+/// A rollout as on-image-push starts it: nothing known about task sets yet.
+fn new_rollout() -> Rollout {
+    Rollout {
+        id: ROLLOUT_ID.into(),
+        service: ServiceRef { cluster: "prod".into(), name: "web".into() },
+        policy: test_policy(),
+        image: Image { repository: "team/web".into(), tag: Some("v1.4.0".into()), digest: DIGEST.into(), uri: image_uri() },
+        task_definition_arn: None,
+        stable: None,
+        green: None,
+        green_created_at: None,
+        checks: 0,
+        step: 0,
+        weight: 0,
+        step_started_at: None,
+        wait_seconds: 0,
+        verdict: None,
+        cause: None,
+        error: None,
+    }
+}
+
+/// A rollout whose green task set exists (created a minute ago) and is ready.
+fn canary_rollout() -> Rollout {
+    Rollout {
+        task_definition_arn: Some(NEW_TD.into()),
+        stable: Some(stable_ref()),
+        green: Some(green_ref_()),
+        green_created_at: Some(NOW - 60),
+        ..new_rollout()
+    }
+}
+
+/// The service before a rollout: one primary task set on TG_A taking all traffic; our lock.
+fn fresh_obs() -> Observation {
+    Observation {
+        desired_count: 4,
+        task_sets: vec![stable_view()],
+        weights: weights(100, 0),
+        revision_with_image: None,
+        green_running: 0,
+        failures: vec![],
+        lock_holder: Some(ROLLOUT_ID.into()),
+    }
+}
+
+/// The service mid-canary: stable and green, `green_weight` percent on green; our lock.
+fn canary_obs(green_weight: u32) -> Observation {
+    Observation { task_sets: vec![stable_view(), green_view()], weights: weights(100 - green_weight, green_weight), ..fresh_obs() }
+}
+
+fn failure(task: &str, code: i64) -> TaskFailure {
+    TaskFailure {
+        task_arn: format!("arn:aws:ecs:us-east-1:123456789012:task/prod/{task}"),
+        kind: FailureKind::ContainerExited,
+        stopped_reason: "Essential container in task exited".into(),
+        exit_codes: vec![("app".into(), code)],
+        version: 3,
+    }
+}
+
+fn ok(action: Action, rollout: &Rollout, obs: &Observation, now: u64) -> Decision {
+    decide(action, rollout, obs, now).unwrap_or_else(|halt| panic!("{action:?} halted: {halt}"))
+}
+
+fn halt(action: Action, rollout: &Rollout, obs: &Observation) -> Halt {
+    match decide(action, rollout, obs, NOW) {
+        Err(h) => h,
+        Ok(d) => panic!("{action:?} should have halted, decided {d:?}"),
+    }
+}
+
+fn not_ready(h: Halt) -> String {
+    match h {
+        Halt::NotReady(m) => m,
+        other => panic!("expected NotReady, got {other:?}"),
+    }
+}
+
+fn superseded(h: Halt) -> String {
+    match h {
+        Halt::Superseded(m) => m,
+        other => panic!("expected Superseded, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CreateGreen
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn create_green_without_primary_task_set_is_not_ready() {
+    let mut obs = fresh_obs();
+    obs.task_sets[0].status = "ACTIVE".into();
+    let msg = not_ready(halt(Action::CreateGreen, &new_rollout(), &obs));
+    assert!(msg.contains("prod/web has no primary task set"), "{msg}");
+    assert!(msg.contains("EXTERNAL"), "{msg}");
+
+    let empty = Observation { task_sets: vec![], ..fresh_obs() };
+    assert!(matches!(halt(Action::CreateGreen, &new_rollout(), &empty), Halt::NotReady(_)));
+}
+
+#[test]
+fn create_green_primary_without_target_group_is_not_ready() {
+    let mut obs = fresh_obs();
+    obs.task_sets[0].target_group_arn = None;
+    let msg = not_ready(halt(Action::CreateGreen, &new_rollout(), &obs));
+    assert!(msg.contains(STABLE_ID) && msg.contains("no load balancer target group"), "{msg}");
+}
+
+#[test]
+fn create_green_primary_target_group_not_in_policy_is_not_ready() {
+    let mut obs = fresh_obs();
+    obs.task_sets[0].target_group_arn = Some(TG_FOREIGN.into());
+    obs.weights = vec![(TG_FOREIGN.into(), 100)];
+    let msg = not_ready(halt(Action::CreateGreen, &new_rollout(), &obs));
+    assert!(msg.contains(TG_FOREIGN), "{msg}");
+    assert!(msg.contains("traffic.targetGroups"), "{msg}");
+}
+
+#[test]
+fn create_green_without_the_lock_is_superseded() {
+    let mut obs = fresh_obs();
+    obs.lock_holder = Some(OTHER_ROLLOUT_ID.into());
+    let h = halt(Action::CreateGreen, &new_rollout(), &obs);
+    assert_eq!(h.error_type(), "Kanaria.Superseded");
+    let msg = superseded(h);
+    assert!(msg.contains(ROLLOUT_ID) && msg.contains(OTHER_ROLLOUT_ID) && msg.contains("prod/web"), "{msg}");
+
+    // The lock check comes before anything else: even a broken service reports Superseded.
+    obs.task_sets.clear();
+    obs.lock_holder = None;
+    let msg = superseded(halt(Action::CreateGreen, &new_rollout(), &obs));
+    assert!(msg.contains("held by nobody"), "{msg}");
+}
+
+#[test]
+fn create_green_registers_the_revision_first() {
+    let d = ok(Action::CreateGreen, &new_rollout(), &fresh_obs(), NOW);
+    assert_eq!(
+        d.commands,
+        vec![Command::RegisterTaskDefinition { based_on: STABLE_TD.into(), container: "app".into(), image: image_uri() }]
+    );
+    // The stable task set is the primary; nothing is created yet, so no verdict.
+    assert_eq!(d.rollout.stable, Some(stable_ref()));
+    assert_eq!(d.rollout.green, None);
+    assert_eq!(d.rollout.verdict, None);
+}
+
+#[test]
+fn create_green_creates_the_task_set_on_the_other_target_group() {
+    let obs = Observation { revision_with_image: Some(NEW_TD.into()), ..fresh_obs() };
+    let d = ok(Action::CreateGreen, &new_rollout(), &obs, NOW);
+    assert_eq!(
+        d.commands,
+        vec![Command::CreateTaskSet { task_definition_arn: NEW_TD.into(), target_group_arn: TG_B.into(), external_id: ROLLOUT_ID.into() }]
+    );
+    assert_eq!(d.rollout.verdict, None);
+    assert_eq!(d.rollout.green, None, "green is recorded only once it is read back");
+}
+
+#[test]
+fn create_green_alternates_target_groups() {
+    // After an earlier rollout the primary lives on the policy's second target group: the new
+    // task set goes to the first.
+    let obs = Observation {
+        task_sets: vec![view(STABLE_ID, "PRIMARY", Some(TG_B), STABLE_TD, Some("r-earlier"))],
+        weights: weights(0, 100),
+        revision_with_image: Some(NEW_TD.into()),
+        ..fresh_obs()
+    };
+    let d = ok(Action::CreateGreen, &new_rollout(), &obs, NOW);
+    assert_eq!(
+        d.commands,
+        vec![Command::CreateTaskSet { task_definition_arn: NEW_TD.into(), target_group_arn: TG_A.into(), external_id: ROLLOUT_ID.into() }]
+    );
+    assert_eq!(d.rollout.stable.as_ref().map(|s| s.target_group_arn.as_str()), Some(TG_B));
+}
+
+#[test]
+fn create_green_retry_finds_the_task_set_it_created() {
+    let mut obs = canary_obs(0);
+    obs.task_sets[1].running_count = Some(0);
+    let d = ok(Action::CreateGreen, &new_rollout(), &obs, NOW);
+    assert!(d.commands.is_empty(), "{:?}", d.commands);
+    assert_eq!(d.rollout.green, Some(green_ref_()));
+    assert_eq!(d.rollout.stable, Some(stable_ref()));
+    assert_eq!(d.rollout.task_definition_arn.as_deref(), Some(NEW_TD));
+    assert_eq!(d.rollout.green_created_at, Some(NOW));
+    assert_eq!(d.rollout.checks, 0);
+    assert_eq!(d.rollout.wait_seconds, readiness_poll_seconds(0));
+    assert_eq!(d.rollout.verdict, Some(Verdict::Done));
+
+    // A retry keeps the original creation time (the stabilization timeout runs from it).
+    let again = ok(Action::CreateGreen, &d.rollout, &obs, NOW + 30);
+    assert!(again.commands.is_empty());
+    assert_eq!(again.rollout.green_created_at, Some(NOW));
+}
+
+#[test]
+fn create_green_retry_is_done_even_when_traffic_has_moved() {
+    // The listener no longer sends 100% to stable, but that is our own task set getting it.
+    let d = ok(Action::CreateGreen, &new_rollout(), &canary_obs(10), NOW);
+    assert!(d.commands.is_empty());
+    assert_eq!(d.rollout.verdict, Some(Verdict::Done));
+}
+
+#[test]
+fn create_green_ignores_a_draining_task_set_of_its_own() {
+    let mut obs = canary_obs(0);
+    obs.task_sets[1].status = "DRAINING".into();
+    obs.revision_with_image = Some(NEW_TD.into());
+    let d = ok(Action::CreateGreen, &new_rollout(), &obs, NOW);
+    assert_eq!(
+        d.commands,
+        vec![Command::CreateTaskSet { task_definition_arn: NEW_TD.into(), target_group_arn: TG_B.into(), external_id: ROLLOUT_ID.into() }]
+    );
+    assert_eq!(d.rollout.verdict, None);
+}
+
+#[test]
+fn create_green_deletes_idle_leftovers_before_anything_else() {
+    let obs = Observation {
+        task_sets: vec![
+            stable_view(),
+            view(LEFTOVER_ID, "ACTIVE", Some(TG_B), STABLE_TD, Some("r-earlier")),
+            view("ecs-svc/4444444444444444444", "ACTIVE", None, STABLE_TD, None),
+        ],
+        revision_with_image: Some(NEW_TD.into()),
+        ..fresh_obs()
+    };
+    let d = ok(Action::CreateGreen, &new_rollout(), &obs, NOW);
+    assert_eq!(
+        d.commands,
+        vec![
+            Command::DeleteTaskSet { task_set_id: LEFTOVER_ID.into() },
+            Command::DeleteTaskSet { task_set_id: "ecs-svc/4444444444444444444".into() },
+        ],
+        "leftovers go first, alone in their round"
+    );
+    assert_eq!(d.rollout.verdict, None);
+}
+
+#[test]
+fn create_green_ignores_draining_leftovers() {
+    let obs = Observation {
+        task_sets: vec![stable_view(), view(LEFTOVER_ID, "DRAINING", Some(TG_B), STABLE_TD, Some("r-earlier"))],
+        ..fresh_obs()
+    };
+    let d = ok(Action::CreateGreen, &new_rollout(), &obs, NOW);
+    assert!(matches!(d.commands.as_slice(), [Command::RegisterTaskDefinition { .. }]), "{:?}", d.commands);
+}
+
+#[test]
+fn create_green_refuses_a_leftover_that_gets_traffic() {
+    // A second task set behind the stable target group shares its 100%.
+    let obs = Observation {
+        task_sets: vec![stable_view(), view(LEFTOVER_ID, "ACTIVE", Some(TG_A), STABLE_TD, Some("r-earlier"))],
+        revision_with_image: Some(NEW_TD.into()),
+        ..fresh_obs()
+    };
+    let msg = not_ready(halt(Action::CreateGreen, &new_rollout(), &obs));
+    assert!(msg.contains(LEFTOVER_ID) && msg.contains("still receives traffic"), "{msg}");
+}
+
+#[test]
+fn create_green_needs_all_traffic_on_stable() {
+    let obs = Observation {
+        task_sets: vec![stable_view(), view(LEFTOVER_ID, "ACTIVE", Some(TG_B), STABLE_TD, Some("r-earlier"))],
+        weights: weights(90, 10),
+        revision_with_image: Some(NEW_TD.into()),
+        ..fresh_obs()
+    };
+    let h = halt(Action::CreateGreen, &new_rollout(), &obs);
+    assert_eq!(h.error_type(), "Kanaria.ServiceNotReady");
+    let msg = not_ready(h);
+    assert!(msg.contains("does not send 100%") && msg.contains(TG_A), "{msg}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// CheckGreen
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn check_green_waits_with_backing_off_polls_while_tasks_start() {
+    let mut obs = canary_obs(0);
+    obs.task_sets[1].running_count = Some(1);
+    for (checks, wait) in [(0, 2), (1, 5), (2, 10), (3, 15), (9, 15)] {
+        let r = Rollout { checks, ..canary_rollout() };
+        let d = ok(Action::CheckGreen, &r, &obs, NOW);
+        assert!(d.commands.is_empty());
+        assert_eq!(d.rollout.verdict, Some(Verdict::Wait), "checks={checks}");
+        assert_eq!(d.rollout.wait_seconds, wait, "checks={checks}");
+        assert_eq!(d.rollout.checks, checks + 1);
+        assert_eq!(d.rollout.cause, None);
+    }
+}
+
+#[test]
+fn check_green_is_ready_once_all_tasks_run() {
+    let d = ok(Action::CheckGreen, &canary_rollout(), &canary_obs(0), NOW);
+    assert!(d.commands.is_empty());
+    assert_eq!(d.rollout.verdict, Some(Verdict::Ready));
+    assert_eq!(d.rollout.checks, 1);
+
+    // More running than expected (a replacement started before the old one stopped) is ready too.
+    let mut obs = canary_obs(0);
+    obs.task_sets[1].running_count = Some(5);
+    assert_eq!(ok(Action::CheckGreen, &canary_rollout(), &obs, NOW).rollout.verdict, Some(Verdict::Ready));
+}
+
+#[test]
+fn check_green_counts_tasks_itself_when_ecs_reports_no_running_count() {
+    let mut obs = canary_obs(0);
+    obs.task_sets[1].running_count = None;
+    obs.green_running = 3;
+    assert_eq!(ok(Action::CheckGreen, &canary_rollout(), &obs, NOW).rollout.verdict, Some(Verdict::Wait));
+    obs.green_running = 4;
+    assert_eq!(ok(Action::CheckGreen, &canary_rollout(), &obs, NOW).rollout.verdict, Some(Verdict::Ready));
+}
+
+#[test]
+fn check_green_expects_ecs_computed_desired_count_when_reported() {
+    // The service wants 10, but ECS computed 2 for the task set: 2 running is ready.
+    let mut obs = canary_obs(0);
+    obs.desired_count = 10;
+    obs.task_sets[1].computed_desired_count = Some(2);
+    obs.task_sets[1].running_count = Some(2);
+    assert_eq!(ok(Action::CheckGreen, &canary_rollout(), &obs, NOW).rollout.verdict, Some(Verdict::Ready));
+    obs.task_sets[1].running_count = Some(1);
+    assert_eq!(ok(Action::CheckGreen, &canary_rollout(), &obs, NOW).rollout.verdict, Some(Verdict::Wait));
+}
+
+#[test]
+fn check_green_expects_scaled_desired_count_rounded_up_otherwise() {
+    // 5 tasks at 50% is 2.5: ECS runs 3.
+    let mut obs = canary_obs(0);
+    obs.desired_count = 5;
+    obs.task_sets[1].scale_percent = 50.0;
+    obs.task_sets[1].computed_desired_count = None;
+    obs.task_sets[1].running_count = None;
+    obs.green_running = 2;
+    assert_eq!(ok(Action::CheckGreen, &canary_rollout(), &obs, NOW).rollout.verdict, Some(Verdict::Wait));
+    // The timeout message names the expected figure.
+    let late = Rollout { green_created_at: Some(NOW - 300), ..canary_rollout() };
+    let cause = ok(Action::CheckGreen, &late, &obs, NOW).rollout.cause.unwrap();
+    assert!(cause.contains("ran 2 of 3 tasks"), "{cause}");
+    obs.green_running = 3;
+    assert_eq!(ok(Action::CheckGreen, &canary_rollout(), &obs, NOW).rollout.verdict, Some(Verdict::Ready));
+}
+
+#[test]
+fn check_green_never_calls_zero_expected_tasks_ready() {
+    let mut obs = canary_obs(0);
+    obs.desired_count = 0;
+    obs.task_sets[1].computed_desired_count = None;
+    obs.task_sets[1].running_count = None;
+    assert_eq!(ok(Action::CheckGreen, &canary_rollout(), &obs, NOW).rollout.verdict, Some(Verdict::Wait));
+}
+
+#[test]
+fn check_green_rolls_back_on_failed_tasks_naming_task_and_exit_code() {
+    let mut obs = canary_obs(0);
+    obs.failures = vec![failure("0123abcd", 137), failure("4567ef01", 1)];
+    // Failures win over "all running".
+    let d = ok(Action::CheckGreen, &canary_rollout(), &obs, NOW);
+    assert!(d.commands.is_empty());
+    assert_eq!(d.rollout.verdict, Some(Verdict::Rollback));
+    let cause = d.rollout.cause.unwrap();
+    assert!(cause.starts_with("2 task(s) of the new task set failed at 0% traffic"), "{cause}");
+    assert!(cause.contains("task 0123abcd: Essential container in task exited (app exit 137)"), "{cause}");
+    assert!(cause.contains("task 4567ef01") && cause.contains("app exit 1)"), "{cause}");
+}
+
+#[test]
+fn check_green_rolls_back_at_the_stabilization_timeout() {
+    let mut obs = canary_obs(0);
+    obs.task_sets[1].running_count = Some(1);
+    // stabilizationTimeout is 5m: one second before it, still waiting.
+    let r = Rollout { green_created_at: Some(NOW - 299), checks: 12, ..canary_rollout() };
+    assert_eq!(ok(Action::CheckGreen, &r, &obs, NOW).rollout.verdict, Some(Verdict::Wait));
+    let r = Rollout { green_created_at: Some(NOW - 300), ..r };
+    let d = ok(Action::CheckGreen, &r, &obs, NOW);
+    assert!(d.commands.is_empty());
+    assert_eq!(d.rollout.verdict, Some(Verdict::Rollback));
+    let cause = d.rollout.cause.unwrap();
+    assert!(cause.contains("stabilizationTimeout"), "{cause}");
+    assert!(cause.contains("ran 1 of 4 tasks after 5m"), "{cause}");
+
+    // Ready just at the timeout is still ready.
+    let d = ok(Action::CheckGreen, &r, &canary_obs(0), NOW);
+    assert_eq!(d.rollout.verdict, Some(Verdict::Ready));
+}
+
+#[test]
+fn check_green_needs_the_green_task_set() {
+    let msg = not_ready(halt(Action::CheckGreen, &canary_rollout(), &fresh_obs()));
+    assert!(msg.contains(GREEN_ID) && msg.contains("gone"), "{msg}");
+    let mut draining = canary_obs(0);
+    draining.task_sets[1].status = "DRAINING".into();
+    assert!(matches!(halt(Action::CheckGreen, &canary_rollout(), &draining), Halt::NotReady(_)));
+    let msg = not_ready(halt(Action::CheckGreen, &new_rollout(), &canary_obs(0)));
+    assert!(msg.contains("no new task set"), "{msg}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shift
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn shift_sets_the_step_weight_on_the_green_target_group() {
+    let r = Rollout { verdict: Some(Verdict::Ready), ..canary_rollout() };
+    let d = ok(Action::Shift, &r, &canary_obs(0), NOW);
+    assert_eq!(d.commands, vec![Command::SetWeights { weights: weights(90, 10) }]);
+    // Nothing is recorded until the weights read back; the previous verdict is cleared.
+    assert_eq!(d.rollout.verdict, None);
+    assert_eq!(d.rollout.weight, 0);
+    assert_eq!(d.rollout.step_started_at, None);
+
+    let r = Rollout { step: 1, weight: 10, ..canary_rollout() };
+    let d = ok(Action::Shift, &r, &canary_obs(10), NOW);
+    assert_eq!(d.commands, vec![Command::SetWeights { weights: weights(50, 50) }]);
+}
+
+#[test]
+fn shift_is_done_once_weights_read_back() {
+    let r = Rollout { step: 1, weight: 10, ..canary_rollout() };
+    let d = ok(Action::Shift, &r, &canary_obs(50), NOW + 7);
+    assert!(d.commands.is_empty());
+    assert_eq!(d.rollout.weight, 50);
+    assert_eq!(d.rollout.step_started_at, Some(NOW + 7));
+    assert_eq!(d.rollout.wait_seconds, 120, "the 50% step bakes 2m");
+    assert_eq!(d.rollout.verdict, Some(Verdict::Done));
+}
+
+#[test]
+fn shift_weights_a_listener_that_forwards_only_to_stable() {
+    // A plain forward lists only the stable target group: the green one counts as 0%.
+    let mut obs = canary_obs(0);
+    obs.weights = vec![(TG_A.into(), 100)];
+    let d = ok(Action::Shift, &canary_rollout(), &obs, NOW);
+    assert_eq!(d.commands, vec![Command::SetWeights { weights: weights(90, 10) }]);
+}
+
+#[test]
+fn shift_with_stable_on_the_second_target_group() {
+    let r = Rollout {
+        stable: Some(TaskSetRef { target_group_arn: TG_B.into(), ..stable_ref() }),
+        green: Some(TaskSetRef { target_group_arn: TG_A.into(), ..green_ref_() }),
+        ..canary_rollout()
+    };
+    let d = ok(Action::Shift, &r, &canary_obs(100), NOW);
+    assert_eq!(d.commands, vec![Command::SetWeights { weights: vec![(TG_B.into(), 90), (TG_A.into(), 10)] }]);
+}
+
+#[test]
+fn shift_never_moves_traffic_onto_failing_tasks() {
+    let mut obs = canary_obs(10);
+    obs.failures = vec![failure("0123abcd", 2)];
+    let r = Rollout { step: 1, weight: 10, ..canary_rollout() };
+    let d = ok(Action::Shift, &r, &obs, NOW);
+    assert!(d.commands.is_empty(), "no SetWeights: {:?}", d.commands);
+    assert_eq!(d.rollout.verdict, Some(Verdict::Rollback));
+    let cause = d.rollout.cause.unwrap();
+    assert!(cause.contains("at 10% traffic") && cause.contains("task 0123abcd") && cause.contains("app exit 2"), "{cause}");
+    assert_eq!(d.rollout.weight, 10, "the weight is what the ALB still sends");
+}
+
+#[test]
+fn shift_without_the_lock_is_superseded() {
+    let mut obs = canary_obs(0);
+    obs.lock_holder = Some(OTHER_ROLLOUT_ID.into());
+    let msg = superseded(halt(Action::Shift, &canary_rollout(), &obs));
+    assert!(msg.contains(OTHER_ROLLOUT_ID) && msg.contains("must not move traffic"), "{msg}");
+    obs.lock_holder = None;
+    assert!(matches!(halt(Action::Shift, &canary_rollout(), &obs), Halt::Superseded(_)));
+}
+
+#[test]
+fn shift_needs_green_and_stable() {
+    assert!(not_ready(halt(Action::Shift, &canary_rollout(), &fresh_obs())).contains("gone"));
+    let no_stable = Rollout { stable: None, ..canary_rollout() };
+    assert!(not_ready(halt(Action::Shift, &no_stable, &canary_obs(0))).contains("no stable task set"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verify
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn verify_moves_to_the_next_step() {
+    let r = Rollout { step: 0, weight: 10, verdict: Some(Verdict::Done), ..canary_rollout() };
+    let d = ok(Action::Verify, &r, &canary_obs(10), NOW);
+    assert!(d.commands.is_empty());
+    assert_eq!(d.rollout.verdict, Some(Verdict::NextStep));
+    assert_eq!(d.rollout.step, 1);
+    let d = ok(Action::Verify, &d.rollout, &canary_obs(50), NOW);
+    assert_eq!(d.rollout.verdict, Some(Verdict::NextStep));
+    assert_eq!(d.rollout.step, 2);
+}
+
+#[test]
+fn verify_after_the_last_step_promotes() {
+    let r = Rollout { step: 2, weight: 100, ..canary_rollout() };
+    let d = ok(Action::Verify, &r, &canary_obs(100), NOW);
+    assert!(d.commands.is_empty());
+    assert_eq!(d.rollout.verdict, Some(Verdict::Promote));
+    assert_eq!(d.rollout.step, 2);
+}
+
+#[test]
+fn verify_rolls_back_on_failed_tasks() {
+    let mut obs = canary_obs(50);
+    obs.failures = vec![failure("89abcdef", 139)];
+    let r = Rollout { step: 1, weight: 50, ..canary_rollout() };
+    let d = ok(Action::Verify, &r, &obs, NOW);
+    assert_eq!(d.rollout.verdict, Some(Verdict::Rollback));
+    assert_eq!(d.rollout.step, 1);
+    let cause = d.rollout.cause.unwrap();
+    assert!(cause.contains("1 task(s)") && cause.contains("at 50% traffic") && cause.contains("app exit 139"), "{cause}");
+}
+
+#[test]
+fn verify_rolls_back_when_tasks_are_missing() {
+    let mut obs = canary_obs(50);
+    obs.task_sets[1].running_count = Some(3);
+    let r = Rollout { step: 2, weight: 50, ..canary_rollout() };
+    let d = ok(Action::Verify, &r, &obs, NOW);
+    assert_eq!(d.rollout.verdict, Some(Verdict::Rollback), "not Promote");
+    let cause = d.rollout.cause.unwrap();
+    assert!(cause.contains("only 3 of 4 tasks") && cause.contains("after the 50% step"), "{cause}");
+}
+
+#[test]
+fn verify_needs_the_green_task_set() {
+    assert!(matches!(halt(Action::Verify, &canary_rollout(), &fresh_obs()), Halt::NotReady(_)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Promote
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn promote_moves_all_traffic_first() {
+    let r = Rollout { step: 2, weight: 50, ..canary_rollout() };
+    let d = ok(Action::Promote, &r, &canary_obs(50), NOW);
+    assert_eq!(d.commands, vec![Command::SetWeights { weights: weights(0, 100) }]);
+    assert_eq!(d.rollout.verdict, None);
+}
+
+#[test]
+fn promote_then_makes_green_primary() {
+    let d = ok(Action::Promote, &canary_rollout(), &canary_obs(100), NOW);
+    assert_eq!(d.commands, vec![Command::MakePrimary { task_set_arn: task_set_arn(GREEN_ID) }]);
+}
+
+#[test]
+fn promote_then_scales_the_old_task_set_to_zero() {
+    let mut obs = canary_obs(100);
+    obs.task_sets[0].status = "ACTIVE".into();
+    obs.task_sets[1].status = "PRIMARY".into();
+    let d = ok(Action::Promote, &canary_rollout(), &obs, NOW);
+    assert_eq!(d.commands, vec![Command::ScaleTaskSet { task_set_id: STABLE_ID.into(), percent: 0.0 }]);
+}
+
+#[test]
+fn promote_is_done_with_the_drain_wait() {
+    let mut obs = canary_obs(100);
+    obs.task_sets[0].status = "ACTIVE".into();
+    obs.task_sets[0].scale_percent = 0.0;
+    obs.task_sets[1].status = "PRIMARY".into();
+    let r = Rollout { weight: 50, wait_seconds: 180, ..canary_rollout() };
+    let d = ok(Action::Promote, &r, &obs, NOW);
+    assert!(d.commands.is_empty());
+    assert_eq!(d.rollout.verdict, Some(Verdict::Done));
+    assert_eq!(d.rollout.weight, 100);
+    assert_eq!(d.rollout.wait_seconds, 45, "drain: 45s");
+
+    // An old task set that is already gone needs no scaling either.
+    obs.task_sets.remove(0);
+    assert_eq!(ok(Action::Promote, &r, &obs, NOW).rollout.verdict, Some(Verdict::Done));
+}
+
+#[test]
+fn promote_needs_green_and_stable() {
+    assert!(not_ready(halt(Action::Promote, &new_rollout(), &canary_obs(50))).contains("no new task set"));
+    let no_stable = Rollout { stable: None, ..canary_rollout() };
+    assert!(not_ready(halt(Action::Promote, &no_stable, &canary_obs(50))).contains("no stable task set"));
+}
+
+#[test]
+#[ignore = "bug: Promote sends 100% of traffic to the green target group without checking that the green task set still exists (Shift checks with green_of, Promote does not)"]
+fn promote_refuses_to_send_all_traffic_to_a_missing_green_task_set() {
+    // The green task set was deleted between Verify and Promote; stable still serves 50%.
+    let obs = Observation { task_sets: vec![stable_view()], weights: weights(50, 50), ..fresh_obs() };
+    let r = Rollout { step: 2, weight: 50, ..canary_rollout() };
+    let result = decide(Action::Promote, &r, &obs, NOW);
+    assert!(matches!(result, Err(Halt::NotReady(_))), "expected NotReady (the new task set is gone), got {result:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Finish
+// ---------------------------------------------------------------------------------------------
+
+fn promoted_obs() -> Observation {
+    let mut obs = canary_obs(100);
+    obs.task_sets[0].status = "ACTIVE".into();
+    obs.task_sets[0].scale_percent = 0.0;
+    obs.task_sets[1].status = "PRIMARY".into();
+    obs
+}
+
+#[test]
+fn finish_deletes_the_old_task_set_then_releases_the_lock_then_is_done() {
+    let r = Rollout { weight: 100, ..canary_rollout() };
+    let mut obs = promoted_obs();
+    obs.task_sets.push(view(LEFTOVER_ID, "ACTIVE", None, STABLE_TD, None));
+    let d = ok(Action::Finish, &r, &obs, NOW);
+    assert_eq!(
+        d.commands,
+        vec![Command::DeleteTaskSet { task_set_id: STABLE_ID.into() }, Command::DeleteTaskSet { task_set_id: LEFTOVER_ID.into() }]
+    );
+    assert_eq!(d.rollout.verdict, None);
+
+    obs.task_sets.retain(|t| t.id == GREEN_ID);
+    let d = ok(Action::Finish, &r, &obs, NOW);
+    assert_eq!(d.commands, vec![Command::ReleaseLock { rollout_id: ROLLOUT_ID.into() }]);
+    assert_eq!(d.rollout.verdict, None);
+
+    obs.lock_holder = None;
+    let d = ok(Action::Finish, &r, &obs, NOW);
+    assert!(d.commands.is_empty());
+    assert_eq!(d.rollout.verdict, Some(Verdict::Done));
+}
+
+#[test]
+fn finish_keeps_task_sets_that_still_get_traffic() {
+    let r = Rollout { weight: 100, ..canary_rollout() };
+    let mut obs = promoted_obs();
+    // Someone put a task set behind the green target group, which gets 100%.
+    obs.task_sets.push(view(LEFTOVER_ID, "ACTIVE", Some(TG_B), STABLE_TD, None));
+    let d = ok(Action::Finish, &r, &obs, NOW);
+    assert_eq!(d.commands, vec![Command::DeleteTaskSet { task_set_id: STABLE_ID.into() }]);
+}
+
+#[test]
+fn finish_ignores_draining_task_sets() {
+    let mut obs = promoted_obs();
+    obs.task_sets[0].status = "DRAINING".into();
+    let d = ok(Action::Finish, &canary_rollout(), &obs, NOW);
+    assert_eq!(d.commands, vec![Command::ReleaseLock { rollout_id: ROLLOUT_ID.into() }]);
+}
+
+#[test]
+fn finish_leaves_a_lock_it_does_not_hold() {
+    let mut obs = promoted_obs();
+    obs.task_sets.remove(0);
+    obs.lock_holder = Some(OTHER_ROLLOUT_ID.into());
+    let d = ok(Action::Finish, &canary_rollout(), &obs, NOW);
+    assert!(d.commands.is_empty(), "{:?}", d.commands);
+    assert_eq!(d.rollout.verdict, Some(Verdict::Done));
+}
+
+#[test]
+fn finish_refuses_when_green_is_not_primary() {
+    // Promote did not complete: deleting "stale" task sets now would delete the stable one.
+    let msg = not_ready(halt(Action::Finish, &canary_rollout(), &canary_obs(100)));
+    assert!(msg.contains(GREEN_ID) && msg.contains("not primary"), "{msg}");
+    assert!(not_ready(halt(Action::Finish, &new_rollout(), &promoted_obs())).contains("no new task set"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rollback
+// ---------------------------------------------------------------------------------------------
+
+fn lambda_error(error: &str, message: &str) -> StateError {
+    StateError { error: error.into(), cause: serde_json::json!({ "errorType": error, "errorMessage": message, "trace": [] }).to_string() }
+}
+
+#[test]
+fn rollback_after_scale_down_restores_the_stable_task_set_first() {
+    // Promote got as far as scaling the old task set to 0.
+    let d = ok(Action::Rollback, &canary_rollout(), &promoted_obs(), NOW);
+    assert_eq!(
+        d.commands,
+        vec![
+            Command::ScaleTaskSet { task_set_id: STABLE_ID.into(), percent: 100.0 },
+            Command::MakePrimary { task_set_arn: task_set_arn(STABLE_ID) },
+        ],
+        "no traffic moves before the stable task set is scaled up and primary"
+    );
+    assert_eq!(d.rollout.verdict, None);
+}
+
+#[test]
+fn rollback_makes_stable_primary_again_without_scaling_when_not_needed() {
+    let mut obs = promoted_obs();
+    obs.task_sets[0].scale_percent = 100.0;
+    let d = ok(Action::Rollback, &canary_rollout(), &obs, NOW);
+    assert_eq!(d.commands, vec![Command::MakePrimary { task_set_arn: task_set_arn(STABLE_ID) }]);
+}
+
+#[test]
+fn rollback_moves_all_traffic_back_to_stable() {
+    let d = ok(Action::Rollback, &canary_rollout(), &canary_obs(50), NOW);
+    assert_eq!(d.commands, vec![Command::SetWeights { weights: weights(100, 0) }], "and the green task set is kept for now");
+}
+
+#[test]
+fn rollback_deletes_the_green_task_set_only_once_weights_read_back() {
+    let d = ok(Action::Rollback, &canary_rollout(), &canary_obs(0), NOW);
+    assert_eq!(d.commands, vec![Command::DeleteTaskSet { task_set_id: GREEN_ID.into() }]);
+    assert_eq!(d.rollout.verdict, None);
+}
+
+#[test]
+fn rollback_deletes_our_task_sets_but_not_others() {
+    // A rollout that never recorded its green (it failed in CreateGreen's handler loop) still
+    // owns the task set tagged with its id; an unrelated task set is left alone.
+    let r = Rollout { green: None, ..canary_rollout() };
+    let mut obs = canary_obs(0);
+    obs.task_sets.push(view(LEFTOVER_ID, "ACTIVE", None, STABLE_TD, Some(OTHER_ROLLOUT_ID)));
+    obs.task_sets.push(view("ecs-svc/5555555555555555555", "DRAINING", Some(TG_B), NEW_TD, Some(ROLLOUT_ID)));
+    let d = ok(Action::Rollback, &r, &obs, NOW);
+    assert_eq!(d.commands, vec![Command::DeleteTaskSet { task_set_id: GREEN_ID.into() }]);
+}
+
+#[test]
+fn rollback_releases_the_lock_then_is_done() {
+    let r = Rollout { weight: 50, ..canary_rollout() };
+    let d = ok(Action::Rollback, &r, &fresh_obs(), NOW);
+    assert_eq!(d.commands, vec![Command::ReleaseLock { rollout_id: ROLLOUT_ID.into() }]);
+    assert_eq!(d.rollout.verdict, None);
+
+    let released = Observation { lock_holder: None, ..fresh_obs() };
+    let d = ok(Action::Rollback, &r, &released, NOW);
+    assert!(d.commands.is_empty());
+    assert_eq!(d.rollout.verdict, Some(Verdict::Done));
+    assert_eq!(d.rollout.weight, 0);
+}
+
+#[test]
+fn rollback_leaves_a_lock_held_by_another_rollout() {
+    let obs = Observation { lock_holder: Some(OTHER_ROLLOUT_ID.into()), ..fresh_obs() };
+    let d = ok(Action::Rollback, &canary_rollout(), &obs, NOW);
+    assert!(d.commands.is_empty());
+    assert_eq!(d.rollout.verdict, Some(Verdict::Done));
+}
+
+#[test]
+fn rollback_without_a_known_stable_only_releases_the_lock() {
+    // CreateGreen failed before it knew anything: whatever the service looks like, no task set
+    // or weight is touched.
+    let r = Rollout { error: Some(lambda_error("Kanaria.Superseded", "held by someone else")), ..new_rollout() };
+    let d = ok(Action::Rollback, &r, &canary_obs(50), NOW);
+    assert_eq!(d.commands, vec![Command::ReleaseLock { rollout_id: ROLLOUT_ID.into() }]);
+    let d = ok(Action::Rollback, &r, &Observation { lock_holder: None, ..canary_obs(50) }, NOW);
+    assert!(d.commands.is_empty());
+    assert_eq!(d.rollout.verdict, Some(Verdict::Done));
+    assert_eq!(d.rollout.cause.as_deref(), Some("Kanaria.Superseded: held by someone else"));
+}
+
+#[test]
+fn rollback_cause_comes_from_the_caught_lambda_error() {
+    let r = Rollout {
+        error: Some(lambda_error("Kanaria.ServiceNotReady", "the new task set ecs-svc/2222 is gone from prod/web; someone deleted it")),
+        ..canary_rollout()
+    };
+    // The cause is set on every decision, including the first (with commands).
+    let d = ok(Action::Rollback, &r, &canary_obs(50), NOW);
+    assert!(!d.commands.is_empty());
+    assert_eq!(
+        d.rollout.cause.as_deref(),
+        Some("Kanaria.ServiceNotReady: the new task set ecs-svc/2222 is gone from prod/web; someone deleted it")
+    );
+}
+
+#[test]
+fn rollback_keeps_the_cause_a_verdict_gave() {
+    let r = Rollout { cause: Some("1 task(s) of the new task set failed".into()), ..canary_rollout() };
+    let d = ok(Action::Rollback, &r, &canary_obs(10), NOW);
+    assert_eq!(d.rollout.cause.as_deref(), Some("1 task(s) of the new task set failed"));
+    let d = ok(Action::Rollback, &canary_rollout(), &canary_obs(10), NOW);
+    assert_eq!(d.rollout.cause.as_deref(), Some("rolled back"));
+}
+
+#[test]
+#[ignore = "bug: Rollback with the stable task set gone sends 100% of traffic to the empty stable target group and then deletes the green task set, the only one still serving"]
+fn rollback_never_removes_the_last_serving_task_set() {
+    // The stable task set has disappeared (deleted by hand); green is PRIMARY with all traffic.
+    let obs = Observation {
+        task_sets: vec![view(GREEN_ID, "PRIMARY", Some(TG_B), NEW_TD, Some(ROLLOUT_ID))],
+        weights: weights(0, 100),
+        ..fresh_obs()
+    };
+    let r = canary_rollout();
+    let mut world = World::new(obs);
+    let result = (0..MAX_ROUNDS).try_for_each(|_| {
+        let d = decide(Action::Rollback, &r, &world.obs, NOW)?;
+        d.commands.iter().for_each(|c| world.apply_unchecked(c));
+        Ok::<_, Halt>(())
+    });
+    let _ = result; // Halting is an acceptable answer; what must not happen is below.
+    assert!(world.obs.task_sets.iter().any(|t| t.id == GREEN_ID), "the only serving task set was deleted: {:?}", world.obs);
+    assert_eq!(world.obs.weight_of(TG_B), 100, "traffic moved to a target group with no task set: {:?}", world.obs.weights);
+}
+
+// ---------------------------------------------------------------------------------------------
+// cause_from_error, Halt, polling
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn cause_from_error_reads_lambda_causes() {
+    assert_eq!(cause_from_error(None), "rolled back");
+    assert_eq!(
+        cause_from_error(Some(&lambda_error("Kanaria.NotConverged", "Shift for prod/web did not read back as done after 6 rounds"))),
+        "Kanaria.NotConverged: Shift for prod/web did not read back as done after 6 rounds"
+    );
+    // Step Functions' own timeout.
+    assert_eq!(
+        cause_from_error(Some(&StateError { error: "States.Timeout".into(), cause: "Task timed out after 900.00 seconds".into() })),
+        "a step timed out: Task timed out after 900.00 seconds"
+    );
+    assert_eq!(
+        cause_from_error(Some(&lambda_error("States.Timeout", "the function ran out of time"))),
+        "a step timed out: the function ran out of time"
+    );
+    // A plain-text cause is used as is; an empty one names the error.
+    assert_eq!(
+        cause_from_error(Some(&StateError { error: "Lambda.ServiceException".into(), cause: "Rate exceeded".into() })),
+        "Lambda.ServiceException: Rate exceeded"
+    );
+    assert_eq!(cause_from_error(Some(&StateError { error: "States.TaskFailed".into(), cause: String::new() })), "States.TaskFailed failed");
+    // JSON without an errorMessage falls back to the whole cause.
+    let odd = StateError { error: "Custom".into(), cause: r#"{"errorType":"Custom"}"#.into() };
+    assert_eq!(cause_from_error(Some(&odd)), r#"Custom: {"errorType":"Custom"}"#);
+}
+
+#[test]
+fn halts_have_state_machine_error_types() {
+    let h = Halt::NotReady("the rollout has no stable task set".into());
+    assert_eq!(h.error_type(), "Kanaria.ServiceNotReady");
+    assert_eq!(h.to_string(), "the rollout has no stable task set");
+    assert_eq!(Halt::Superseded("x".into()).error_type(), "Kanaria.Superseded");
+}
+
+#[test]
+fn readiness_polls_back_off_to_fifteen_seconds() {
+    let waits: Vec<u64> = (0..6).map(readiness_poll_seconds).collect();
+    assert_eq!(waits, vec![2, 5, 10, 15, 15, 15]);
+    assert_eq!(readiness_poll_seconds(u32::MAX), 15);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Contract with the state machine (statemachines/rollout.asl.json)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn action_and_verdict_names_match_the_state_machine() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/statemachines/rollout.asl.json");
+    let asl: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).expect("state machine definition")).unwrap();
+    let mut actions = Vec::new();
+    let mut verdicts = Vec::new();
+    for (name, state) in asl["States"].as_object().unwrap() {
+        if let Some(action) = state["Parameters"]["action"].as_str() {
+            let parsed: Action = serde_json::from_value(action.into()).unwrap_or_else(|e| panic!("state {name}: action {action:?}: {e}"));
+            actions.push(parsed);
+        }
+        for choice in state["Choices"].as_array().into_iter().flatten() {
+            assert_eq!(choice["Variable"], "$.verdict", "state {name}");
+            let v = choice["StringEquals"].as_str().unwrap();
+            verdicts.push(serde_json::from_value::<Verdict>(v.into()).unwrap_or_else(|e| panic!("state {name}: verdict {v:?}: {e}")));
+        }
+    }
+    for a in [Action::CreateGreen, Action::CheckGreen, Action::Shift, Action::Verify, Action::Promote, Action::Finish, Action::Rollback] {
+        assert!(actions.contains(&a), "no state calls {a:?}");
+    }
+    for v in [Verdict::Ready, Verdict::Rollback, Verdict::NextStep, Verdict::Promote] {
+        assert!(verdicts.contains(&v), "no choice on {v:?}");
+    }
+    assert_eq!(serde_json::to_value(Action::CreateGreen).unwrap(), "createGreen");
+    assert_eq!(serde_json::to_value(Verdict::NextStep).unwrap(), "nextStep");
+}
+
+#[test]
+fn rollout_json_uses_the_state_machine_field_names() {
+    let r =
+        Rollout { step: 1, weight: 10, step_started_at: Some(NOW), wait_seconds: 120, verdict: Some(Verdict::Done), ..canary_rollout() };
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["waitSeconds"], 120);
+    assert_eq!(json["verdict"], "done");
+    assert_eq!(json["greenCreatedAt"], NOW - 60);
+    assert_eq!(json["green"]["targetGroupArn"], TG_B);
+    assert!(json.get("cause").is_none() && json.get("error").is_none());
+    let back: Rollout = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(back, r);
+
+    // What a Catch adds ($.error with Error/Cause) and a failed RollBack adds ($.rollbackError).
+    let mut caught = json;
+    caught["error"] =
+        serde_json::json!({ "Error": "Kanaria.Superseded", "Cause": "{\"errorType\":\"Kanaria.Superseded\",\"errorMessage\":\"held\"}" });
+    caught["rollbackError"] = serde_json::json!({ "Error": "x", "Cause": "y" });
+    let back: Rollout = serde_json::from_value(caught).unwrap();
+    assert_eq!(back.error.as_ref().map(|e| e.error.as_str()), Some("Kanaria.Superseded"));
+    assert_eq!(cause_from_error(back.error.as_ref()), "Kanaria.Superseded: held");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A tiny world: whole rollouts through decide()
+// ---------------------------------------------------------------------------------------------
+
+/// ECS, the ALB and the lock, in memory. Commands apply instantly (tasks of a scaled task set run
+/// at once); safety invariants are checked after every command.
+struct World {
+    obs: Observation,
+    next_task_set: u32,
+    /// Every command issued, with the action that issued it.
+    log: Vec<(Action, Command)>,
+}
+
+impl World {
+    fn new(obs: Observation) -> Self {
+        World { obs, next_task_set: 7, log: Vec::new() }
+    }
+
+    fn apply_unchecked(&mut self, command: &Command) {
+        let obs = &mut self.obs;
+        match command {
+            Command::RegisterTaskDefinition { based_on, .. } => {
+                let (family, revision) = based_on.rsplit_once(':').expect("family:revision");
+                obs.revision_with_image = Some(format!("{family}:{}", revision.parse::<u32>().unwrap() + 1));
+            }
+            Command::CreateTaskSet { task_definition_arn, target_group_arn, external_id } => {
+                let id = format!("ecs-svc/{:019}", self.next_task_set);
+                self.next_task_set += 1;
+                obs.task_sets.push(TaskSetView {
+                    arn: task_set_arn(&id),
+                    id,
+                    external_id: Some(external_id.clone()),
+                    status: "ACTIVE".into(),
+                    target_group_arn: Some(target_group_arn.clone()),
+                    task_definition_arn: task_definition_arn.clone(),
+                    scale_percent: 100.0,
+                    computed_desired_count: Some(obs.desired_count),
+                    running_count: Some(0),
+                });
+            }
+            Command::SetWeights { weights } => obs.weights = weights.clone(),
+            Command::MakePrimary { task_set_arn } => {
+                assert!(obs.task_sets.iter().any(|t| &t.arn == task_set_arn), "MakePrimary of unknown {task_set_arn}");
+                for t in &mut obs.task_sets {
+                    if &t.arn == task_set_arn {
+                        t.status = "PRIMARY".into();
+                    } else if t.status == "PRIMARY" {
+                        t.status = "ACTIVE".into();
+                    }
+                }
+            }
+            Command::ScaleTaskSet { task_set_id, percent } => {
+                let desired = obs.desired_count;
+                let t = obs.task_sets.iter_mut().find(|t| &t.id == task_set_id).expect("ScaleTaskSet of unknown task set");
+                t.scale_percent = *percent;
+                let count = ((desired as f64) * percent / 100.0).ceil() as u32;
+                t.computed_desired_count = Some(count);
+                t.running_count = Some(count);
+            }
+            Command::DeleteTaskSet { task_set_id } => obs.task_sets.retain(|t| &t.id != task_set_id),
+            Command::ReleaseLock { rollout_id } => {
+                if obs.lock_holder.as_deref() == Some(rollout_id.as_str()) {
+                    obs.lock_holder = None;
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, action: Action, command: &Command) {
+        // What ECS, the ALB and the lock would refuse, or what would hurt production.
+        match command {
+            Command::DeleteTaskSet { task_set_id } => {
+                let t = self.obs.task_sets.iter().find(|t| &t.id == task_set_id).expect("DeleteTaskSet of unknown task set");
+                assert_ne!(t.status, "PRIMARY", "{action:?} deleted the primary task set");
+                if let Some(tg) = &t.target_group_arn {
+                    assert_eq!(self.obs.weight_of(tg), 0, "{action:?} deleted {task_set_id} while {tg} gets traffic");
+                }
+            }
+            Command::ReleaseLock { rollout_id } => {
+                assert_eq!(self.obs.lock_holder.as_deref(), Some(rollout_id.as_str()), "{action:?} released a lock it does not hold")
+            }
+            _ => {}
+        }
+        self.apply_unchecked(command);
+        self.log.push((action, command.clone()));
+        self.check_invariants(action);
+    }
+
+    fn check_invariants(&self, action: Action) {
+        let obs = &self.obs;
+        let primaries = obs.task_sets.iter().filter(|t| t.status == "PRIMARY").count();
+        assert_eq!(primaries, 1, "{action:?}: exactly one primary task set: {:?}", obs.task_sets);
+        assert_eq!(obs.weights.iter().map(|(_, w)| w).sum::<u32>(), 100, "{action:?}: weights {:?}", obs.weights);
+        for (tg, w) in &obs.weights {
+            if *w > 0 {
+                assert!(
+                    obs.task_sets.iter().any(|t| t.target_group_arn.as_deref() == Some(tg.as_str()) && t.scale_percent > 0.0),
+                    "{action:?}: {w}% of traffic goes to {tg}, which no running task set serves: {:?}",
+                    obs.task_sets
+                );
+            }
+        }
+    }
+
+    /// Run one action the way the handler does: decide, act, observe again until nothing is left
+    /// to change. Returns the final rollout and the number of decisions taken.
+    fn run(&mut self, action: Action, rollout: &Rollout, now: u64) -> (Rollout, usize) {
+        let mut current = rollout.clone();
+        for round in 1..=MAX_ROUNDS {
+            let d = ok(action, &current, &self.obs, now);
+            if d.commands.is_empty() {
+                return (d.rollout, round);
+            }
+            for c in &d.commands {
+                self.apply(action, c);
+            }
+            current = d.rollout;
+        }
+        panic!("{action:?} did not converge in {MAX_ROUNDS} rounds: {:?}", self.obs);
+    }
+
+    /// Run an action, then check that a retried call (Step Functions sends the same input
+    /// again; or a duplicate invoke with the output) finds nothing to do and decides the same.
+    fn run_and_retry(&mut self, action: Action, rollout: &Rollout, now: u64) -> Rollout {
+        let (done, _) = self.run(action, rollout, now);
+        let retried = ok(action, rollout, &self.obs, now);
+        assert!(retried.commands.is_empty(), "{action:?} retried with its input issued {:?}", retried.commands);
+        assert_eq!(retried.rollout.verdict, done.verdict, "{action:?} retried with its input decided differently");
+        let repeated = ok(action, &done, &self.obs, now);
+        assert!(repeated.commands.is_empty(), "{action:?} repeated with its output issued {:?}", repeated.commands);
+        done
+    }
+
+    fn commands_of(&self, action: Action) -> Vec<Command> {
+        self.log.iter().filter(|(a, _)| *a == action).map(|(_, c)| c.clone()).collect()
+    }
+
+    fn start_green_tasks(&mut self, green_id: &str) {
+        let t = self.obs.task_sets.iter_mut().find(|t| t.id == green_id).unwrap();
+        t.running_count = t.computed_desired_count;
+    }
+}
+
+/// CreateGreen → CheckGreen (until ready) → Shift/Verify per step. Returns the rollout after the
+/// last Verify (verdict Promote) or after the Verify that decided to roll back.
+fn drive_canary(world: &mut World, rollout: Rollout, fail_at_weight: Option<u32>) -> Rollout {
+    let mut now = NOW;
+    let mut r = world.run_and_retry(Action::CreateGreen, &rollout, now);
+    assert_eq!(r.verdict, Some(Verdict::Done));
+    let green_id = r.green.as_ref().expect("green recorded").id.clone();
+
+    now += r.wait_seconds;
+    r = world.run_and_retry(Action::CheckGreen, &r, now);
+    assert_eq!(r.verdict, Some(Verdict::Wait), "no task runs yet");
+    world.start_green_tasks(&green_id);
+    now += r.wait_seconds;
+    r = world.run_and_retry(Action::CheckGreen, &r, now);
+    assert_eq!(r.verdict, Some(Verdict::Ready));
+
+    loop {
+        r = world.run_and_retry(Action::Shift, &r, now);
+        assert_eq!(r.verdict, Some(Verdict::Done));
+        assert_eq!(world.obs.weight_of(&r.green.as_ref().unwrap().target_group_arn), r.weight);
+        assert_eq!(r.step_started_at, Some(now));
+        if fail_at_weight == Some(r.weight) {
+            world.obs.failures.push(failure("deadbeef", 1));
+        }
+        now += r.wait_seconds;
+        r = world.run_and_retry(Action::Verify, &r, now);
+        match r.verdict {
+            Some(Verdict::NextStep) => continue,
+            Some(Verdict::Promote) | Some(Verdict::Rollback) => return r,
+            other => panic!("Verify decided {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_whole_canary_converges_and_every_retry_is_a_no_op() {
+    let mut world = World::new(fresh_obs());
+    let r = drive_canary(&mut world, new_rollout(), None);
+    assert_eq!(r.verdict, Some(Verdict::Promote));
+    assert_eq!((r.step, r.weight), (2, 100));
+
+    let r = world.run_and_retry(Action::Promote, &r, NOW + 1000);
+    assert_eq!(r.verdict, Some(Verdict::Done));
+    assert_eq!(r.wait_seconds, 45);
+    let r = world.run_and_retry(Action::Finish, &r, NOW + 1045);
+    assert_eq!(r.verdict, Some(Verdict::Done));
+
+    let green = r.green.clone().unwrap();
+    assert_eq!(green.target_group_arn, TG_B);
+    assert_eq!(r.task_definition_arn.as_deref(), Some(NEW_TD));
+    // The final world: all traffic on green, green primary and alone, lock released.
+    assert_eq!(world.obs.weight_of(TG_B), 100);
+    assert_eq!(world.obs.weight_of(TG_A), 0);
+    assert_eq!(world.obs.task_sets.len(), 1, "{:?}", world.obs.task_sets);
+    let only = &world.obs.task_sets[0];
+    assert_eq!((only.id.as_str(), only.status.as_str()), (green.id.as_str(), "PRIMARY"));
+    assert_eq!(only.task_definition_arn, NEW_TD);
+    assert_eq!(only.external_id.as_deref(), Some(ROLLOUT_ID));
+    assert_eq!(world.obs.lock_holder, None);
+
+    // Exactly these commands, in this order, each once.
+    let log: Vec<Command> = world.log.iter().map(|(_, c)| c.clone()).collect();
+    assert_eq!(
+        log,
+        vec![
+            Command::RegisterTaskDefinition { based_on: STABLE_TD.into(), container: "app".into(), image: image_uri() },
+            Command::CreateTaskSet { task_definition_arn: NEW_TD.into(), target_group_arn: TG_B.into(), external_id: ROLLOUT_ID.into() },
+            Command::SetWeights { weights: weights(90, 10) },
+            Command::SetWeights { weights: weights(50, 50) },
+            Command::SetWeights { weights: weights(0, 100) },
+            Command::MakePrimary { task_set_arn: green.arn.clone() },
+            Command::ScaleTaskSet { task_set_id: STABLE_ID.into(), percent: 0.0 },
+            Command::DeleteTaskSet { task_set_id: STABLE_ID.into() },
+            Command::ReleaseLock { rollout_id: ROLLOUT_ID.into() },
+        ]
+    );
+    assert_eq!(
+        world.commands_of(Action::Promote),
+        vec![
+            Command::MakePrimary { task_set_arn: green.arn.clone() },
+            Command::ScaleTaskSet { task_set_id: STABLE_ID.into(), percent: 0.0 }
+        ]
+    );
+
+    // A late call of any forward action on the converged world changes nothing: it either
+    // finds its goal read back or halts (the lock is released). Rollback is not reachable
+    // after Finish (its Catch goes to CleanupFailed), see the ignored test above.
+    for action in [Action::CreateGreen, Action::CheckGreen, Action::Shift, Action::Verify, Action::Promote, Action::Finish] {
+        match decide(action, &r, &world.obs, NOW + 2000) {
+            Ok(d) => assert!(d.commands.is_empty(), "{action:?} on the converged world issued {:?}", d.commands),
+            Err(h) => assert!(matches!(h, Halt::Superseded(_)), "{action:?}: {h:?}"),
+        }
+    }
+    assert_eq!(ok(Action::Finish, &r, &world.obs, NOW + 2000).rollout.verdict, Some(Verdict::Done));
+    assert_eq!(ok(Action::Promote, &r, &world.obs, NOW + 2000).rollout.verdict, Some(Verdict::Done));
+}
+
+#[test]
+fn consecutive_rollouts_alternate_target_groups() {
+    let mut world = World::new(fresh_obs());
+    let r = drive_canary(&mut world, new_rollout(), None);
+    let r = world.run_and_retry(Action::Promote, &r, NOW);
+    world.run_and_retry(Action::Finish, &r, NOW);
+
+    // The next push: another rollout id takes the lock; the new primary's target group is TG_B.
+    world.obs.lock_holder = Some(OTHER_ROLLOUT_ID.into());
+    world.obs.revision_with_image = None;
+    world.log.clear();
+    let second = Rollout {
+        id: OTHER_ROLLOUT_ID.into(),
+        image: Image { uri: image_uri().replace("sha256:5b", "sha256:6c"), ..new_rollout().image },
+        ..new_rollout()
+    };
+    let r2 = drive_canary(&mut world, second, None);
+    let r2 = world.run_and_retry(Action::Promote, &r2, NOW);
+    world.run_and_retry(Action::Finish, &r2, NOW);
+
+    assert_eq!(r2.stable.as_ref().unwrap().target_group_arn, TG_B);
+    assert_eq!(r2.green.as_ref().unwrap().target_group_arn, TG_A);
+    assert_eq!(world.obs.weight_of(TG_A), 100);
+    assert_eq!(world.obs.task_sets.len(), 1);
+    assert_eq!(world.obs.task_sets[0].external_id.as_deref(), Some(OTHER_ROLLOUT_ID));
+    assert_eq!(world.obs.task_sets[0].task_definition_arn, "arn:aws:ecs:us-east-1:123456789012:task-definition/web:43");
+    assert_eq!(world.obs.lock_holder, None);
+    assert!(matches!(
+        world.log.first(),
+        Some((Action::CreateGreen, Command::RegisterTaskDefinition { based_on, .. })) if based_on == NEW_TD
+    ));
+}
+
+#[test]
+fn a_leftover_task_set_is_cleaned_up_before_the_new_one_is_created() {
+    let mut obs = fresh_obs();
+    obs.task_sets.push(view(LEFTOVER_ID, "ACTIVE", Some(TG_B), STABLE_TD, Some("r-earlier")));
+    let mut world = World::new(obs);
+    let (r, rounds) = world.run(Action::CreateGreen, &new_rollout(), NOW);
+    assert_eq!(r.verdict, Some(Verdict::Done));
+    assert_eq!(rounds, 4, "delete, register, create, read back");
+    assert!(rounds <= MAX_ROUNDS);
+    let kinds: Vec<&str> = world
+        .commands_of(Action::CreateGreen)
+        .iter()
+        .map(|c| match c {
+            Command::DeleteTaskSet { .. } => "delete",
+            Command::RegisterTaskDefinition { .. } => "register",
+            Command::CreateTaskSet { .. } => "create",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, vec!["delete", "register", "create"]);
+    assert!(world.obs.task_sets.iter().all(|t| t.id != LEFTOVER_ID));
+    assert_eq!(world.obs.task_sets.len(), 2);
+}
+
+fn assert_rolled_back(world: &World, r: &Rollout) {
+    assert_eq!(r.verdict, Some(Verdict::Done));
+    assert_eq!(r.weight, 0);
+    assert_eq!(world.obs.weights, weights(100, 0));
+    assert_eq!(world.obs.task_sets.len(), 1, "green is gone: {:?}", world.obs.task_sets);
+    let stable = &world.obs.task_sets[0];
+    assert_eq!((stable.id.as_str(), stable.status.as_str()), (STABLE_ID, "PRIMARY"));
+    assert_eq!(stable.scale_percent, 100.0);
+    assert_eq!(stable.task_definition_arn, STABLE_TD);
+    assert_eq!(world.obs.lock_holder, None);
+}
+
+#[test]
+fn a_failing_canary_rolls_back_to_stable() {
+    let mut world = World::new(fresh_obs());
+    let r = drive_canary(&mut world, new_rollout(), Some(50));
+    assert_eq!(r.verdict, Some(Verdict::Rollback));
+    assert_eq!(r.weight, 50);
+    let cause = r.cause.clone().unwrap();
+    assert!(cause.contains("at 50% traffic") && cause.contains("task deadbeef"), "{cause}");
+    let green_id = r.green.as_ref().unwrap().id.clone();
+
+    world.log.clear();
+    let (done, rounds) = world.run(Action::Rollback, &r, NOW + 500);
+    assert_eq!(rounds, 4, "weights, delete, release, read back");
+    assert_eq!(
+        world.commands_of(Action::Rollback),
+        vec![
+            Command::SetWeights { weights: weights(100, 0) },
+            Command::DeleteTaskSet { task_set_id: green_id },
+            Command::ReleaseLock { rollout_id: ROLLOUT_ID.into() },
+        ]
+    );
+    assert_rolled_back(&world, &done);
+    assert_eq!(done.cause.as_deref(), Some(cause.as_str()), "the verdict's cause is kept");
+
+    // A retried Rollback (same input) on the restored world changes nothing.
+    let again = ok(Action::Rollback, &r, &world.obs, NOW + 600);
+    assert!(again.commands.is_empty());
+    assert_eq!(again.rollout.verdict, Some(Verdict::Done));
+}
+
+#[test]
+fn a_promote_that_fails_after_scale_down_rolls_back_to_stable() {
+    let mut world = World::new(fresh_obs());
+    let r = drive_canary(&mut world, new_rollout(), None);
+    // Promote moved traffic, made green primary and scaled stable to 0, then the function died
+    // before reading back; the Catch hands the rollout and the error to RollBack.
+    world.run(Action::Promote, &r, NOW);
+    assert_eq!(world.obs.task_sets.iter().find(|t| t.id == STABLE_ID).unwrap().scale_percent, 0.0);
+    let caught =
+        Rollout { error: Some(lambda_error("Kanaria.NotConverged", "Promote for prod/web did not read back as done after 6 rounds")), ..r };
+    world.log.clear();
+    let (done, rounds) = world.run(Action::Rollback, &caught, NOW + 60);
+    assert!(rounds <= MAX_ROUNDS);
+    let stable_arn = task_set_arn(STABLE_ID);
+    let green_id = caught.green.as_ref().unwrap().id.clone();
+    assert_eq!(
+        world.commands_of(Action::Rollback),
+        vec![
+            Command::ScaleTaskSet { task_set_id: STABLE_ID.into(), percent: 100.0 },
+            Command::MakePrimary { task_set_arn: stable_arn },
+            Command::SetWeights { weights: weights(100, 0) },
+            Command::DeleteTaskSet { task_set_id: green_id },
+            Command::ReleaseLock { rollout_id: ROLLOUT_ID.into() },
+        ]
+    );
+    assert_rolled_back(&world, &done);
+    assert_eq!(done.cause.as_deref(), Some("Kanaria.NotConverged: Promote for prod/web did not read back as done after 6 rounds"));
+}
+
+#[test]
+fn rollback_reissues_weights_until_they_read_back_and_only_then_deletes_green() {
+    // The ALB has not applied the first SetWeights yet when kanaria observes again.
+    let r = Rollout { weight: 50, step: 1, ..canary_rollout() };
+    let mut world = World::new(canary_obs(50));
+    let first = ok(Action::Rollback, &r, &world.obs, NOW);
+    assert_eq!(first.commands, vec![Command::SetWeights { weights: weights(100, 0) }]);
+    // (dropped)
+    let second = ok(Action::Rollback, &first.rollout, &world.obs, NOW);
+    assert_eq!(second.commands, first.commands, "the same change again, nothing beyond it");
+    world.apply(Action::Rollback, &second.commands[0]);
+    let third = ok(Action::Rollback, &second.rollout, &world.obs, NOW);
+    assert_eq!(third.commands, vec![Command::DeleteTaskSet { task_set_id: GREEN_ID.into() }]);
+}
+
+#[test]
+fn a_superseded_shift_rolls_back_without_touching_the_other_rollouts_lock() {
+    let mut world = World::new(fresh_obs());
+    let mut r = world.run_and_retry(Action::CreateGreen, &new_rollout(), NOW);
+    world.start_green_tasks(&r.green.as_ref().unwrap().id);
+    r = world.run_and_retry(Action::CheckGreen, &r, NOW);
+    // The lock was taken over (an operator cleared a "stale" lock and another push took it).
+    world.obs.lock_holder = Some(OTHER_ROLLOUT_ID.into());
+    let h = decide(Action::Shift, &r, &world.obs, NOW).unwrap_err();
+    assert_eq!(h.error_type(), "Kanaria.Superseded");
+    assert_eq!(world.obs.weights, weights(100, 0), "no traffic moved");
+    let caught = Rollout { error: Some(lambda_error(h.error_type(), &h.to_string())), ..r };
+    let (done, _) = world.run(Action::Rollback, &caught, NOW);
+    assert_eq!(done.verdict, Some(Verdict::Done));
+    assert_eq!(world.obs.lock_holder.as_deref(), Some(OTHER_ROLLOUT_ID), "the other rollout keeps its lock");
+    assert!(done.cause.as_deref().unwrap().starts_with("Kanaria.Superseded: rollout r-9f2c4e1a7b3d no longer holds prod/web"));
+    assert!(!world.log.iter().any(|(_, c)| matches!(c, Command::ReleaseLock { .. })));
+}
