@@ -440,7 +440,7 @@ strategy:
         let text = EXAMPLE.replace("- { weight: 5, bake: 5m }", "- { wieght: 5, bake: 5m }");
         let err = parse("typo", &text).unwrap_err();
         let p = &err.problems()[0];
-        assert_eq!(p.path, "strategy.canary.steps[1]");
+        assert_eq!(p.path, "strategy.canary.steps[1].wieght");
         assert!(p.message.contains("wieght"), "{p}");
     }
 

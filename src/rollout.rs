@@ -304,6 +304,8 @@ pub fn decide(action: Action, rollout: &Rollout, obs: &Observation, now: u64) ->
             }
         }
         Action::Promote => {
+            // Never send all traffic to a task set that is no longer there.
+            green_of(rollout, obs)?;
             let green = green_ref(rollout)?;
             let stable = rollout.stable.as_ref().ok_or_else(|| Halt::NotReady("the rollout has no stable task set".into()))?;
             let wanted = split(stable, &green.target_group_arn, 100);
@@ -347,23 +349,45 @@ pub fn decide(action: Action, rollout: &Rollout, obs: &Observation, now: u64) ->
             if next.cause.is_none() {
                 next.cause = Some(cause_from_error(rollout.error.as_ref()));
             }
-            if let Some(stable) = &rollout.stable {
-                let green_tg = rollout.policy.traffic.target_groups.iter().find(|tg| **tg != stable.target_group_arn).cloned();
-                let wanted = split(stable, green_tg.as_deref().unwrap_or(""), 0);
-                let stable_view = obs.task_set(&stable.id);
-                if stable_view.is_some_and(|s| s.scale_percent < 100.0) {
-                    commands.push(Command::ScaleTaskSet { task_set_id: stable.id.clone(), percent: 100.0 });
-                }
-                if stable_view.is_some() && obs.primary().map(|p| p.id.as_str()) != Some(stable.id.as_str()) {
-                    commands.push(Command::MakePrimary { task_set_arn: stable.arn.clone() });
-                }
-                if commands.is_empty() && weights_differ(obs, &wanted) {
-                    commands.push(Command::SetWeights { weights: wanted });
-                }
-                // The green task set goes only once the ALB no longer sends it anything.
-                if commands.is_empty() {
-                    for t in obs.task_sets.iter().filter(|t| t.id != stable.id && t.status != "DRAINING") {
-                        if rollout.green.as_ref().is_some_and(|g| g.id == t.id) || t.external_id.as_deref() == Some(rollout.id.as_str()) {
+            let created_by_us = |t: &TaskSetView| {
+                rollout.green.as_ref().is_some_and(|g| g.id == t.id) || t.external_id.as_deref() == Some(rollout.id.as_str())
+            };
+            match &rollout.stable {
+                Some(stable) => match obs.task_set(&stable.id) {
+                    None if obs.task_sets.iter().any(|t| t.status != "DRAINING") => {
+                        // Someone removed the stable task set: moving traffic back would send it
+                        // nowhere, and deleting the new one would leave nothing serving.
+                        return Err(Halt::NotReady(format!(
+                            "cannot roll back {}: the stable task set {} no longer exists, so the new task set is left serving; push a known-good image to roll forward",
+                            rollout.service, stable.id
+                        )));
+                    }
+                    None => {}
+                    Some(stable_view) => {
+                        let green_tg = rollout.policy.traffic.target_groups.iter().find(|tg| **tg != stable.target_group_arn).cloned();
+                        let wanted = split(stable, green_tg.as_deref().unwrap_or(""), 0);
+                        if stable_view.scale_percent < 100.0 {
+                            commands.push(Command::ScaleTaskSet { task_set_id: stable.id.clone(), percent: 100.0 });
+                        }
+                        if obs.primary().map(|p| p.id.as_str()) != Some(stable.id.as_str()) {
+                            commands.push(Command::MakePrimary { task_set_arn: stable.arn.clone() });
+                        }
+                        if commands.is_empty() && weights_differ(obs, &wanted) {
+                            commands.push(Command::SetWeights { weights: wanted });
+                        }
+                        // The new task set goes only once the ALB no longer sends it anything.
+                        if commands.is_empty() {
+                            for t in obs.task_sets.iter().filter(|t| t.id != stable.id && t.status != "DRAINING" && created_by_us(t)) {
+                                commands.push(Command::DeleteTaskSet { task_set_id: t.id.clone() });
+                            }
+                        }
+                    }
+                },
+                // Failed before the stable task set was known (CreateGreen's result was lost): remove
+                // what this rollout created, which cannot have had traffic yet.
+                None => {
+                    for t in obs.task_sets.iter().filter(|t| t.status != "PRIMARY" && t.status != "DRAINING" && created_by_us(t)) {
+                        if t.target_group_arn.as_deref().is_none_or(|tg| obs.weight_of(tg) == 0) {
                             commands.push(Command::DeleteTaskSet { task_set_id: t.id.clone() });
                         }
                     }
