@@ -1,0 +1,211 @@
+//! End to end on emulated AWS: real aws-sdk clients, moto, the rollout state machine executing
+//! in moto's interpreter, kanaria's functions behind the local Lambda Invoke API, events through
+//! EventBridge rules with the template's patterns.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{start, Env};
+use kanaria::handlers::Function;
+use kanaria_local::fixture::{self, SampleOptions};
+
+const RUN_LIMIT: Duration = Duration::from_secs(90);
+
+fn quick_canary() -> SampleOptions {
+    SampleOptions { steps: vec![(10, 1), (50, 1)], drain_seconds: 1, ..SampleOptions::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_duplicate_deliveries_of_one_push_start_one_rollout() {
+    // Long bakes keep the rollout in flight while the duplicates arrive.
+    let env = start(SampleOptions { steps: vec![(10, 60)], ..SampleOptions::default() }).await;
+    let digest = fixture::new_digest("dup");
+    for _ in 0..5 {
+        env.push("v2", &digest).await;
+    }
+    env.wait_invocations(Function::OnImagePush, 5).await;
+
+    let executions = env.executions().await;
+    assert_eq!(executions.len(), 1, "{executions:?}");
+    let outcomes: Vec<String> = env
+        .results_of(Function::OnImagePush)
+        .into_iter()
+        .map(|r| r.expect("every delivery is handled")["rollouts"][0]["outcome"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(outcomes.iter().filter(|o| *o == "started").count(), 1, "{outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|o| *o == "duplicate").count(), 4, "{outcomes:?}");
+    let lock = env.store().lock(&env.sample.policy.service.key()).await.unwrap().expect("the service is locked");
+    assert_eq!(lock.digest, digest);
+    assert_eq!(lock.execution_arn.as_deref(), Some(executions[0].0.as_str()));
+
+    // A push of another digest while this one is in flight is refused (and changes nothing).
+    env.push("v3", &fixture::new_digest("other")).await;
+    env.wait_invocations(Function::OnImagePush, 6).await;
+    let last = env.results_of(Function::OnImagePush).pop().unwrap().unwrap();
+    assert_eq!(last["rollouts"][0]["outcome"], "refused", "{last}");
+    assert_eq!(env.executions().await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_push_no_policy_matches_starts_nothing() {
+    let env = start(quick_canary()).await;
+    env.push("feature-x", &fixture::new_digest("nomatch")).await; // policy wants v*
+    fixture::put_event(&env.local.config, &fixture::ecr_push_event("other/repo", "v9", &fixture::new_digest("repo"))).await.unwrap();
+    env.wait_invocations(Function::OnImagePush, 2).await;
+
+    for r in env.results_of(Function::OnImagePush) {
+        assert_eq!(r.unwrap()["ignored"], "no policy matches");
+    }
+    assert!(env.executions().await.is_empty());
+    assert_eq!(env.task_definition_revisions().await, 1, "no revision was registered");
+    assert!(env.store().lock(&env.sample.policy.service.key()).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_canary_ends_with_all_traffic_on_the_new_primary_task_set() {
+    let env = start(quick_canary()).await;
+    let [blue, green] = env.sample.target_groups.clone();
+    let digest = fixture::new_digest("canary");
+    env.push("v2", &digest).await;
+    let execution = env.started_execution().await;
+
+    let (status, error, cause) = env.wait_for_end(&execution, RUN_LIMIT).await.unwrap();
+    assert_eq!(status, "SUCCEEDED", "{error}: {cause}");
+    let weights = env.weights().await;
+    assert_eq!((Env::weight_of(&weights, &green), Env::weight_of(&weights, &blue)), (100, 0), "{weights:?}");
+    let sets = env.task_sets().await;
+    assert_eq!(sets.len(), 1, "exactly one task set is left: {sets:?}");
+    assert_eq!(sets[0].status, "PRIMARY");
+    assert_eq!(sets[0].target_group_arn.as_deref(), Some(green.as_str()));
+    assert_eq!(env.images_of(&sets[0].task_definition_arn).await, vec![env.image_uri(&digest)], "pinned to the pushed digest");
+    assert!(env.store().lock(&env.sample.policy.service.key()).await.unwrap().is_none(), "lock released");
+    assert_eq!(env.store().last(&env.sample.policy.service.key()).await.unwrap().unwrap().outcome, "SUCCEEDED");
+
+    // Every step crossed the traffic weights of the policy, in order, each read back.
+    let shifted: Vec<u64> = env
+        .local
+        .shared
+        .invocations()
+        .into_iter()
+        .filter(|i| i.function == Function::RolloutStep && i.input["action"] == "shift")
+        .filter_map(|i| i.result.ok().and_then(|o| o["weight"].as_u64()))
+        .collect();
+    assert_eq!(shifted, vec![10, 50]);
+
+    // The next release goes the other way: back onto the blue target group.
+    let next = fixture::new_digest("next");
+    env.push("v3", &next).await;
+    env.wait_invocations(Function::OnImagePush, 2).await;
+    let out = env.results_of(Function::OnImagePush).pop().unwrap().unwrap();
+    let second = out["rollouts"][0]["execution"].as_str().unwrap().to_string();
+    assert_eq!(env.wait_for_end(&second, RUN_LIMIT).await.unwrap().0, "SUCCEEDED");
+    let weights = env.weights().await;
+    assert_eq!(Env::weight_of(&weights, &blue), 100, "{weights:?}");
+    let sets = env.task_sets().await;
+    assert_eq!(sets.len(), 1);
+    assert_eq!(env.images_of(&sets[0].task_definition_arn).await, vec![env.image_uri(&next)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn green_tasks_stopping_during_a_bake_roll_back_to_the_stable_task_set() {
+    let env = start(SampleOptions { steps: vec![(10, 4), (50, 1)], ..SampleOptions::default() }).await;
+    let blue = env.sample.target_groups[0].clone();
+    let digest = fixture::new_digest("crash");
+    env.push("v2", &digest).await;
+    let execution = env.started_execution().await;
+
+    // Once 10% is on the new task set (the bake has begun), one of its tasks exits with code 1.
+    env.local
+        .shared
+        .wait_for_invocations("the first shift", RUN_LIMIT, |inv| {
+            inv.iter().any(|i| i.function == Function::RolloutStep && i.input["action"] == "shift" && i.result.is_ok())
+        })
+        .await
+        .unwrap();
+    let green = env.task_sets().await.into_iter().find(|t| t.status != "PRIMARY").expect("the new task set exists");
+    let tasks = env
+        .local
+        .ctx()
+        .clients
+        .ecs
+        .list_tasks()
+        .cluster(&env.sample.options.cluster)
+        .started_by(&green.id)
+        .send()
+        .await
+        .unwrap()
+        .task_arns()
+        .to_vec();
+    assert!(!tasks.is_empty(), "the simulator runs the new task set's tasks");
+    let stopped = serde_json::json!({
+        "version": "0", "id": "1", "detail-type": "ECS Task State Change", "source": "aws.ecs",
+        "account": kanaria_local::ACCOUNT, "region": kanaria_local::REGION, "resources": [tasks[0]],
+        "detail": {
+            "clusterArn": format!("arn:aws:ecs:us-east-1:{}:cluster/{}", kanaria_local::ACCOUNT, env.sample.options.cluster),
+            "taskArn": tasks[0], "taskDefinitionArn": green.task_definition_arn, "group": "service:web",
+            "startedBy": green.id, "lastStatus": "STOPPED", "desiredStatus": "STOPPED",
+            "stopCode": "EssentialContainerExited", "stoppedReason": "Essential container in task exited",
+            "containers": [{"name": "web", "exitCode": 1, "lastStatus": "STOPPED"}], "version": 4
+        }
+    });
+    // Delivered twice, as EventBridge may: counted once.
+    fixture::put_event(&env.local.config, &stopped).await.unwrap();
+    fixture::put_event(&env.local.config, &stopped).await.unwrap();
+
+    let (status, error, cause) = env.wait_for_end(&execution, RUN_LIMIT).await.unwrap();
+    assert_eq!((status.as_str(), error.as_str()), ("FAILED", "Kanaria.RolledBack"), "{cause}");
+    assert!(cause.contains("Essential container in task exited") && cause.contains("exit 1"), "{cause}");
+    let weights = env.weights().await;
+    assert_eq!(Env::weight_of(&weights, &blue), 100, "{weights:?}");
+    let sets = env.task_sets().await;
+    assert_eq!(sets.len(), 1, "the new task set is gone: {sets:?}");
+    assert_eq!((sets[0].id.as_str(), sets[0].status.as_str()), (env.sample.initial_task_set.as_str(), "PRIMARY"));
+    assert!(env.store().lock(&env.sample.policy.service.key()).await.unwrap().is_none(), "lock released");
+    let rollout_id = env.results_of(Function::RolloutStep)[0].as_ref().unwrap()["id"].as_str().unwrap().to_string();
+    let failures = env.store().failures(&rollout_id).await.unwrap();
+    assert_eq!(failures.len(), 1, "a duplicate delivery is counted once: {failures:?}");
+    assert_eq!(env.store().last(&env.sample.policy.service.key()).await.unwrap().unwrap().outcome, "ROLLED_BACK");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn malformed_events_and_invalid_policies_change_nothing() {
+    let env = start(quick_canary()).await;
+    let before = env.weights().await;
+
+    // A push event whose digest is not a digest.
+    let mut bad = fixture::ecr_push_event("demo/web", "v2", "sha256:nope");
+    fixture::put_event(&env.local.config, &bad).await.unwrap();
+    // An event that is not an ECR event at all, sent straight to the function.
+    let garbage = env.local.shared.invoke(Function::OnImagePush, serde_json::json!({"hello": "world"})).await;
+    let err = garbage.unwrap_err();
+    assert_eq!(err.error_type, "Kanaria.InvalidInput");
+    assert!(err.message.contains("nothing was changed"), "{}", err.message);
+    env.wait_invocations(Function::OnImagePush, 2).await;
+    let from_bus = env
+        .results_of(Function::OnImagePush)
+        .into_iter()
+        .find(|r| r.is_err() && !r.as_ref().unwrap_err().message.contains("detail-type"))
+        .unwrap();
+    assert!(from_bus.unwrap_err().message.contains("is not a sha256 digest"));
+
+    // A policy edited by hand into something invalid never starts a rollout.
+    let name = kanaria::aws::policies::parameter_name(&env.local.ctx().settings.policy_prefix, &env.sample.policy);
+    let broken = env.sample.policy_yaml.replace("weight: 10,", "weight: 0,");
+    env.local.ctx().clients.ssm.put_parameter().name(&name).value(broken).overwrite(true).send().await.unwrap();
+    bad["detail"]["image-digest"] = serde_json::json!(fixture::new_digest("valid"));
+    fixture::put_event(&env.local.config, &bad).await.unwrap();
+    env.wait_invocations(Function::OnImagePush, 3).await;
+    let last = env.results_of(Function::OnImagePush).pop().unwrap().unwrap();
+    assert_eq!(last["ignored"], "no policy matches", "{last}");
+
+    assert!(env.executions().await.is_empty());
+    assert_eq!(env.task_definition_revisions().await, 1);
+    assert_eq!(env.weights().await, before);
+    assert_eq!(env.task_sets().await.len(), 1);
+    assert!(env.store().lock(&env.sample.policy.service.key()).await.unwrap().is_none());
+
+    // rollout-step refuses input it does not understand.
+    let err = env.local.shared.invoke(Function::RolloutStep, serde_json::json!({"action": "launch", "rollout": {}})).await.unwrap_err();
+    assert_eq!(err.error_type, "Kanaria.InvalidInput");
+}
