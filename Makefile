@@ -1,0 +1,27 @@
+# kanaria: the two commands a fresh machine needs are `make demo` and `make test`.
+SHELL := /bin/bash
+ENV := source scripts/env.sh &&
+
+.PHONY: setup demo demo-rollback test check-templates build-lambdas
+
+setup:
+	@scripts/setup
+
+## The local demo: an ECR push rolled out as a canary on emulated AWS, with its timeline.
+demo: setup
+	@$(ENV) cargo build --quiet --locked -p kanaria-local && "$$CARGO_TARGET_DIR/debug/kanaria-local" demo
+
+## The same with an image that crashes after it starts: watch the rollback.
+demo-rollback: setup
+	@$(ENV) cargo build --quiet --locked -p kanaria-local && "$$CARGO_TARGET_DIR/debug/kanaria-local" demo --fail
+
+## Every test, template and state-machine check (CI runs exactly this).
+test:
+	@scripts/test
+
+check-templates: setup
+	@scripts/check-templates
+
+## Lambda packages as SAM builds them (cargo-lambda + zig, arm64).
+build-lambdas: setup
+	@$(ENV) sam build

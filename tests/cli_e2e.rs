@@ -1,0 +1,93 @@
+//! The `kanaria` command against emulated AWS: policy validate/apply and status of a rollout
+//! in flight.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::start;
+use kanaria::handlers::Function;
+use kanaria_local::fixture::{self, SampleOptions};
+
+fn kanaria(endpoint: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kanaria"));
+    cmd.args(args).env_remove("AWS_ENDPOINT_URL").env("AWS_ACCESS_KEY_ID", "test").env("AWS_SECRET_ACCESS_KEY", "test");
+    if let Some(e) = endpoint {
+        cmd.args(["--endpoint-url", e, "--region", "us-east-1"]);
+    }
+    cmd.output().expect("kanaria runs")
+}
+
+fn text(o: &[u8]) -> String {
+    String::from_utf8_lossy(o).into_owned()
+}
+
+#[test]
+fn validate_reports_every_problem_with_path_and_fix() {
+    let ok = kanaria(None, &["policy", "validate", concat!(env!("CARGO_MANIFEST_DIR"), "/policies/example.yaml")]);
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+
+    let dir = std::env::temp_dir().join(format!("kanaria-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.yaml");
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/policies/example.yaml")).unwrap();
+    std::fs::write(&bad, example.replace("weight: 5,", "weight: 500,").replace("tags: [\"v*\", \"release-*\"]", "tags: []")).unwrap();
+    let out = kanaria(None, &["policy", "validate", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let report = text(&out.stdout) + &text(&out.stderr);
+    assert!(report.contains("trigger.tags"), "{report}");
+    assert!(report.contains("strategy.canary.steps[1].weight"), "{report}");
+    assert!(report.matches("fix:").count() >= 2, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn apply_refuses_invalid_policies_and_status_shows_a_rollout_in_flight() {
+    let env = start(SampleOptions { steps: vec![(10, 60)], ..SampleOptions::default() }).await;
+    let endpoint = env.local.endpoint.clone();
+    let parameter = kanaria::aws::policies::parameter_name(&env.local.ctx().settings.policy_prefix, &env.sample.policy);
+    let stored = || async {
+        env.local.ctx().clients.ssm.get_parameter().name(&parameter).send().await.unwrap().parameter().unwrap().value().unwrap().to_string()
+    };
+    let before = stored().await;
+
+    let dir = std::env::temp_dir().join(format!("kanaria-cli-apply-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, env.sample.policy_yaml.replace("weight: 10,", "weight: 0,")).unwrap();
+    let e = endpoint.clone();
+    let out = tokio::task::spawn_blocking(move || kanaria(Some(&e), &["policy", "apply", bad.to_str().unwrap()])).await.unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_eq!(stored().await, before, "an invalid policy is never stored");
+
+    let good = dir.join("good.yaml");
+    std::fs::write(&good, env.sample.policy_yaml.replace("bake: 60s", "bake: 61s")).unwrap();
+    let e = endpoint.clone();
+    let out = tokio::task::spawn_blocking(move || kanaria(Some(&e), &["policy", "apply", good.to_str().unwrap()])).await.unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(stored().await.contains("1m 1s"), "the new policy is stored");
+
+    env.push("v2", &fixture::new_digest("status")).await;
+    env.local
+        .shared
+        .wait_for_invocations("the first shift", std::time::Duration::from_secs(60), |inv| {
+            inv.iter().any(|i| i.function == Function::RolloutStep && i.input["action"] == "shift" && i.result.is_ok())
+        })
+        .await
+        .unwrap();
+    let e = endpoint.clone();
+    let out = tokio::task::spawn_blocking(move || kanaria(Some(&e), &["status", "demo/web", "--output", "json"])).await.unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let svc = &status["services"][0];
+    assert_eq!(svc["service"], "demo/web");
+    assert_eq!(svc["inFlight"]["weight"], 10, "{svc}");
+    assert_eq!(svc["inFlight"]["phase"], "baking", "{svc}");
+    let live = svc["liveTraffic"]["weights"].as_array().unwrap();
+    let green = live.iter().find(|w| w["targetGroup"] == "web-green").unwrap();
+    assert_eq!(green["percent"], 10, "read back from the listener: {live:?}");
+
+    let e = endpoint.clone();
+    let out = tokio::task::spawn_blocking(move || kanaria(Some(&e), &["status"])).await.unwrap();
+    let table = text(&out.stdout);
+    assert!(table.contains("demo/web") && table.contains("10%"), "{table}");
+}
