@@ -476,6 +476,15 @@ strategy:
     }
 
     #[test]
+    fn committed_schema_is_the_generated_one() {
+        let committed: serde_json::Value = serde_json::from_str(include_str!("../policies/policy.schema.json")).unwrap();
+        assert!(
+            committed == json_schema(),
+            "policies/policy.schema.json is stale: run `kanaria policy schema > policies/policy.schema.json`"
+        );
+    }
+
+    #[test]
     fn schema_names_every_top_level_field() {
         let schema = json_schema();
         let props = schema["properties"].as_object().unwrap();
