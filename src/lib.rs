@@ -6,6 +6,7 @@
 //! - [`handlers`] are the Lambda entry points (one binary per function under `functions/`).
 //! - [`cli`] is the `kanaria` command.
 
+pub mod analysis;
 pub mod aws;
 pub mod cli;
 pub mod events;

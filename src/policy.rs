@@ -37,6 +37,60 @@ pub struct Policy {
     #[serde(default = "default_drain")]
     #[schemars(with = "String")]
     pub drain: HumanDuration,
+    /// Failed tasks of the new task set that trip the circuit breaker (roll back at once).
+    #[serde(default = "default_failure_threshold")]
+    pub failure_threshold: u32,
+    /// CloudWatch alarm names: any of them in ALARM during the rollout rolls it back at once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alarms: Vec<String>,
+    /// Compare the new target group with the stable one at every verify (ALB metrics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<Analysis>,
+    /// What a push of a newer image does while a rollout is in flight.
+    #[serde(default)]
+    pub on_newer_push: NewerPush,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum NewerPush {
+    /// Roll the in-flight rollout back and start the newer image.
+    #[default]
+    Supersede,
+    /// Let the in-flight rollout finish, then start the newest image pushed meanwhile.
+    Queue,
+}
+
+/// Canary analysis: the new target group against the stable one over the step, from the ALB's
+/// CloudWatch metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Analysis {
+    /// Fewer requests than this on either target group in the step makes the result inconclusive.
+    #[serde(default = "default_min_requests")]
+    pub min_requests: u64,
+    /// The new 5xx rate may be at most max(stable rate × this, errorRateFloorPercent).
+    #[serde(default = "default_error_rate_ratio")]
+    pub error_rate_ratio: f64,
+    #[serde(default = "default_error_rate_floor")]
+    pub error_rate_floor_percent: f64,
+    /// The new p99 response time may be at most max(stable p99 × this, latencyP99FloorMs).
+    /// Leave out to not judge latency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_p99_ratio: Option<f64>,
+    #[serde(default = "default_latency_floor")]
+    pub latency_p99_floor_ms: f64,
+    /// Not enough data: hold the step for one more bake (then roll back), or roll back now.
+    #[serde(default)]
+    pub inconclusive: Inconclusive,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Inconclusive {
+    #[default]
+    Hold,
+    Rollback,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -107,6 +161,66 @@ impl Traffic {
 pub enum Strategy {
     /// Shift traffic in the listed steps; after the last step the new task set is promoted.
     Canary(Canary),
+    /// Shift `stepPercent` more traffic every `interval` until 100%.
+    Linear(Linear),
+    /// Bring the new task set up at full size behind a test listener or rule, validate it there,
+    /// cut over 100% at once, keep the old task set for `keepOldFor` (instant rollback), then
+    /// delete it.
+    BlueGreen(BlueGreen),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Linear {
+    pub step_percent: u32,
+    #[schemars(with = "String")]
+    pub interval: HumanDuration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BlueGreen {
+    /// Test listener (e.g. port 8443) whose default action forwards to the two target groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_listener_arn: Option<String>,
+    /// Or one rule (e.g. a header match) of a listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_listener_rule_arn: Option<String>,
+    pub validation: Validation,
+    /// How long the old task set stays ready to take traffic back after the cutover.
+    #[schemars(with = "String")]
+    pub keep_old_for: HumanDuration,
+}
+
+/// Exactly one gate before the cutover.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Validation {
+    /// Watch the new task set on the test route this long (failed tasks and alarms roll back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub bake: Option<HumanDuration>,
+    /// A Lambda function (ARN) invoked with the rollout; it answers `{"pass": bool, "reason": "..."}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook: Option<String>,
+    /// Wait for a person: `kanaria promote SERVICE` goes on; no answer within `timeout` rolls back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalGate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApprovalGate {
+    #[schemars(with = "String")]
+    pub timeout: HumanDuration,
+}
+
+/// The gate a blue/green rollout passes on its test route before the cutover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gate {
+    Bake(u64),
+    Hook(String),
+    Approval(u64),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -126,9 +240,40 @@ pub struct Step {
 }
 
 impl Policy {
-    pub fn steps(&self) -> &[Step] {
+    /// The traffic steps every strategy comes down to (a blue/green cutover is one 100% step
+    /// baked for `keepOldFor`).
+    pub fn steps(&self) -> Vec<Step> {
         match &self.strategy {
-            Strategy::Canary(c) => &c.steps,
+            Strategy::Canary(c) => c.steps.clone(),
+            Strategy::Linear(l) => {
+                let step = l.step_percent.clamp(1, 100);
+                (1..=100u32.div_ceil(step)).map(|i| Step { weight: (i * step).min(100), bake: l.interval }).collect()
+            }
+            Strategy::BlueGreen(b) => vec![Step { weight: 100, bake: b.keep_old_for }],
+        }
+    }
+
+    /// The test route and gate of a blue/green policy.
+    pub fn test_route(&self) -> Option<TrafficRoute> {
+        match &self.strategy {
+            Strategy::BlueGreen(b) => match (&b.test_listener_arn, &b.test_listener_rule_arn) {
+                (Some(l), None) => Some(TrafficRoute::Listener(l.clone())),
+                (None, Some(r)) => Some(TrafficRoute::Rule(r.clone())),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    pub fn gate(&self) -> Option<Gate> {
+        match &self.strategy {
+            Strategy::BlueGreen(b) => match (&b.validation.bake, &b.validation.hook, &b.validation.approval) {
+                (Some(d), None, None) => Some(Gate::Bake(d.secs())),
+                (None, Some(h), None) => Some(Gate::Hook(h.clone())),
+                (None, None, Some(a)) => Some(Gate::Approval(a.timeout.secs())),
+                _ => None,
+            },
+            _ => None,
         }
     }
 
@@ -224,9 +369,109 @@ impl Policy {
                 "use two different target groups: traffic moves from one to the other",
             );
         }
-        let steps = self.steps();
-        if steps.is_empty() {
+        let steps = match &self.strategy {
+            Strategy::Canary(c) => c.steps.clone(),
+            _ => Vec::new(),
+        };
+        if matches!(self.strategy, Strategy::Canary(_)) && steps.is_empty() {
             bad("strategy.canary.steps", "is empty".into(), "add at least one step, e.g. `- {weight: 10, bake: 5m}`");
+        }
+        match &self.strategy {
+            Strategy::Canary(_) => {}
+            Strategy::Linear(l) => {
+                if l.step_percent == 0 || l.step_percent > 100 {
+                    bad(
+                        "strategy.linear.stepPercent",
+                        format!("{} is not a percentage from 1 to 100", l.step_percent),
+                        "use e.g. 10 (ten steps of 10%)",
+                    );
+                } else if 100u32.div_ceil(l.step_percent) as usize > MAX_STEPS {
+                    bad(
+                        "strategy.linear.stepPercent",
+                        format!("{}% makes more than {MAX_STEPS} steps", l.step_percent),
+                        &format!("use at least {}%", 100u32.div_ceil(MAX_STEPS as u32)),
+                    );
+                }
+                if l.interval.0 < Duration::from_secs(1) || l.interval.0 > Duration::from_secs(24 * 3600) {
+                    bad("strategy.linear.interval", format!("{} is outside 1s..24h", l.interval), "bake each step between 1s and 24h");
+                }
+            }
+            Strategy::BlueGreen(b) => {
+                match (&b.test_listener_arn, &b.test_listener_rule_arn) {
+                    (None, None) | (Some(_), Some(_)) => bad(
+                        "strategy.blueGreen",
+                        "needs exactly one of `testListenerArn` or `testListenerRuleArn`".into(),
+                        "give the test listener (or rule) that forwards to the two target groups",
+                    ),
+                    (Some(l), None) if !is_arn(l, "elasticloadbalancing", ":listener/") => bad(
+                        "strategy.blueGreen.testListenerArn",
+                        format!("{l:?} is not a listener ARN"),
+                        "copy the ARN from `aws elbv2 describe-listeners`",
+                    ),
+                    (None, Some(r)) if !is_arn(r, "elasticloadbalancing", ":listener-rule/") => bad(
+                        "strategy.blueGreen.testListenerRuleArn",
+                        format!("{r:?} is not a listener rule ARN"),
+                        "copy the ARN from `aws elbv2 describe-rules`",
+                    ),
+                    (Some(l), None) if Some(l) == self.traffic.listener_arn.as_ref() => bad(
+                        "strategy.blueGreen.testListenerArn",
+                        "is the production listener".into(),
+                        "use a separate test listener (another port) or a test rule",
+                    ),
+                    _ => {}
+                }
+                let v = &b.validation;
+                let gates = [v.bake.is_some(), v.hook.is_some(), v.approval.is_some()].iter().filter(|g| **g).count();
+                if gates != 1 {
+                    bad(
+                        "strategy.blueGreen.validation",
+                        format!("names {gates} gates"),
+                        "give exactly one of `bake`, `hook` or `approval`",
+                    );
+                }
+                if let Some(h) = &v.hook {
+                    if !is_arn(h, "lambda", ":function:") {
+                        bad(
+                            "strategy.blueGreen.validation.hook",
+                            format!("{h:?} is not a Lambda function ARN"),
+                            "give the function's ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME)",
+                        );
+                    }
+                }
+                if v.bake.is_some_and(|d| d.0 < Duration::from_secs(1)) {
+                    bad("strategy.blueGreen.validation.bake", "is shorter than 1s".into(), "bake for at least 1s");
+                }
+                if b.keep_old_for.0 < Duration::from_secs(1) || b.keep_old_for.0 > Duration::from_secs(24 * 3600) {
+                    bad(
+                        "strategy.blueGreen.keepOldFor",
+                        format!("{} is outside 1s..24h", b.keep_old_for),
+                        "keep the old task set between 1s and 24h",
+                    );
+                }
+            }
+        }
+        if self.failure_threshold == 0 {
+            bad("failureThreshold", "is 0".into(), "use 1 (roll back on the first failed task) or more");
+        }
+        for (i, alarm) in self.alarms.iter().enumerate() {
+            if alarm.trim().is_empty() || alarm.len() > 255 || alarm.starts_with("arn:") {
+                bad(&format!("alarms[{i}]"), format!("{alarm:?} is not an alarm name"), "give the CloudWatch alarm's name (not its ARN)");
+            }
+        }
+        if let Some(a) = &self.analysis {
+            if a.error_rate_ratio < 1.0 {
+                bad(
+                    "analysis.errorRateRatio",
+                    format!("{} is below 1", a.error_rate_ratio),
+                    "use 1 or more (2 allows twice the stable 5xx rate)",
+                );
+            }
+            if !(0.0..=100.0).contains(&a.error_rate_floor_percent) {
+                bad("analysis.errorRateFloorPercent", format!("{} is not a percentage", a.error_rate_floor_percent), "use e.g. 0.5");
+            }
+            if a.latency_p99_ratio.is_some_and(|r| r < 1.0) {
+                bad("analysis.latencyP99Ratio", "is below 1".into(), "use 1 or more (1.5 allows 50% slower than stable)");
+            }
         }
         if steps.len() > MAX_STEPS {
             bad("strategy.canary.steps", format!("has {} steps", steps.len()), &format!("use at most {MAX_STEPS} steps"));
@@ -359,6 +604,26 @@ fn default_drain() -> HumanDuration {
     HumanDuration(Duration::from_secs(30))
 }
 
+fn default_failure_threshold() -> u32 {
+    1
+}
+
+fn default_min_requests() -> u64 {
+    100
+}
+
+fn default_error_rate_ratio() -> f64 {
+    2.0
+}
+
+fn default_error_rate_floor() -> f64 {
+    0.5
+}
+
+fn default_latency_floor() -> f64 {
+    100.0
+}
+
 /// A duration written the way people write it: `30s`, `5m`, `1h 30m`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HumanDuration(pub Duration);
@@ -473,6 +738,33 @@ strategy:
             EXAMPLE.replace("    - arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-green/2453ed029918f21f\n", "");
         let err = parse("tg", &text).unwrap_err();
         assert_eq!(err.problems()[0].path, "traffic.targetGroups");
+    }
+
+    #[test]
+    fn linear_expands_to_equal_steps_and_blue_green_to_one_cutover() {
+        let linear = EXAMPLE.replace(
+            "  canary:\n    steps:\n      - { weight: 1, bake: 5m }\n      - { weight: 5, bake: 5m }\n      - { weight: 25, bake: 10m }\n      - { weight: 100, bake: 10m }\n",
+            "  linear: { stepPercent: 30, interval: 2m }\n",
+        );
+        let p = parse("linear", &linear).unwrap();
+        assert_eq!(
+            p.steps().iter().map(|s| (s.weight, s.bake.secs())).collect::<Vec<_>>(),
+            vec![(30, 120), (60, 120), (90, 120), (100, 120)]
+        );
+
+        let bg = EXAMPLE.replace(
+            "  canary:\n    steps:\n      - { weight: 1, bake: 5m }\n      - { weight: 5, bake: 5m }\n      - { weight: 25, bake: 10m }\n      - { weight: 100, bake: 10m }\n",
+            "  blueGreen:\n    testListenerArn: arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/prod/50dc6c495c0c9188/aaaaaaaaaaaaaaaa\n    validation: { bake: 1m }\n    keepOldFor: 15m\n",
+        );
+        let p = parse("bg", &bg).unwrap();
+        assert_eq!(p.steps().iter().map(|s| (s.weight, s.bake.secs())).collect::<Vec<_>>(), vec![(100, 900)]);
+        assert_eq!(p.gate(), Some(Gate::Bake(60)));
+        assert!(matches!(p.test_route(), Some(TrafficRoute::Listener(_))));
+
+        let two_gates = bg.replace("validation: { bake: 1m }", "validation: { bake: 1m, hook: nope }");
+        let err = parse("bg2", &two_gates).unwrap_err();
+        let paths: Vec<&str> = err.problems().iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, vec!["strategy.blueGreen.validation", "strategy.blueGreen.validation.hook"]);
     }
 
     #[test]

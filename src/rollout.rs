@@ -16,8 +16,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::Judgement;
 use crate::events::TaskFailure;
-use crate::policy::{Policy, ServiceRef};
+use crate::policy::{Gate, Inconclusive, Policy, ServiceRef};
 
 /// Rounds of observe → decide → act one action may take before it gives up. Every action
 /// converges in at most four when AWS does what it is told.
@@ -65,6 +66,23 @@ pub struct Rollout {
     /// What a failed state left here (Step Functions `Catch` with `ResultPath: $.error`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<StateError>,
+    /// Extra bakes taken because canary analysis was inconclusive.
+    #[serde(default)]
+    pub holds: u32,
+    /// The last canary analysis, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<String>,
+    /// What a blue/green validation hook answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook: Option<HookResult>,
+}
+
+/// A validation hook's answer: `{"pass": true|false, "reason": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookResult {
+    pub pass: bool,
+    #[serde(default)]
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,10 +108,15 @@ pub struct TaskSetRef {
 /// The error a Step Functions `Catch` records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateError {
-    #[serde(rename = "Error", default)]
+    #[serde(rename = "Error", default, deserialize_with = "null_as_empty")]
     pub error: String,
-    #[serde(rename = "Cause", default)]
+    /// Step Functions may record no cause (null).
+    #[serde(rename = "Cause", default, deserialize_with = "null_as_empty")]
     pub cause: String,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,8 +128,10 @@ pub enum Verdict {
     Ready,
     /// The step baked cleanly: shift to the next step.
     NextStep,
-    /// The last step baked cleanly: promote.
+    /// The last step baked cleanly (or a person asked to skip the rest): promote.
     Promote,
+    /// Canary analysis had too little data: bake this step once more.
+    Hold,
     /// Something is wrong with the release: roll back (see `cause`).
     Rollback,
     /// The action's goal holds.
@@ -131,6 +156,13 @@ pub enum Action {
     Finish,
     /// 100% back to stable, green deleted, service released.
     Rollback,
+    /// Blue/green: send the test listener's traffic to the new task set.
+    TestTraffic,
+    /// Blue/green: after the gate on the test route, is the new task set still healthy?
+    Validate,
+    /// The circuit breaker, from an event handler: 100% back to stable (read back), green
+    /// deleted; the rollout's own Rollback state then releases the service.
+    Restore,
 }
 
 /// What kanaria sees of the world at one moment (built by the adapters).
@@ -150,6 +182,18 @@ pub struct Observation {
     pub failures: Vec<TaskFailure>,
     /// The rollout that holds the service's lock, if any.
     pub lock_holder: Option<String>,
+    /// The rollout has been fenced for rollback (circuit breaker, alarm, newer push, a person).
+    pub aborting: bool,
+    /// Why, as recorded by whoever fenced it.
+    pub abort_cause: Option<String>,
+    /// A person asked to skip the remaining steps (`kanaria promote`).
+    pub promote_requested: bool,
+    /// Alarms of the policy that are in ALARM now.
+    pub alarms_firing: Vec<String>,
+    /// Canary analysis of the step just baked, when the policy asks for it.
+    pub analysis: Option<Judgement>,
+    /// Weights on the blue/green test listener or rule.
+    pub test_weights: Vec<(String, u32)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -197,6 +241,7 @@ pub enum Command {
     RegisterTaskDefinition { based_on: String, container: String, image: String },
     CreateTaskSet { task_definition_arn: String, target_group_arn: String, external_id: String },
     SetWeights { weights: Vec<(String, u32)> },
+    SetTestWeights { weights: Vec<(String, u32)> },
     MakePrimary { task_set_arn: String },
     ScaleTaskSet { task_set_id: String, percent: f64 },
     DeleteTaskSet { task_set_id: String },
@@ -249,7 +294,7 @@ pub fn decide(action: Action, rollout: &Rollout, obs: &Observation, now: u64) ->
             let green = green_of(rollout, obs)?;
             let (expected, running) = (obs.green_expected(green), obs.green_running(green));
             next.checks += 1;
-            if let Some(cause) = failed_tasks_cause(rollout, obs) {
+            if let Some(cause) = stop_cause(rollout, obs) {
                 rollback_with(&mut next, cause);
             } else if expected > 0 && running >= expected {
                 next.verdict = Some(Verdict::Ready);
@@ -266,16 +311,57 @@ pub fn decide(action: Action, rollout: &Rollout, obs: &Observation, now: u64) ->
                 next.wait_seconds = readiness_poll_seconds(rollout.checks);
             }
         }
+        Action::TestTraffic => {
+            holds_lock(rollout, obs)?;
+            let green = green_ref(rollout)?;
+            let stable = stable_ref(rollout)?;
+            if let Some(cause) = stop_cause(rollout, obs) {
+                rollback_with(&mut next, cause);
+            } else {
+                let wanted = split(stable, &green.target_group_arn, 100);
+                if wanted.iter().any(|(tg, w)| weight_in(&obs.test_weights, tg) != *w) {
+                    commands.push(Command::SetTestWeights { weights: wanted });
+                } else {
+                    next.wait_seconds = match rollout.policy.gate() {
+                        Some(Gate::Bake(secs)) | Some(Gate::Approval(secs)) => secs,
+                        _ => 0,
+                    };
+                    next.verdict = Some(Verdict::Done);
+                }
+            }
+        }
+        Action::Validate => {
+            let green = green_of(rollout, obs)?;
+            let (expected, running) = (obs.green_expected(green), obs.green_running(green));
+            if let Some(cause) = stop_cause(rollout, obs) {
+                rollback_with(&mut next, cause);
+            } else if running < expected {
+                rollback_with(
+                    &mut next,
+                    format!("only {running} of {expected} tasks of the new task set are running after validation on the test route"),
+                );
+            } else {
+                next.verdict = Some(Verdict::Ready);
+            }
+        }
         Action::Shift => {
             holds_lock(rollout, obs)?;
             green_of(rollout, obs)?;
-            let stable = rollout.stable.as_ref().ok_or_else(|| Halt::NotReady("the rollout has no stable task set".into()))?;
-            let step = &rollout.policy.steps()[rollout.step.min(rollout.policy.steps().len() - 1)];
-            if let Some(cause) = failed_tasks_cause(rollout, obs) {
-                // Never move traffic forward onto a task set that is already failing.
-                rollback_with(&mut next, cause);
+            let stable = stable_ref(rollout)?;
+            let green_tg = &green_ref(rollout)?.target_group_arn;
+            let steps = rollout.policy.steps();
+            let step = &steps[rollout.step.min(steps.len().saturating_sub(1))];
+            if let Some(cause) = stop_cause(rollout, obs) {
+                // Never move traffic forward onto a task set that is failing or fenced; if a
+                // forward shift raced with the fence, put the traffic back at once.
+                let back = split(stable, green_tg, 0);
+                if obs.aborting && obs.weight_of(green_tg) > 0 && weights_differ(obs, &back) {
+                    commands.push(Command::SetWeights { weights: back });
+                } else {
+                    rollback_with(&mut next, cause);
+                }
             } else {
-                let wanted = split(stable, &green_ref(rollout)?.target_group_arn, step.weight);
+                let wanted = split(stable, green_tg, step.weight);
                 if weights_differ(obs, &wanted) {
                     commands.push(Command::SetWeights { weights: wanted });
                 } else {
@@ -289,30 +375,56 @@ pub fn decide(action: Action, rollout: &Rollout, obs: &Observation, now: u64) ->
         Action::Verify => {
             let green = green_of(rollout, obs)?;
             let (expected, running) = (obs.green_expected(green), obs.green_running(green));
-            if let Some(cause) = failed_tasks_cause(rollout, obs) {
+            let steps = rollout.policy.steps();
+            if let Some(cause) = stop_cause(rollout, obs) {
                 rollback_with(&mut next, cause);
             } else if running < expected {
                 rollback_with(
                     &mut next,
                     format!("only {running} of {expected} tasks of the new task set are running after the {}% step", rollout.weight),
                 );
-            } else if rollout.step + 1 < rollout.policy.steps().len() {
-                next.step += 1;
-                next.verdict = Some(Verdict::NextStep);
             } else {
-                next.verdict = Some(Verdict::Promote);
+                match &obs.analysis {
+                    Some(Judgement::Fail(reason)) => rollback_with(&mut next, format!("canary analysis at {}%: {reason}", rollout.weight)),
+                    Some(Judgement::Inconclusive(reason)) => {
+                        let hold = rollout.policy.analysis.as_ref().is_some_and(|a| a.inconclusive == Inconclusive::Hold);
+                        if hold && rollout.holds == 0 {
+                            next.holds += 1;
+                            next.analysis = Some(format!("inconclusive, holding {}% for one more bake: {reason}", rollout.weight));
+                            next.wait_seconds = steps[rollout.step.min(steps.len().saturating_sub(1))].bake.secs();
+                            next.verdict = Some(Verdict::Hold);
+                        } else {
+                            rollback_with(&mut next, format!("canary analysis at {}% stayed inconclusive: {reason}", rollout.weight));
+                        }
+                    }
+                    Some(Judgement::Pass(summary)) => next.analysis = Some(summary.clone()),
+                    None => {}
+                }
+                if next.verdict.is_none() {
+                    next.holds = 0;
+                    if obs.promote_requested || rollout.step + 1 >= steps.len() {
+                        next.verdict = Some(Verdict::Promote);
+                    } else {
+                        next.step += 1;
+                        next.verdict = Some(Verdict::NextStep);
+                    }
+                }
             }
         }
         Action::Promote => {
             // Never send all traffic to a task set that is no longer there.
             green_of(rollout, obs)?;
             let green = green_ref(rollout)?;
-            let stable = rollout.stable.as_ref().ok_or_else(|| Halt::NotReady("the rollout has no stable task set".into()))?;
+            let stable = stable_ref(rollout)?;
             let wanted = split(stable, &green.target_group_arn, 100);
+            let cause = stop_cause(rollout, obs);
             // Order matters for safety: all traffic first, then primary, and only then is the old
             // task set scaled down (a failure before that leaves a fast rollback possible).
             if weights_differ(obs, &wanted) {
-                commands.push(Command::SetWeights { weights: wanted });
+                match cause {
+                    Some(cause) => rollback_with(&mut next, cause),
+                    None => commands.push(Command::SetWeights { weights: wanted }),
+                }
             } else if obs.primary().map(|p| p.id.as_str()) != Some(green.id.as_str()) {
                 commands.push(Command::MakePrimary { task_set_arn: green.arn.clone() });
             } else if obs.task_set(&stable.id).is_some_and(|s| s.scale_percent > 0.0) {
@@ -345,56 +457,35 @@ pub fn decide(action: Action, rollout: &Rollout, obs: &Observation, now: u64) ->
                 }
             }
         }
-        Action::Rollback => {
+        Action::Rollback | Action::Restore => {
             if next.cause.is_none() {
-                next.cause = Some(cause_from_error(rollout.error.as_ref()));
+                let hook =
+                    rollout.hook.as_ref().filter(|h| !h.pass).map(|h| format!("the validation hook failed the release: {}", h.reason));
+                next.cause = Some(
+                    obs.abort_cause
+                        .clone()
+                        .or(hook)
+                        .or_else(|| failed_tasks_cause(rollout, obs))
+                        .unwrap_or_else(|| cause_from_error(rollout.error.as_ref())),
+                );
             }
-            let created_by_us = |t: &TaskSetView| {
-                rollout.green.as_ref().is_some_and(|g| g.id == t.id) || t.external_id.as_deref() == Some(rollout.id.as_str())
-            };
-            match &rollout.stable {
-                Some(stable) => match obs.task_set(&stable.id) {
-                    None if obs.task_sets.iter().any(|t| t.status != "DRAINING") => {
-                        // Someone removed the stable task set: moving traffic back would send it
-                        // nowhere, and deleting the new one would leave nothing serving.
-                        return Err(Halt::NotReady(format!(
-                            "cannot roll back {}: the stable task set {} no longer exists, so the new task set is left serving; push a known-good image to roll forward",
-                            rollout.service, stable.id
-                        )));
-                    }
-                    None => {}
-                    Some(stable_view) => {
-                        let green_tg = rollout.policy.traffic.target_groups.iter().find(|tg| **tg != stable.target_group_arn).cloned();
-                        let wanted = split(stable, green_tg.as_deref().unwrap_or(""), 0);
-                        if stable_view.scale_percent < 100.0 {
-                            commands.push(Command::ScaleTaskSet { task_set_id: stable.id.clone(), percent: 100.0 });
-                        }
-                        if obs.primary().map(|p| p.id.as_str()) != Some(stable.id.as_str()) {
-                            commands.push(Command::MakePrimary { task_set_arn: stable.arn.clone() });
-                        }
-                        if commands.is_empty() && weights_differ(obs, &wanted) {
-                            commands.push(Command::SetWeights { weights: wanted });
-                        }
-                        // The new task set goes only once the ALB no longer sends it anything.
-                        if commands.is_empty() {
-                            for t in obs.task_sets.iter().filter(|t| t.id != stable.id && t.status != "DRAINING" && created_by_us(t)) {
-                                commands.push(Command::DeleteTaskSet { task_set_id: t.id.clone() });
-                            }
-                        }
-                    }
-                },
-                // Failed before the stable task set was known (CreateGreen's result was lost): remove
-                // what this rollout created, which cannot have had traffic yet.
-                None => {
-                    for t in obs.task_sets.iter().filter(|t| t.status != "PRIMARY" && t.status != "DRAINING" && created_by_us(t)) {
-                        if t.target_group_arn.as_deref().is_none_or(|tg| obs.weight_of(tg) == 0) {
-                            commands.push(Command::DeleteTaskSet { task_set_id: t.id.clone() });
-                        }
+            let holds = obs.lock_holder.as_deref() == Some(rollout.id.as_str());
+            if action == Action::Restore {
+                holds_lock(rollout, obs)?;
+            }
+            if holds {
+                restore(rollout, obs, &mut commands)?;
+            } else {
+                // Another rollout holds the service now (a newer push) or none does: traffic is
+                // not ours to move. Only remove what this rollout created, if it gets no traffic.
+                for t in obs.task_sets.iter().filter(|t| t.status != "PRIMARY" && t.status != "DRAINING" && created_by(rollout, t)) {
+                    if t.target_group_arn.as_deref().is_none_or(|tg| obs.weight_of(tg) == 0) {
+                        commands.push(Command::DeleteTaskSet { task_set_id: t.id.clone() });
                     }
                 }
             }
             if commands.is_empty() {
-                if obs.lock_holder.as_deref() == Some(rollout.id.as_str()) {
+                if holds && action == Action::Rollback {
                     commands.push(Command::ReleaseLock { rollout_id: rollout.id.clone() });
                 } else {
                     next.weight = 0;
@@ -487,6 +578,80 @@ fn create_green(next: &mut Rollout, obs: &Observation, now: u64, commands: &mut 
     Ok(())
 }
 
+fn created_by(rollout: &Rollout, t: &TaskSetView) -> bool {
+    rollout.green.as_ref().is_some_and(|g| g.id == t.id) || t.external_id.as_deref() == Some(rollout.id.as_str())
+}
+
+/// The commands that put the service back as it was: stable task set primary at full scale,
+/// 100% of traffic on it (read back), and only then the new task set deleted.
+fn restore(rollout: &Rollout, obs: &Observation, commands: &mut Vec<Command>) -> Result<(), Halt> {
+    match &rollout.stable {
+        Some(stable) => match obs.task_set(&stable.id) {
+            None if obs.task_sets.iter().any(|t| t.status != "DRAINING") => {
+                // Someone removed the stable task set: moving traffic back would send it nowhere,
+                // and deleting the new one would leave nothing serving.
+                return Err(Halt::NotReady(format!(
+                    "cannot roll back {}: the stable task set {} no longer exists, so the new task set is left serving; push a known-good image to roll forward",
+                    rollout.service, stable.id
+                )));
+            }
+            None => {}
+            Some(stable_view) => {
+                let green_tg = rollout.policy.traffic.target_groups.iter().find(|tg| **tg != stable.target_group_arn).cloned();
+                let wanted = split(stable, green_tg.as_deref().unwrap_or(""), 0);
+                if stable_view.scale_percent < 100.0 {
+                    commands.push(Command::ScaleTaskSet { task_set_id: stable.id.clone(), percent: 100.0 });
+                }
+                if obs.primary().map(|p| p.id.as_str()) != Some(stable.id.as_str()) {
+                    commands.push(Command::MakePrimary { task_set_arn: stable.arn.clone() });
+                }
+                if commands.is_empty() && weights_differ(obs, &wanted) {
+                    commands.push(Command::SetWeights { weights: wanted });
+                }
+                // The new task set goes only once the ALB no longer sends it anything.
+                if commands.is_empty() {
+                    for t in obs.task_sets.iter().filter(|t| t.id != stable.id && t.status != "DRAINING" && created_by(rollout, t)) {
+                        commands.push(Command::DeleteTaskSet { task_set_id: t.id.clone() });
+                    }
+                }
+            }
+        },
+        // Failed before the stable task set was known (CreateGreen's result was lost): remove
+        // what this rollout created, which cannot have had traffic yet.
+        None => {
+            for t in obs.task_sets.iter().filter(|t| t.status != "PRIMARY" && t.status != "DRAINING" && created_by(rollout, t)) {
+                if t.target_group_arn.as_deref().is_none_or(|tg| obs.weight_of(tg) == 0) {
+                    commands.push(Command::DeleteTaskSet { task_set_id: t.id.clone() });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn stable_ref(rollout: &Rollout) -> Result<&TaskSetRef, Halt> {
+    rollout.stable.as_ref().ok_or_else(|| Halt::NotReady("the rollout has no stable task set".into()))
+}
+
+fn weight_in(weights: &[(String, u32)], target_group: &str) -> u32 {
+    weights.iter().find(|(tg, _)| tg == target_group).map(|(_, w)| *w).unwrap_or(0)
+}
+
+/// Why the rollout must not go on, if anything says so: it was fenced for rollback, its new
+/// tasks failed (policy threshold), or one of its alarms fires.
+fn stop_cause(rollout: &Rollout, obs: &Observation) -> Option<String> {
+    if obs.aborting {
+        return Some(obs.abort_cause.clone().unwrap_or_else(|| "the rollout is being rolled back".into()));
+    }
+    if let Some(cause) = failed_tasks_cause(rollout, obs) {
+        return Some(cause);
+    }
+    if !obs.alarms_firing.is_empty() {
+        return Some(format!("alarm {} is in ALARM at {}% traffic", obs.alarms_firing.join(", "), rollout.weight));
+    }
+    None
+}
+
 fn holds_lock(rollout: &Rollout, obs: &Observation) -> Result<(), Halt> {
     match obs.lock_holder.as_deref() {
         Some(id) if id == rollout.id => Ok(()),
@@ -523,7 +688,7 @@ fn rollback_with(next: &mut Rollout, cause: String) {
 }
 
 fn failed_tasks_cause(rollout: &Rollout, obs: &Observation) -> Option<String> {
-    if obs.failures.is_empty() {
+    if obs.failures.is_empty() || (obs.failures.len() as u32) < rollout.policy.failure_threshold {
         return None;
     }
     let lines: Vec<String> = obs.failures.iter().map(|f| f.describe()).collect();

@@ -47,12 +47,23 @@ pub struct Invocation {
     pub result: Result<Value, HandlerError>,
 }
 
+/// A function hosted for tests (a blue/green validation hook, say): JSON in, JSON out.
+pub type ExtraFunction = Arc<dyn Fn(Value) -> Value + Send + Sync>;
+
+/// What an invocation is routed to.
+#[derive(Clone)]
+pub enum Target {
+    Kanaria(Function),
+    Extra(ExtraFunction),
+}
+
 /// What the front server, the queue drainers and the simulator share.
 pub struct Shared {
     pub ctx: Context,
     pub moto_addr: SocketAddr,
     /// Function name (the template's logical id) → handler.
     functions: HashMap<String, Function>,
+    extra: Mutex<HashMap<String, ExtraFunction>>,
     invocations: Mutex<Vec<Invocation>>,
     /// Bumped after every invocation, so waiters wake without polling.
     generation: watch::Sender<u64>,
@@ -60,12 +71,20 @@ pub struct Shared {
 
 impl Shared {
     /// A function name or ARN (`arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]`).
-    pub fn function_for(&self, target: &str) -> Option<Function> {
+    pub fn function_for(&self, target: &str) -> Option<Target> {
         let name = match target.split_once(":function:") {
             Some((_, rest)) => rest.split(':').next().unwrap_or(rest),
             None => target,
         };
-        self.functions.get(name).copied()
+        if let Some(f) = self.functions.get(name) {
+            return Some(Target::Kanaria(*f));
+        }
+        self.extra.lock().expect("extra functions").get(name).cloned().map(Target::Extra)
+    }
+
+    /// Host another function under `name` (tests: validation hooks).
+    pub fn register_function(&self, name: &str, function: ExtraFunction) {
+        self.extra.lock().expect("extra functions").insert(name.to_string(), function);
     }
 
     pub async fn invoke(&self, function: Function, payload: Value) -> Result<Value, HandlerError> {
@@ -259,6 +278,7 @@ impl LocalAws {
             ctx: Context { clients: Clients::new(&config), settings },
             moto_addr,
             functions,
+            extra: Mutex::new(HashMap::new()),
             invocations: Mutex::new(Vec::new()),
             generation,
         });

@@ -186,7 +186,7 @@ async fn follow(local: &LocalAws, execution_arn: &str, t: &Timeline) -> Result<S
                 HistoryEventType::TaskStateEntered | HistoryEventType::WaitStateEntered | HistoryEventType::ChoiceStateEntered => {
                     if let Some(d) = e.state_entered_event_details() {
                         last_state = d.name().to_string();
-                        if e.r#type() == &HistoryEventType::WaitStateEntered {
+                        if matches!(e.r#type(), HistoryEventType::WaitStateEntered | HistoryEventType::TaskStateEntered) {
                             let r: Option<Rollout> = d.input().and_then(|i| serde_json::from_str(i).ok());
                             let secs = r.as_ref().map(|r| r.wait_seconds).unwrap_or(0);
                             match d.name() {

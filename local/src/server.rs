@@ -16,7 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
-use crate::Shared;
+use crate::{Shared, Target};
 
 type Body = Full<Bytes>;
 
@@ -79,7 +79,7 @@ async fn route(req: Request<Incoming>, shared: &Arc<Shared>, client: &Client<Htt
 }
 
 async fn invoke(shared: &Arc<Shared>, target: &str, body: Bytes, asynchronous: bool) -> Response<Body> {
-    let Some(function) = shared.function_for(target) else {
+    let Some(target_fn) = shared.function_for(target) else {
         let msg = serde_json::json!({"Type": "User", "message": format!("Function not found: {target}")});
         return Response::builder()
             .status(StatusCode::NOT_FOUND)
@@ -100,6 +100,17 @@ async fn invoke(shared: &Arc<Shared>, target: &str, body: Bytes, asynchronous: b
                     .body(Full::new(Bytes::from(format!("{{\"message\":\"Could not parse request body into json: {e}\"}}"))))
                     .expect("static response")
             }
+        }
+    };
+    let function = match target_fn {
+        Target::Kanaria(f) => f,
+        Target::Extra(f) => {
+            let output = f(payload);
+            return Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(output.to_string())))
+                .expect("static response");
         }
     };
     if asynchronous {

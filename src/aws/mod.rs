@@ -1,6 +1,7 @@
 //! Adapters: the only place that speaks AWS. Each turns SDK types into the domain's views
 //! (see [`crate::rollout::Observation`]) and domain commands into API calls.
 
+pub mod cloudwatch;
 pub mod ecs;
 pub mod elb;
 pub mod policies;
@@ -13,6 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Clients are cheap handles; building one per invocation would redo config loading and TLS.
 #[derive(Clone, Debug)]
 pub struct Clients {
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub ecs: aws_sdk_ecs::Client,
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
     pub sfn: aws_sdk_sfn::Client,
@@ -23,6 +25,7 @@ pub struct Clients {
 impl Clients {
     pub fn new(config: &aws_config::SdkConfig) -> Self {
         Clients {
+            cloudwatch: aws_sdk_cloudwatch::Client::new(config),
             ecs: aws_sdk_ecs::Client::new(config),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(config),
             sfn: aws_sdk_sfn::Client::new(config),

@@ -2,13 +2,17 @@
 //! counted once); ECS and the ALB remain the truth about what runs and where traffic goes.
 //!
 //! One table, keys `pk`/`sk`:
-//! - `service#CLUSTER/SERVICE` / `lock`: the in-flight rollout (the lock), with its progress;
-//! - `service#CLUSTER/SERVICE` / `last`: how the last rollout ended;
-//! - `rollout#ID` / `failure#TASK_ARN`: a failed task of the rollout's new task set.
+//! - `service#CLUSTER/SERVICE` / `lock`: the in-flight rollout (the lock): its status (the fence
+//!   every forward step checks), progress, a snapshot of the rollout, the current bake's task
+//!   token, a promote request and a queued newer push;
+//! - `service#CLUSTER/SERVICE` / `history#ENDED#ID`: how each rollout ended;
+//! - `inflight` / `CLUSTER/SERVICE`: an index of in-flight rollouts and their alarms;
+//! - `rollout#ID` / `failure#TASK_ARN`: a failed task of the rollout's new task set;
+//! - `rollout#ID` / `abort`: why the rollout is being rolled back (the first reason wins).
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValue, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 
 use super::AwsError;
@@ -33,8 +37,38 @@ pub struct LockRecord {
     pub weight: u32,
     pub green_task_set_id: Option<String>,
     pub updated_at: u64,
+    /// IN_FLIGHT, or ABORTING once the circuit breaker, an alarm, a newer push or a person has
+    /// decided to roll back: no forward step may move traffic after that.
+    pub status: String,
+    /// When the image was pushed (the ECR event's time, Unix seconds): orders pushes.
+    pub pushed_at: u64,
+    pub alarms: Vec<String>,
+    /// The rollout as of its last completed step (JSON), so event handlers can act on it.
+    #[serde(skip)]
+    pub rollout_json: Option<String>,
+    /// The task token of the bake in progress. Never logged, never serialised.
+    #[serde(skip)]
+    pub bake_token: Option<TaskToken>,
+    pub promote_requested: bool,
+    /// A newer push waiting for this rollout to end (JSON of the image), with `onNewerPush: queue`.
+    pub queued: Option<String>,
 }
 
+pub const IN_FLIGHT: &str = "IN_FLIGHT";
+pub const ABORTING: &str = "ABORTING";
+
+/// A Step Functions task token: a bearer credential for completing a state. Its `Debug` is
+/// redacted so it cannot end up in a log line by accident.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct TaskToken(pub String);
+
+impl std::fmt::Debug for TaskToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TaskToken(<redacted>)")
+    }
+}
+
+/// How a rollout ended (one per rollout, newest first in `kanaria history`).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LastRollout {
@@ -44,6 +78,8 @@ pub struct LastRollout {
     pub outcome: String,
     pub cause: Option<String>,
     pub ended_at: u64,
+    pub digest: String,
+    pub started_at: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -90,6 +126,13 @@ fn lock_from(item: &HashMap<String, AttributeValue>) -> LockRecord {
         weight: get_n(item, "weight") as u32,
         green_task_set_id: get_s(item, "greenTaskSetId"),
         updated_at: get_n(item, "updatedAt"),
+        status: get_s(item, "status").unwrap_or_else(|| IN_FLIGHT.into()),
+        pushed_at: get_n(item, "pushedAt"),
+        alarms: item.get("alarms").and_then(|v| v.as_ss().ok()).cloned().unwrap_or_default(),
+        rollout_json: get_s(item, "rollout"),
+        bake_token: get_s(item, "bakeToken").map(TaskToken),
+        promote_requested: item.get("promoteRequested").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
+        queued: get_s(item, "queued"),
     }
 }
 
@@ -107,11 +150,36 @@ fn lock_item(lock: &LockRecord) -> HashMap<String, AttributeValue> {
         ("step".to_string(), n(lock.step as u64)),
         ("weight".to_string(), n(lock.weight as u64)),
         ("updatedAt".to_string(), n(lock.updated_at)),
+        ("status".to_string(), s(IN_FLIGHT)),
+        ("pushedAt".to_string(), n(lock.pushed_at)),
     ]);
     if let Some(arn) = &lock.execution_arn {
         item.insert("executionArn".into(), s(arn));
     }
+    if !lock.alarms.is_empty() {
+        item.insert("alarms".into(), AttributeValue::Ss(lock.alarms.clone()));
+    }
     item
+}
+
+fn inflight_item(lock: &LockRecord) -> HashMap<String, AttributeValue> {
+    let mut item = HashMap::from([
+        ("pk".to_string(), s("inflight")),
+        ("sk".to_string(), s(&lock.service)),
+        ("rolloutId".to_string(), s(&lock.rollout_id)),
+    ]);
+    if !lock.alarms.is_empty() {
+        item.insert("alarms".into(), AttributeValue::Ss(lock.alarms.clone()));
+    }
+    item
+}
+
+/// An in-flight rollout as the index lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InFlight {
+    pub service: String,
+    pub rollout_id: String,
+    pub alarms: Vec<String>,
 }
 
 fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(e: &E) -> bool {
@@ -126,40 +194,177 @@ impl<'a> Store<'a> {
     /// Take the service's lock for a rollout: one conditional write, so of any number of
     /// concurrent deliveries exactly one acquires it.
     pub async fn acquire(&self, lock: &LockRecord) -> Result<Acquire, AwsError> {
-        let put = self
-            .ddb
-            .put_item()
+        let put = Put::builder()
             .table_name(self.table)
             .set_item(Some(lock_item(lock)))
             .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .expect("item and table are set");
+        if self.write_lock(put, lock).await? {
+            return Ok(Acquire::Acquired);
+        }
+        let held = self.lock(&lock.service).await?.unwrap_or_default();
+        Ok(if held.rollout_id == lock.rollout_id { Acquire::AlreadyOurs(held) } else { Acquire::HeldBy(held) })
+    }
+
+    /// Put the lock (with its condition) and its in-flight index entry in one transaction.
+    /// Ok(false) when the condition does not hold.
+    async fn write_lock(&self, put: Put, lock: &LockRecord) -> Result<bool, AwsError> {
+        let index = Put::builder().table_name(self.table).set_item(Some(inflight_item(lock))).build().expect("item and table are set");
+        let result = self
+            .ddb
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().put(index).build())
             .send()
             .await;
-        match put {
-            Ok(_) => Ok(Acquire::Acquired),
-            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => {
-                let held = self.lock(&lock.service).await?.unwrap_or_default();
-                Ok(if held.rollout_id == lock.rollout_id { Acquire::AlreadyOurs(held) } else { Acquire::HeldBy(held) })
-            }
-            Err(e) => Err(AwsError::new("DynamoDB", "PutItem", format!("{} lock of {}", self.table, lock.service), e)),
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(false),
+            Err(e) => Err(AwsError::new("DynamoDB", "TransactWriteItems", format!("{} lock of {}", self.table, lock.service), e)),
         }
     }
 
-    /// Replace a lock whose rollout has ended without releasing it (its execution is no longer
-    /// running). Conditional on the stale holder, so two takers cannot both win.
-    pub async fn take_over(&self, stale_rollout_id: &str, lock: &LockRecord) -> Result<bool, AwsError> {
-        let put = self
+    /// Replace a lock whose rollout has ended without releasing it, or that is being rolled back
+    /// for a newer push. Conditional on the old holder, so two takers cannot both win.
+    pub async fn take_over(&self, old_rollout_id: &str, lock: &LockRecord) -> Result<bool, AwsError> {
+        let put = Put::builder()
+            .table_name(self.table)
+            .set_item(Some(lock_item(lock)))
+            .condition_expression("rolloutId = :old")
+            .expression_attribute_values(":old", s(old_rollout_id))
+            .build()
+            .expect("item and table are set");
+        self.write_lock(put, lock).await
+    }
+
+    /// Every in-flight rollout (for alarm events).
+    pub async fn in_flight(&self) -> Result<Vec<InFlight>, AwsError> {
+        let mut found = Vec::new();
+        let mut pages = self
+            .ddb
+            .query()
+            .table_name(self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s("inflight"))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsError::new("DynamoDB", "Query", format!("{} in-flight index", self.table), e))?;
+            for item in page.items() {
+                found.push(InFlight {
+                    service: get_s(item, "sk").unwrap_or_default(),
+                    rollout_id: get_s(item, "rolloutId").unwrap_or_default(),
+                    alarms: item.get("alarms").and_then(|v| v.as_ss().ok()).cloned().unwrap_or_default(),
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    /// Fence the rollout: from now on no forward step moves traffic. Records why (the first
+    /// reason wins) and returns the lock as it now is, or None when the rollout does not hold
+    /// the lock (it has ended or was superseded).
+    pub async fn begin_abort(&self, service_key: &str, rollout_id: &str, cause: &str) -> Result<Option<LockRecord>, AwsError> {
+        let update = self
+            .ddb
+            .update_item()
+            .table_name(self.table)
+            .key("pk", s(service_pk(service_key)))
+            .key("sk", s("lock"))
+            .update_expression("SET #status = :aborting")
+            .condition_expression("rolloutId = :id")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":aborting", s(ABORTING))
+            .expression_attribute_values(":id", s(rollout_id))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        let lock = match update {
+            Ok(out) => out.attributes().map(lock_from),
+            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => return Ok(None),
+            Err(e) => return Err(AwsError::new("DynamoDB", "UpdateItem", format!("{} lock of {service_key}", self.table), e)),
+        };
+        let record = self
             .ddb
             .put_item()
             .table_name(self.table)
-            .set_item(Some(lock_item(lock)))
-            .condition_expression("rolloutId = :stale")
-            .expression_attribute_values(":stale", s(stale_rollout_id))
+            .item("pk", s(format!("rollout#{rollout_id}")))
+            .item("sk", s("abort"))
+            .item("cause", s(cause))
+            .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
-        match put {
+        match record {
+            Ok(_) => Ok(lock),
+            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(lock),
+            Err(e) => Err(AwsError::new("DynamoDB", "PutItem", format!("{} abort of {rollout_id}", self.table), e)),
+        }
+    }
+
+    /// Why the rollout is being rolled back, if something decided so.
+    pub async fn abort_cause(&self, rollout_id: &str) -> Result<Option<String>, AwsError> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(self.table)
+            .key("pk", s(format!("rollout#{rollout_id}")))
+            .key("sk", s("abort"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| AwsError::new("DynamoDB", "GetItem", format!("{} abort of {rollout_id}", self.table), e))?;
+        Ok(out.item().and_then(|i| get_s(i, "cause")))
+    }
+
+    /// Keep the current bake's task token (only while the rollout is in flight). Returns false
+    /// when the rollout is being rolled back or no longer holds the lock.
+    pub async fn set_bake_token(&self, service_key: &str, rollout_id: &str, token: &TaskToken) -> Result<bool, AwsError> {
+        self.update_lock_in_flight(service_key, rollout_id, "SET bakeToken = :token", vec![(":token", s(&token.0))]).await
+    }
+
+    /// Ask the in-flight rollout to skip its remaining steps. Returns the lock (for its bake
+    /// token), or None when no rollout is in flight.
+    pub async fn request_promote(&self, service_key: &str) -> Result<Option<LockRecord>, AwsError> {
+        let out = self
+            .ddb
+            .update_item()
+            .table_name(self.table)
+            .key("pk", s(service_pk(service_key)))
+            .key("sk", s("lock"))
+            .update_expression("SET promoteRequested = :yes")
+            .condition_expression("#status = :in_flight")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .expression_attribute_values(":in_flight", s(IN_FLIGHT))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match out {
+            Ok(out) => Ok(out.attributes().map(lock_from)),
+            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(None),
+            Err(e) => Err(AwsError::new("DynamoDB", "UpdateItem", format!("{} lock of {service_key}", self.table), e)),
+        }
+    }
+
+    /// Queue a newer push behind the in-flight rollout (the newest push wins).
+    pub async fn queue_push(&self, service_key: &str, push_json: &str, pushed_at: u64) -> Result<bool, AwsError> {
+        let out = self
+            .ddb
+            .update_item()
+            .table_name(self.table)
+            .key("pk", s(service_pk(service_key)))
+            .key("sk", s("lock"))
+            .update_expression("SET queued = :push, queuedAt = :at")
+            .condition_expression("attribute_exists(pk) AND (attribute_not_exists(queuedAt) OR queuedAt <= :at)")
+            .expression_attribute_values(":push", s(push_json))
+            .expression_attribute_values(":at", n(pushed_at))
+            .send()
+            .await;
+        match out {
             Ok(_) => Ok(true),
             Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(false),
-            Err(e) => Err(AwsError::new("DynamoDB", "PutItem", format!("{} lock of {}", self.table, lock.service), e)),
+            Err(e) => Err(AwsError::new("DynamoDB", "UpdateItem", format!("{} lock of {service_key}", self.table), e)),
         }
     }
 
@@ -183,6 +388,7 @@ impl<'a> Store<'a> {
 
     /// Record progress on the lock (only while this rollout holds it). Returns false when it
     /// does not hold the lock any more.
+    #[allow(clippy::too_many_arguments)]
     pub async fn progress(
         &self,
         service_key: &str,
@@ -191,15 +397,34 @@ impl<'a> Store<'a> {
         step: u32,
         weight: u32,
         green: Option<&str>,
+        rollout_json: &str,
         now: u64,
     ) -> Result<bool, AwsError> {
-        let mut values = vec![(":phase", s(phase)), (":step", n(step as u64)), (":weight", n(weight as u64)), (":now", n(now))];
-        let mut expr = "SET phase = :phase, step = :step, weight = :weight, updatedAt = :now".to_string();
+        let mut values = vec![
+            (":phase", s(phase)),
+            (":step", n(step as u64)),
+            (":weight", n(weight as u64)),
+            (":now", n(now)),
+            (":rollout", s(rollout_json)),
+        ];
+        let mut expr = "SET phase = :phase, step = :step, weight = :weight, updatedAt = :now, rollout = :rollout".to_string();
         if let Some(g) = green {
             expr.push_str(", greenTaskSetId = :green");
             values.push((":green", s(g)));
         }
         self.update_lock(service_key, rollout_id, &expr, values).await
+    }
+
+    async fn update_lock_in_flight(
+        &self,
+        service_key: &str,
+        rollout_id: &str,
+        expr: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<bool, AwsError> {
+        let mut values = values;
+        values.push((":in_flight", s(IN_FLIGHT)));
+        self.update_lock_if(service_key, rollout_id, expr, "rolloutId = :id AND #status = :in_flight", values).await
     }
 
     async fn update_lock(
@@ -209,6 +434,17 @@ impl<'a> Store<'a> {
         expr: &str,
         values: Vec<(&str, AttributeValue)>,
     ) -> Result<bool, AwsError> {
+        self.update_lock_if(service_key, rollout_id, expr, "rolloutId = :id", values).await
+    }
+
+    async fn update_lock_if(
+        &self,
+        service_key: &str,
+        rollout_id: &str,
+        expr: &str,
+        condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<bool, AwsError> {
         let mut req = self
             .ddb
             .update_item()
@@ -216,8 +452,11 @@ impl<'a> Store<'a> {
             .key("pk", s(service_pk(service_key)))
             .key("sk", s("lock"))
             .update_expression(expr)
-            .condition_expression("rolloutId = :id")
+            .condition_expression(condition)
             .expression_attribute_values(":id", s(rollout_id));
+        if condition.contains("#status") {
+            req = req.expression_attribute_names("#status", "status");
+        }
         for (k, v) in values {
             req = req.expression_attribute_values(k, v);
         }
@@ -228,8 +467,9 @@ impl<'a> Store<'a> {
         }
     }
 
-    /// Release the lock and record how the rollout ended (when `last` is given), in one
-    /// transaction. Releasing a lock this rollout no longer holds changes nothing.
+    /// Release the lock, drop it from the in-flight index and record how the rollout ended
+    /// (when `last` is given), in one transaction. Releasing a lock this rollout no longer holds
+    /// changes nothing.
     pub async fn release(&self, service_key: &str, rollout_id: &str, last: Option<&LastRollout>) -> Result<(), AwsError> {
         let pk = service_pk(service_key);
         let delete = Delete::builder()
@@ -240,49 +480,76 @@ impl<'a> Store<'a> {
             .expression_attribute_values(":id", s(rollout_id))
             .build()
             .expect("key and table are set");
-        let mut tx = self.ddb.transact_write_items().transact_items(TransactWriteItem::builder().delete(delete).build());
+        let index = Delete::builder()
+            .table_name(self.table)
+            .key("pk", s("inflight"))
+            .key("sk", s(service_key))
+            .condition_expression("attribute_not_exists(pk) OR rolloutId = :id")
+            .expression_attribute_values(":id", s(rollout_id))
+            .build()
+            .expect("key and table are set");
+        let mut tx = self
+            .ddb
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(delete).build())
+            .transact_items(TransactWriteItem::builder().delete(index).build());
         if let Some(last) = last {
-            let mut last_item = HashMap::from([
+            let mut item = HashMap::from([
                 ("pk".to_string(), s(&pk)),
-                ("sk".to_string(), s("last")),
+                ("sk".to_string(), s(format!("history#{:012}#{rollout_id}", last.ended_at))),
                 ("service".to_string(), s(service_key)),
                 ("rolloutId".to_string(), s(rollout_id)),
                 ("image".to_string(), s(&last.image)),
+                ("digest".to_string(), s(&last.digest)),
                 ("outcome".to_string(), s(&last.outcome)),
+                ("startedAt".to_string(), n(last.started_at)),
                 ("endedAt".to_string(), n(last.ended_at)),
             ]);
             if let Some(c) = &last.cause {
-                last_item.insert("cause".into(), s(c));
+                item.insert("cause".into(), s(c));
             }
-            let put = Put::builder().table_name(self.table).set_item(Some(last_item)).build().expect("item and table are set");
+            let put = Put::builder().table_name(self.table).set_item(Some(item)).build().expect("item and table are set");
             tx = tx.transact_items(TransactWriteItem::builder().put(put).build());
         }
-        let result = tx.send().await;
-        match result {
+        match tx.send().await {
             Ok(_) => Ok(()),
             Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(()),
             Err(e) => Err(AwsError::new("DynamoDB", "TransactWriteItems", format!("{} lock of {service_key}", self.table), e)),
         }
     }
 
-    pub async fn last(&self, service_key: &str) -> Result<Option<LastRollout>, AwsError> {
+    /// How the most recent rollouts of a service ended, newest first.
+    pub async fn history(&self, service_key: &str, limit: i32) -> Result<Vec<LastRollout>, AwsError> {
         let out = self
             .ddb
-            .get_item()
+            .query()
             .table_name(self.table)
-            .key("pk", s(service_pk(service_key)))
-            .key("sk", s("last"))
+            .key_condition_expression("pk = :pk AND begins_with(sk, :h)")
+            .expression_attribute_values(":pk", s(service_pk(service_key)))
+            .expression_attribute_values(":h", s("history#"))
+            .scan_index_forward(false)
+            .limit(limit)
             .send()
             .await
-            .map_err(|e| AwsError::new("DynamoDB", "GetItem", format!("{} last rollout of {service_key}", self.table), e))?;
-        Ok(out.item().map(|item| LastRollout {
-            service: get_s(item, "service").unwrap_or_default(),
-            rollout_id: get_s(item, "rolloutId").unwrap_or_default(),
-            image: get_s(item, "image").unwrap_or_default(),
-            outcome: get_s(item, "outcome").unwrap_or_default(),
-            cause: get_s(item, "cause"),
-            ended_at: get_n(item, "endedAt"),
-        }))
+            .map_err(|e| AwsError::new("DynamoDB", "Query", format!("{} history of {service_key}", self.table), e))?;
+        Ok(out
+            .items()
+            .iter()
+            .map(|item| LastRollout {
+                service: get_s(item, "service").unwrap_or_default(),
+                rollout_id: get_s(item, "rolloutId").unwrap_or_default(),
+                image: get_s(item, "image").unwrap_or_default(),
+                digest: get_s(item, "digest").unwrap_or_default(),
+                outcome: get_s(item, "outcome").unwrap_or_default(),
+                cause: get_s(item, "cause"),
+                started_at: get_n(item, "startedAt"),
+                ended_at: get_n(item, "endedAt"),
+            })
+            .collect())
+    }
+
+    pub async fn last(&self, service_key: &str) -> Result<Option<LastRollout>, AwsError> {
+        Ok(self.history(service_key, 1).await?.into_iter().next())
     }
 
     /// Every service kanaria has a lock or a last rollout for (for `kanaria status`).

@@ -392,6 +392,7 @@ mod tests {
                         weight: 5,
                         green_task_set_id: Some("ecs-svc/1234567890123456789".into()),
                         updated_at: NOW - 95,
+                        ..Default::default()
                     }),
                     last: Some(LastRollout {
                         service: "demo/web".into(),
@@ -400,6 +401,7 @@ mod tests {
                         outcome: "ROLLED_BACK".into(),
                         cause: Some("task 6b4e398e: Essential container in task exited (app exit 1)".into()),
                         ended_at: NOW - 7260,
+                        ..Default::default()
                     }),
                     live: Live::Weights(vec![(BLUE.into(), 95), (GREEN.into(), 5)]),
                 },

@@ -2,6 +2,9 @@
 //! built once in `main`) and the raw event, and returns JSON or a [`HandlerError`] whose type
 //! Step Functions `Retry`/`Catch` and Lambda's error reporting understand.
 
+pub mod circuit_breaker;
+pub mod manual;
+pub mod on_alarm;
 pub mod on_image_push;
 pub mod on_task_event;
 pub mod rollout_step;
@@ -16,16 +19,18 @@ pub enum Function {
     OnImagePush,
     RolloutStep,
     OnTaskEvent,
+    OnAlarm,
 }
 
 impl Function {
-    pub const ALL: [Function; 3] = [Function::OnImagePush, Function::RolloutStep, Function::OnTaskEvent];
+    pub const ALL: [Function; 4] = [Function::OnImagePush, Function::RolloutStep, Function::OnTaskEvent, Function::OnAlarm];
 
     pub fn crate_name(self) -> &'static str {
         match self {
             Function::OnImagePush => "on-image-push",
             Function::RolloutStep => "rollout-step",
             Function::OnTaskEvent => "on-task-event",
+            Function::OnAlarm => "on-alarm",
         }
     }
 
@@ -38,6 +43,7 @@ impl Function {
             Function::OnImagePush => on_image_push::handle(ctx, event).await,
             Function::RolloutStep => rollout_step::handle(ctx, event).await,
             Function::OnTaskEvent => on_task_event::handle(ctx, event).await,
+            Function::OnAlarm => on_alarm::handle(ctx, event).await,
         }
     }
 }

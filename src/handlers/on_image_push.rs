@@ -3,20 +3,23 @@
 //!
 //! Duplicate deliveries start exactly one rollout: the rollout id and execution name derive from
 //! service and digest, the service lock is one conditional write, and StartExecution with an
-//! existing name is recognised as the duplicate it is. While a rollout is in flight for a
-//! service, a push of another digest is **refused** (logged with what to do); superseding comes
-//! with a later release.
+//! existing name is recognised as the duplicate it is.
+//!
+//! While a rollout is in flight for a service, a push of a **newer** image (by the ECR event's
+//! time; a late delivery of an older push is refused) either supersedes it — the circuit breaker
+//! rolls the old one back, then the new one takes the lock and starts — or, with
+//! `onNewerPush: queue`, waits for it to end (the newest queued push wins).
 
 use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tracing::{error, info, warn};
 
-use super::HandlerError;
+use super::{circuit_breaker, HandlerError};
 use crate::aws::store::{Acquire, LockRecord, Store};
 use crate::aws::{ecs, now_unix, policies, sfn, Context};
 use crate::events::{EcrImageAction, Envelope};
-use crate::policy::Policy;
+use crate::policy::{NewerPush, Policy};
 use crate::rollout::{Image, Rollout};
 
 /// A lock whose execution never appeared for this long is abandoned (the function that took it
@@ -31,6 +34,16 @@ pub enum Outcome {
     AlreadyRunning { service: String },
     Refused { service: String, held_by: String },
     AlreadyRolledOut { service: String, execution: String, status: String },
+    Superseded { service: String, execution: String, superseded: String },
+    Queued { service: String, behind: String },
+}
+
+/// A push waiting for the in-flight rollout of its service to end.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueuedPush {
+    pub image: Image,
+    pub pushed_at: u64,
 }
 
 pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> {
@@ -81,9 +94,10 @@ pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> 
         digest: push.image_digest.clone(),
         uri: format!("{}.dkr.ecr.{}.amazonaws.com/{}@{}", event.account, event.region, push.repository_name, push.image_digest),
     };
+    let pushed_at = event.time.as_deref().and_then(|t| humantime::parse_rfc3339_weak(t).ok()).map(unix_secs).unwrap_or_else(now_unix);
     let mut outcomes = Vec::new();
     for policy in matching {
-        outcomes.push(start_rollout(ctx, policy, &image).await?);
+        outcomes.push(start_rollout(ctx, policy, &image, pushed_at).await?);
     }
     Ok(json!({ "rollouts": outcomes }))
 }
@@ -103,7 +117,25 @@ pub fn rollout_names(policy: &Policy, digest: &str) -> (String, String) {
     (id.clone(), format!("{service}-{short_digest}-{id}"))
 }
 
-async fn start_rollout(ctx: &Context, policy: Policy, image: &Image) -> Result<Outcome, HandlerError> {
+fn unix_secs(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Start a push that was queued behind a rollout that has now ended (with the policy as it is
+/// now).
+pub async fn start_queued(ctx: &Context, service_key: &str, queued: &QueuedPush) -> Result<Outcome, HandlerError> {
+    let policy = policies::load_all(&ctx.clients.ssm, &ctx.settings.policy_prefix)
+        .await?
+        .into_iter()
+        .filter_map(|(_, p)| p.ok())
+        .find(|p| p.service.key() == service_key)
+        .ok_or_else(|| {
+            HandlerError::new("Kanaria.PolicyGone", format!("the policy of {service_key} is gone or invalid; the queued push was dropped"))
+        })?;
+    start_rollout(ctx, policy, &queued.image, queued.pushed_at).await
+}
+
+async fn start_rollout(ctx: &Context, policy: Policy, image: &Image, pushed_at: u64) -> Result<Outcome, HandlerError> {
     let service = policy.service.key();
     let (id, name) = rollout_names(&policy, &image.digest);
 
@@ -133,7 +165,12 @@ async fn start_rollout(ctx: &Context, policy: Policy, image: &Image) -> Result<O
         weight: 0,
         green_task_set_id: None,
         updated_at: now,
+        status: crate::aws::store::IN_FLIGHT.into(),
+        pushed_at,
+        alarms: policy.alarms.clone(),
+        ..Default::default()
     };
+    let mut superseded = None;
     let duplicate = match store.acquire(&lock).await? {
         Acquire::Acquired => false,
         Acquire::AlreadyOurs(_) => true,
@@ -145,17 +182,34 @@ async fn start_rollout(ctx: &Context, policy: Policy, image: &Image) -> Result<O
                 Some(s) => !sfn::is_running(s),
                 None => now.saturating_sub(held.started_at) > ORPHAN_LOCK_SECONDS,
             };
-            if !(stale && store.take_over(&held.rollout_id, &lock).await?) {
-                warn!(
-                    %service,
-                    refused_digest = %image.digest,
-                    in_flight_rollout = %held.rollout_id,
-                    in_flight_digest = %held.digest,
-                    "push refused: a rollout is in flight for this service; push again (or re-tag) after it ends"
+            if stale {
+                if !store.take_over(&held.rollout_id, &lock).await? {
+                    return Ok(refused(&service, image, &held, "another push took the service first"));
+                }
+                warn!(%service, stale_rollout = %held.rollout_id, "took over the lock of a rollout that had ended without releasing it");
+            } else if pushed_at < held.pushed_at {
+                return Ok(refused(&service, image, &held, "this push is older than the one rolling out (delivered late)"));
+            } else if policy.on_newer_push == NewerPush::Queue {
+                let queued = serde_json::to_string(&QueuedPush { image: image.clone(), pushed_at }).expect("a push serialises");
+                if !store.queue_push(&service, &queued, pushed_at).await? {
+                    return Ok(refused(&service, image, &held, "a newer push is queued already"));
+                }
+                info!(%service, queued_digest = %image.digest, in_flight_rollout = %held.rollout_id, "push queued behind the rollout in flight");
+                return Ok(Outcome::Queued { service, behind: held.rollout_id });
+            } else {
+                let cause = format!(
+                    "superseded by a newer push of {}:{} ({})",
+                    image.repository,
+                    image.tag.as_deref().unwrap_or("-"),
+                    image.digest
                 );
-                return Ok(Outcome::Refused { service, held_by: held.rollout_id });
+                circuit_breaker::trip(ctx, &service, &held.rollout_id, &cause).await?;
+                if !store.take_over(&held.rollout_id, &lock).await? {
+                    return Ok(refused(&service, image, &held, "another push took the service first"));
+                }
+                info!(%service, superseded_rollout = %held.rollout_id, "superseded the rollout in flight");
+                superseded = Some(held.rollout_id.clone());
             }
-            warn!(%service, stale_rollout = %held.rollout_id, "took over the lock of a rollout that had ended without releasing it");
             false
         }
     };
@@ -177,6 +231,9 @@ async fn start_rollout(ctx: &Context, policy: Policy, image: &Image) -> Result<O
         verdict: None,
         cause: None,
         error: None,
+        holds: 0,
+        analysis: None,
+        hook: None,
     };
     let input = serde_json::to_string(&rollout).expect("a rollout serialises");
     match sfn::start_once(&ctx.clients.sfn, &ctx.settings.state_machine_arn, &name, &input).await? {
@@ -187,7 +244,10 @@ async fn start_rollout(ctx: &Context, policy: Policy, image: &Image) -> Result<O
         sfn::Started::Running(arn) => {
             store.set_execution_arn(&service, &id, &arn).await?;
             info!(%service, rollout = %id, execution = %name, image = %image.uri, "rollout started");
-            Ok(Outcome::Started { service, execution: arn })
+            Ok(match superseded {
+                Some(old) => Outcome::Superseded { service, execution: arn, superseded: old },
+                None => Outcome::Started { service, execution: arn },
+            })
         }
         sfn::Started::Ended { arn, status } => {
             // This digest was rolled out (or rolled back) before; a re-push does not retry it.
@@ -196,4 +256,15 @@ async fn start_rollout(ctx: &Context, policy: Policy, image: &Image) -> Result<O
             Ok(Outcome::AlreadyRolledOut { service, execution: arn, status })
         }
     }
+}
+
+fn refused(service: &str, image: &Image, held: &LockRecord, why: &str) -> Outcome {
+    warn!(
+        %service,
+        refused_digest = %image.digest,
+        in_flight_rollout = %held.rollout_id,
+        in_flight_digest = %held.digest,
+        "push refused: {why}"
+    );
+    Outcome::Refused { service: service.to_string(), held_by: held.rollout_id.clone() }
 }

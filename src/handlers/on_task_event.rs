@@ -1,17 +1,20 @@
 //! `on-task-event`: ECS `Task State Change` events. A task of the new task set of an in-flight
-//! rollout that stops for a failure is recorded once against the rollout (EventBridge delivers
-//! at least once and out of order; the record is keyed by task ARN, so a duplicate or a late
-//! delivery never counts twice). The rollout's next check rolls back on it.
+//! rollout that stops for a failure (failed to start, essential container exited non-zero —
+//! also after RUNNING —, out of memory, failed ELB health checks) is recorded once against the
+//! rollout, keyed by task ARN and kept at the highest `detail.version` (EventBridge delivers at
+//! least once and out of order). When the policy's threshold is reached, the circuit breaker
+//! rolls back at once, from here.
 //!
 //! Events that are not failures cost no read and no write.
 
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
-use super::HandlerError;
+use super::{circuit_breaker, HandlerError};
 use crate::aws::store::Store;
 use crate::aws::{now_unix, Context};
 use crate::events::{EcsTaskStateChange, Envelope};
+use crate::rollout::Rollout;
 
 pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> {
     let event: Envelope<EcsTaskStateChange> =
@@ -41,10 +44,26 @@ pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> 
         return Ok(json!({ "ignored": "not a task of the new task set" }));
     }
     let first_time = store.record_failure(&lock.rollout_id, &failure, now_unix()).await?;
-    if first_time {
-        warn!(service = %service_key, rollout = %lock.rollout_id, failure = %failure.describe(), "a task of the new task set failed");
-    } else {
-        info!(service = %service_key, task = %failure.task_arn, "duplicate delivery of a failed task; counted once");
+    if !first_time {
+        info!(service = %service_key, task = %failure.task_arn, version = failure.version, "repeated delivery of a failed task; counted once");
+        return Ok(json!({ "recorded": false, "rollout": lock.rollout_id, "task": failure.task_arn }));
     }
-    Ok(json!({ "recorded": first_time, "rollout": lock.rollout_id, "task": failure.task_arn }))
+    warn!(service = %service_key, rollout = %lock.rollout_id, failure = %failure.describe(), "a task of the new task set failed");
+
+    let threshold =
+        lock.rollout_json.as_deref().and_then(|j| serde_json::from_str::<Rollout>(j).ok()).map(|r| r.policy.failure_threshold).unwrap_or(1);
+    let failures = store.failures(&lock.rollout_id).await?;
+    if (failures.len() as u32) < threshold {
+        return Ok(json!({ "recorded": true, "rollout": lock.rollout_id, "failures": failures.len(), "threshold": threshold }));
+    }
+    if lock.status != crate::aws::store::IN_FLIGHT {
+        // Already being rolled back: this failure is recorded for the cause, nothing more to do.
+        return Ok(
+            json!({ "recorded": true, "rollout": lock.rollout_id, "failures": failures.len(), "circuitBreaker": "already tripped" }),
+        );
+    }
+    let lines: Vec<String> = failures.iter().map(|f| f.describe()).collect();
+    let cause = format!("{} task(s) of the new task set failed at {}% traffic: {}", failures.len(), lock.weight, lines.join("; "));
+    let outcome = circuit_breaker::trip(ctx, &service_key, &lock.rollout_id, &cause).await?;
+    Ok(json!({ "recorded": true, "rollout": lock.rollout_id, "failures": failures.len(), "circuitBreaker": format!("{outcome:?}") }))
 }

@@ -2,27 +2,81 @@
 //! [`Action`] and the rollout. It observes, decides ([`crate::rollout::decide`]) and acts until
 //! the decision has nothing left to change, so the result is always read back from ECS and the
 //! ALB and a retried call repeats no work.
+//!
+//! Two calls are not reconciles: `bake` (and the blue/green approval gate) keeps the state's
+//! task token so the circuit breaker or `kanaria promote` can end the wait early.
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 use tracing::{info, warn};
 
-use super::HandlerError;
-use crate::aws::store::{LastRollout, Store};
-use crate::aws::{ecs, elb, now_unix, Context};
+use super::{circuit_breaker, on_image_push, HandlerError};
+use crate::analysis::judge;
+use crate::aws::store::{LastRollout, Store, TaskToken, ABORTING};
+use crate::aws::{cloudwatch, ecs, elb, now_unix, Context};
 use crate::rollout::{self, Action, Command, Observation, Rollout, Verdict, MAX_ROUNDS};
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StepAction {
+    /// Wait for the bake (or a blue/green gate): keep the task token, return at once.
+    Bake,
+    #[serde(untagged)]
+    Reconcile(Action),
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StepInput {
-    pub action: Action,
+    pub action: StepAction,
     pub rollout: Rollout,
+    /// `$$.Task.Token` of a `.waitForTaskToken` state. Never logged.
+    #[serde(default)]
+    pub task_token: Option<String>,
+    /// `$$.StateMachine.Id`: to start a queued newer push when this rollout ends.
+    #[serde(default)]
+    pub state_machine_arn: Option<String>,
 }
 
 pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> {
     let input: StepInput = serde_json::from_value(event).map_err(|e| HandlerError::invalid_input("rollout-step input", e))?;
-    let rollout = run(ctx, input.action, input.rollout).await?;
+    let action = match input.action {
+        StepAction::Bake => {
+            let token = input.task_token.ok_or_else(|| HandlerError::invalid_input("rollout-step bake", "no taskToken"))?;
+            return bake(ctx, &input.rollout, TaskToken(token)).await;
+        }
+        StepAction::Reconcile(action) => action,
+    };
+    let service_key = input.rollout.service.key();
+    let queued = if matches!(action, Action::Finish | Action::Rollback) {
+        Store::new(&ctx.clients.dynamodb, &ctx.settings.table)
+            .lock(&service_key)
+            .await?
+            .filter(|l| l.rollout_id == input.rollout.id)
+            .and_then(|l| l.queued)
+    } else {
+        None
+    };
+    let rollout = run(ctx, action, input.rollout).await?;
+    if let (Some(push), Some(sm)) = (queued, input.state_machine_arn) {
+        start_queued(ctx, &service_key, &push, &sm).await?;
+    }
     Ok(serde_json::to_value(rollout).expect("a rollout serialises"))
+}
+
+/// Keep the bake's task token on the lock, unless the rollout has been fenced meanwhile (then
+/// the state fails and the rollout rolls back). A promote request ends the bake at once.
+async fn bake(ctx: &Context, rollout: &Rollout, token: TaskToken) -> Result<Value, HandlerError> {
+    let store = Store::new(&ctx.clients.dynamodb, &ctx.settings.table);
+    let service_key = rollout.service.key();
+    if !store.set_bake_token(&service_key, &rollout.id, &token).await? {
+        let cause = store.abort_cause(&rollout.id).await?.unwrap_or_else(|| "the rollout no longer holds the service".into());
+        return Err(HandlerError::new("Kanaria.RolledBack", cause));
+    }
+    if store.lock(&service_key).await?.is_some_and(|l| l.promote_requested) {
+        circuit_breaker::continue_wait(&ctx.clients.sfn, &token).await;
+    }
+    Ok(json!({ "baking": rollout.wait_seconds }))
 }
 
 /// Observe → decide → act until the action's goal is read back.
@@ -82,18 +136,39 @@ async fn observe(ctx: &Context, action: Action, rollout: &Rollout) -> Result<Obs
         task_sets: service.task_sets,
         ..Default::default()
     };
-    if matches!(action, Action::CreateGreen | Action::Shift | Action::Finish | Action::Rollback) {
-        obs.lock_holder = store.lock(&rollout.service.key()).await?.map(|l| l.rollout_id);
+    let lock = store.lock(&rollout.service.key()).await?;
+    if let Some(l) = lock.as_ref().filter(|l| l.rollout_id == rollout.id) {
+        obs.aborting = l.status == ABORTING;
+        obs.promote_requested = l.promote_requested;
     }
-    if matches!(action, Action::CheckGreen | Action::Shift | Action::Verify) {
+    obs.lock_holder = lock.map(|l| l.rollout_id);
+    if obs.aborting || action == Action::Rollback {
+        obs.abort_cause = store.abort_cause(&rollout.id).await?;
+    }
+    let judging = matches!(
+        action,
+        Action::CheckGreen | Action::Shift | Action::Verify | Action::Promote | Action::TestTraffic | Action::Validate | Action::Rollback
+    );
+    if judging {
         obs.failures = store.failures(&rollout.id).await?;
     }
-    if matches!(action, Action::CheckGreen | Action::Verify) {
+    if judging && action != Action::Rollback {
+        obs.alarms_firing = cloudwatch::alarms_in_alarm(&clients.cloudwatch, &rollout.policy.alarms).await?;
+    }
+    if matches!(action, Action::CheckGreen | Action::Verify | Action::Validate) {
         if let Some(green) = rollout.green.as_ref().and_then(|g| obs.task_sets.iter().find(|t| t.id == g.id)) {
             // ECS reports running counts per task set; count tasks only when it does not.
             if green.running_count.is_none() {
                 obs.green_running = ecs::running_tasks_of(&clients.ecs, &rollout.service.cluster, &green.id).await?;
             }
+        }
+    }
+    if action == Action::Verify && !obs.aborting {
+        obs.analysis = analyse(ctx, rollout).await?;
+    }
+    if action == Action::TestTraffic {
+        if let Some(test) = rollout.policy.test_route() {
+            obs.test_weights = elb::read_weights(&clients.elb, &test).await?;
         }
     }
     if action == Action::CreateGreen && !obs.task_sets.iter().any(|t| t.external_id.as_deref() == Some(rollout.id.as_str())) {
@@ -103,6 +178,30 @@ async fn observe(ctx: &Context, action: Action, rollout: &Rollout) -> Result<Obs
         }
     }
     Ok(obs)
+}
+
+/// Canary analysis of the step that just baked, when the policy asks for it.
+async fn analyse(ctx: &Context, rollout: &Rollout) -> Result<Option<crate::analysis::Judgement>, HandlerError> {
+    let (Some(policy), Some(stable), Some(green), Some(started)) =
+        (&rollout.policy.analysis, &rollout.stable, &rollout.green, rollout.step_started_at)
+    else {
+        return Ok(None);
+    };
+    let route_arn =
+        rollout.policy.traffic.listener_arn.as_deref().or(rollout.policy.traffic.listener_rule_arn.as_deref()).unwrap_or_default();
+    let (Some(lb), Some(green_tg), Some(stable_tg)) = (
+        cloudwatch::load_balancer_dimension(route_arn),
+        cloudwatch::target_group_dimension(&green.target_group_arn),
+        cloudwatch::target_group_dimension(&stable.target_group_arn),
+    ) else {
+        return Ok(None);
+    };
+    let now = now_unix().max(started + 1);
+    let with_latency = policy.latency_p99_ratio.is_some();
+    let cw = &ctx.clients.cloudwatch;
+    let green_metrics = cloudwatch::target_group_metrics(cw, &lb, &green_tg, started, now, with_latency).await?;
+    let stable_metrics = cloudwatch::target_group_metrics(cw, &lb, &stable_tg, started, now, with_latency).await?;
+    Ok(Some(judge(policy, &green_metrics, &stable_metrics)))
 }
 
 async fn act(ctx: &Context, rollout: &Rollout, action: Action, command: &Command) -> Result<(), HandlerError> {
@@ -125,40 +224,68 @@ async fn act(ctx: &Context, rollout: &Rollout, action: Action, command: &Command
                 .ok_or_else(|| HandlerError::invalid_input("rollout policy", "traffic names no listener or rule"))?;
             elb::set_weights(&clients.elb, &route, weights).await?;
         }
+        Command::SetTestWeights { weights } => {
+            let route = rollout
+                .policy
+                .test_route()
+                .ok_or_else(|| HandlerError::invalid_input("rollout policy", "blueGreen names no test listener or rule"))?;
+            elb::set_weights(&clients.elb, &route, weights).await?;
+        }
         Command::MakePrimary { task_set_arn } => ecs::make_primary(&clients.ecs, service, task_set_arn).await?,
         Command::ScaleTaskSet { task_set_id, percent } => ecs::scale_task_set(&clients.ecs, service, task_set_id, *percent).await?,
         Command::DeleteTaskSet { task_set_id } => ecs::delete_task_set(&clients.ecs, service, task_set_id).await?,
         Command::ReleaseLock { rollout_id } => {
+            let store = Store::new(&clients.dynamodb, &ctx.settings.table);
+            let started_at = store.lock(&service.key()).await?.map(|l| l.started_at).unwrap_or(0);
             let outcome = if action == Action::Finish { "SUCCEEDED" } else { "ROLLED_BACK" };
             let last = LastRollout {
                 service: service.key(),
                 rollout_id: rollout_id.clone(),
                 image: rollout.image.uri.clone(),
+                digest: rollout.image.digest.clone(),
                 outcome: outcome.into(),
                 cause: rollout.cause.clone(),
+                started_at,
                 ended_at: now_unix(),
             };
-            Store::new(&clients.dynamodb, &ctx.settings.table).release(&service.key(), rollout_id, Some(&last)).await?;
+            store.release(&service.key(), rollout_id, Some(&last)).await?;
         }
     }
     Ok(())
 }
 
-/// Keep the lock's progress current for `kanaria status` (and so on-task-event knows which
-/// task set is new). Ended rollouts have released the lock; nothing to record then.
+/// Start the newest push that queued behind the rollout that just ended.
+async fn start_queued(ctx: &Context, service_key: &str, push: &str, state_machine_arn: &str) -> Result<(), HandlerError> {
+    let Ok(queued) = serde_json::from_str::<on_image_push::QueuedPush>(push) else {
+        warn!(service = %service_key, "a queued push could not be read; push the image again");
+        return Ok(());
+    };
+    let mut ctx = ctx.clone();
+    ctx.settings.state_machine_arn = state_machine_arn.to_string();
+    let outcome = on_image_push::start_queued(&ctx, service_key, &queued).await?;
+    info!(service = %service_key, ?outcome, "started the push that was queued");
+    Ok(())
+}
+
+/// Keep the lock's progress and a snapshot of the rollout current, for `kanaria status` and for
+/// the event handlers (which task set is new, what to restore). Ended rollouts have released
+/// the lock; nothing to record then.
 async fn record_progress(ctx: &Context, action: Action, rollout: &Rollout) -> Result<(), HandlerError> {
-    if matches!(action, Action::Finish | Action::Rollback) {
+    if matches!(action, Action::Finish | Action::Rollback | Action::Restore) {
         return Ok(());
     }
     let phase = match (action, rollout.verdict) {
         (_, Some(Verdict::Rollback)) => "rolling back",
         (Action::CreateGreen | Action::CheckGreen, _) => "starting new task set",
+        (Action::TestTraffic | Action::Validate, _) => "validating on the test route",
         (Action::Shift, _) => "baking",
+        (Action::Verify, Some(Verdict::Hold)) => "holding (analysis inconclusive)",
         (Action::Verify, _) => "verified",
         (Action::Promote, _) => "draining old task set",
         _ => "in progress",
     };
     let store = Store::new(&ctx.clients.dynamodb, &ctx.settings.table);
+    let snapshot = serde_json::to_string(rollout).expect("a rollout serialises");
     let holds = store
         .progress(
             &rollout.service.key(),
@@ -167,6 +294,7 @@ async fn record_progress(ctx: &Context, action: Action, rollout: &Rollout) -> Re
             rollout.step as u32,
             rollout.weight,
             rollout.green.as_ref().map(|g| g.id.as_str()),
+            &snapshot,
             now_unix(),
         )
         .await?;

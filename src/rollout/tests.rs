@@ -113,6 +113,9 @@ fn new_rollout() -> Rollout {
         verdict: None,
         cause: None,
         error: None,
+        holds: 0,
+        analysis: None,
+        hook: None,
     }
 }
 
@@ -137,6 +140,7 @@ fn fresh_obs() -> Observation {
         green_running: 0,
         failures: vec![],
         lock_holder: Some(ROLLOUT_ID.into()),
+        ..Observation::default()
     }
 }
 
@@ -1040,6 +1044,7 @@ impl World {
                 });
             }
             Command::SetWeights { weights } => obs.weights = weights.clone(),
+            Command::SetTestWeights { weights } => obs.test_weights = weights.clone(),
             Command::MakePrimary { task_set_arn } => {
                 assert!(obs.task_sets.iter().any(|t| &t.arn == task_set_arn), "MakePrimary of unknown {task_set_arn}");
                 for t in &mut obs.task_sets {
@@ -1399,4 +1404,13 @@ fn a_superseded_shift_rolls_back_without_touching_the_other_rollouts_lock() {
     assert_eq!(world.obs.lock_holder.as_deref(), Some(OTHER_ROLLOUT_ID), "the other rollout keeps its lock");
     assert!(done.cause.as_deref().unwrap().starts_with("Kanaria.Superseded: rollout r-9f2c4e1a7b3d no longer holds prod/web"));
     assert!(!world.log.iter().any(|(_, c)| matches!(c, Command::ReleaseLock { .. })));
+}
+
+#[test]
+fn a_caught_error_without_a_cause_still_parses() {
+    // Step Functions (and moto's SendTaskFailure) may record `"Cause": null`.
+    let mut json = serde_json::to_value(canary_rollout()).unwrap();
+    json["error"] = serde_json::json!({"Error": "Kanaria.RolledBack", "Cause": null});
+    let r: Rollout = serde_json::from_value(json).unwrap();
+    assert_eq!(r.error.unwrap().cause, "");
 }

@@ -1,0 +1,128 @@
+//! Canary analysis: is the new target group worse than the stable one? Pure judgement over the
+//! ALB's metrics for the step's window (the adapter fetches them from CloudWatch).
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::Analysis;
+
+/// One target group's ALB metrics over the step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetGroupMetrics {
+    /// `RequestCount` (Sum).
+    pub requests: f64,
+    /// `HTTPCode_Target_5XX_Count` (Sum).
+    pub errors_5xx: f64,
+    /// `TargetResponseTime` p99, in milliseconds.
+    pub p99_ms: Option<f64>,
+}
+
+impl TargetGroupMetrics {
+    pub fn error_rate(&self) -> f64 {
+        if self.requests > 0.0 {
+            self.errors_5xx / self.requests
+        } else {
+            0.0
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "result", content = "reason")]
+pub enum Judgement {
+    Pass(String),
+    Fail(String),
+    Inconclusive(String),
+}
+
+fn pct(rate: f64) -> String {
+    format!("{:.2}%", rate * 100.0)
+}
+
+/// Judge the new target group against the stable one.
+pub fn judge(policy: &Analysis, green: &TargetGroupMetrics, stable: &TargetGroupMetrics) -> Judgement {
+    let min = policy.min_requests as f64;
+    if green.requests < min || stable.requests < min {
+        return Judgement::Inconclusive(format!(
+            "too little traffic to compare: {} requests on the new target group, {} on the stable one (minRequests {})",
+            green.requests, stable.requests, policy.min_requests
+        ));
+    }
+    let allowed_rate = (stable.error_rate() * policy.error_rate_ratio).max(policy.error_rate_floor_percent / 100.0);
+    if green.error_rate() > allowed_rate {
+        return Judgement::Fail(format!(
+            "5xx rate {} on the new target group ({} of {} requests) is above the allowed {} (stable {} × {}, floor {}%)",
+            pct(green.error_rate()),
+            green.errors_5xx,
+            green.requests,
+            pct(allowed_rate),
+            pct(stable.error_rate()),
+            policy.error_rate_ratio,
+            policy.error_rate_floor_percent
+        ));
+    }
+    let mut summary = format!("5xx rate {} vs stable {}", pct(green.error_rate()), pct(stable.error_rate()));
+    if let Some(ratio) = policy.latency_p99_ratio {
+        match (green.p99_ms, stable.p99_ms) {
+            (Some(g), Some(s)) => {
+                let allowed = (s * ratio).max(policy.latency_p99_floor_ms);
+                if g > allowed {
+                    return Judgement::Fail(format!(
+                        "p99 response time {g:.0} ms on the new target group is above the allowed {allowed:.0} ms (stable {s:.0} ms × {ratio}, floor {} ms)",
+                        policy.latency_p99_floor_ms
+                    ));
+                }
+                summary.push_str(&format!(", p99 {g:.0} ms vs {s:.0} ms"));
+            }
+            _ => return Judgement::Inconclusive("no TargetResponseTime p99 for one of the target groups".into()),
+        }
+    }
+    Judgement::Pass(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Analysis {
+        serde_json::from_value(serde_json::json!({"latencyP99Ratio": 1.5})).unwrap()
+    }
+
+    fn m(requests: f64, errors: f64, p99: f64) -> TargetGroupMetrics {
+        TargetGroupMetrics { requests, errors_5xx: errors, p99_ms: Some(p99) }
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let p = policy();
+        assert_eq!((p.min_requests, p.error_rate_ratio, p.error_rate_floor_percent, p.latency_p99_floor_ms), (100, 2.0, 0.5, 100.0));
+    }
+
+    #[test]
+    fn green_within_twice_the_stable_rate_or_the_floor_passes() {
+        // stable 1% → up to 2% allowed.
+        assert!(matches!(judge(&policy(), &m(1000.0, 19.0, 80.0), &m(1000.0, 10.0, 80.0)), Judgement::Pass(_)));
+        // stable 0% → the 0.5% floor applies.
+        assert!(matches!(judge(&policy(), &m(1000.0, 5.0, 80.0), &m(1000.0, 0.0, 80.0)), Judgement::Pass(_)));
+    }
+
+    #[test]
+    fn green_5xx_above_the_allowance_fails_with_the_numbers() {
+        let j = judge(&policy(), &m(1000.0, 21.0, 80.0), &m(1000.0, 10.0, 80.0));
+        let Judgement::Fail(reason) = j else { panic!("{j:?}") };
+        assert!(reason.contains("2.10%") && reason.contains("2.00%"), "{reason}");
+        assert!(matches!(judge(&policy(), &m(1000.0, 6.0, 80.0), &m(1000.0, 0.0, 80.0)), Judgement::Fail(_)));
+    }
+
+    #[test]
+    fn slow_green_fails_and_latency_below_the_floor_passes() {
+        assert!(matches!(judge(&policy(), &m(1000.0, 0.0, 400.0), &m(1000.0, 0.0, 200.0)), Judgement::Fail(_)));
+        assert!(matches!(judge(&policy(), &m(1000.0, 0.0, 90.0), &m(1000.0, 0.0, 20.0)), Judgement::Pass(_)));
+    }
+
+    #[test]
+    fn too_little_traffic_is_inconclusive() {
+        assert!(matches!(judge(&policy(), &m(99.0, 50.0, 80.0), &m(1000.0, 0.0, 80.0)), Judgement::Inconclusive(_)));
+        assert!(matches!(judge(&policy(), &m(1000.0, 0.0, 80.0), &m(10.0, 0.0, 80.0)), Judgement::Inconclusive(_)));
+    }
+}

@@ -1,0 +1,69 @@
+//! The circuit breaker: roll a rollout back **now**, from whichever handler noticed (failed new
+//! tasks, an alarm, a newer push, a person), without waiting for the state machine's next step.
+//!
+//! 1. Fence: one conditional write marks the rollout ABORTING. Every forward step checks the
+//!    fence, and a forward shift that raced with it is put back by its own read-back.
+//! 2. Restore: the rollout's own decisions ([`Action::Restore`]) put 100% of traffic on the
+//!    stable task set (read back from the ALB) and delete the new task set.
+//! 3. End the execution promptly: fail the bake it is waiting in (its task token), so its
+//!    RollBack state releases the service and the execution ends FAILED with the cause.
+
+use aws_sdk_sfn::Client as Sfn;
+use tracing::{info, warn};
+
+use super::{rollout_step, HandlerError};
+use crate::aws::store::{Store, TaskToken};
+use crate::aws::Context;
+use crate::rollout::{Action, Rollout};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tripped {
+    /// Traffic is back on the stable task set (read back) and the new task set is gone.
+    Restored,
+    /// Fenced before the rollout had a new task set; its next step rolls back.
+    Fenced,
+    /// The rollout no longer holds the service (ended, or superseded): nothing to do.
+    NotInFlight,
+}
+
+pub async fn trip(ctx: &Context, service_key: &str, rollout_id: &str, cause: &str) -> Result<Tripped, HandlerError> {
+    let store = Store::new(&ctx.clients.dynamodb, &ctx.settings.table);
+    let Some(lock) = store.begin_abort(service_key, rollout_id, cause).await? else {
+        info!(service = %service_key, rollout = %rollout_id, "circuit breaker: rollout no longer in flight");
+        return Ok(Tripped::NotInFlight);
+    };
+    warn!(service = %service_key, rollout = %rollout_id, %cause, "circuit breaker tripped: rolling back");
+    let snapshot: Option<Rollout> = lock.rollout_json.as_deref().and_then(|j| serde_json::from_str(j).ok());
+    let outcome = match snapshot {
+        Some(rollout) if rollout.stable.is_some() => {
+            rollout_step::run(ctx, Action::Restore, rollout).await?;
+            Tripped::Restored
+        }
+        _ => Tripped::Fenced,
+    };
+    if let Some(token) = &lock.bake_token {
+        end_wait(&ctx.clients.sfn, token, "Kanaria.RolledBack", cause).await;
+    }
+    Ok(outcome)
+}
+
+/// Fail the state waiting on `token`. A token whose state has already ended is fine.
+pub async fn end_wait(sfn: &Sfn, token: &TaskToken, error: &str, cause: &str) {
+    if let Err(e) = sfn.send_task_failure().task_token(&token.0).error(error).cause(truncate(cause, 32_000)).send().await {
+        info!(error = %aws_sdk_sfn::error::DisplayErrorContext(&e), "the waiting state had already ended");
+    }
+}
+
+/// Let the state waiting on `token` go on (a promote request ends the bake early).
+pub async fn continue_wait(sfn: &Sfn, token: &TaskToken) {
+    if let Err(e) = sfn.send_task_success().task_token(&token.0).output("{\"skipped\":true}").send().await {
+        info!(error = %aws_sdk_sfn::error::DisplayErrorContext(&e), "the waiting state had already ended");
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}

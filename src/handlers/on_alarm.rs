@@ -1,0 +1,49 @@
+//! `on-alarm`: a CloudWatch alarm that a policy lists went to ALARM while that service's
+//! rollout is in flight: the circuit breaker rolls it back at once.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tracing::info;
+
+use super::{circuit_breaker, HandlerError};
+use crate::aws::store::Store;
+use crate::aws::Context;
+use crate::events::Envelope;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlarmStateChange {
+    pub alarm_name: String,
+    pub state: AlarmState,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AlarmState {
+    pub value: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> {
+    let event: Envelope<AlarmStateChange> =
+        serde_json::from_value(event).map_err(|e| HandlerError::invalid_input("not a CloudWatch Alarm State Change event", e))?;
+    if event.source != "aws.cloudwatch" || event.detail_type != "CloudWatch Alarm State Change" {
+        return Err(HandlerError::invalid_input(
+            "not a CloudWatch Alarm State Change event",
+            format!("source {:?}, detail-type {:?}", event.source, event.detail_type),
+        ));
+    }
+    let alarm = &event.detail;
+    if alarm.state.value != "ALARM" {
+        return Ok(json!({ "ignored": format!("alarm state {}", alarm.state.value) }));
+    }
+    let store = Store::new(&ctx.clients.dynamodb, &ctx.settings.table);
+    let mut rolled_back = Vec::new();
+    for rollout in store.in_flight().await?.into_iter().filter(|r| r.alarms.contains(&alarm.alarm_name)) {
+        let cause = format!("alarm {} went to ALARM: {}", alarm.alarm_name, alarm.state.reason);
+        let outcome = circuit_breaker::trip(ctx, &rollout.service, &rollout.rollout_id, &cause).await?;
+        info!(service = %rollout.service, rollout = %rollout.rollout_id, alarm = %alarm.alarm_name, ?outcome, "alarm rollback");
+        rolled_back.push(json!({ "service": rollout.service, "rollout": rollout.rollout_id, "outcome": format!("{outcome:?}") }));
+    }
+    Ok(json!({ "alarm": alarm.alarm_name, "rolledBack": rolled_back }))
+}
