@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 ENV := source scripts/env.sh &&
 
-.PHONY: setup demo demo-rollback test check-templates build-lambdas
+.PHONY: setup demo demo-rollback test bench check-templates build-lambdas
 
 setup:
 	@scripts/setup
@@ -18,6 +18,10 @@ demo-rollback: setup
 ## Every test, template and state-machine check (CI runs exactly this).
 test:
 	@scripts/test
+
+## Benchmarks on emulated AWS: time to roll back, state transitions per rollout (printed).
+bench: setup
+	@$(ENV) cargo build --quiet --locked -p kanaria-local && "$$CARGO_TARGET_DIR/debug/kanaria-local" bench
 
 check-templates: setup
 	@scripts/check-templates

@@ -125,4 +125,57 @@ mod tests {
         assert!(matches!(judge(&policy(), &m(99.0, 50.0, 80.0), &m(1000.0, 0.0, 80.0)), Judgement::Inconclusive(_)));
         assert!(matches!(judge(&policy(), &m(1000.0, 0.0, 80.0), &m(10.0, 0.0, 80.0)), Judgement::Inconclusive(_)));
     }
+
+    #[test]
+    fn too_little_traffic_names_both_counts_and_the_minimum() {
+        assert_eq!(
+            judge(&policy(), &m(99.0, 50.0, 80.0), &m(1000.0, 0.0, 80.0)),
+            Judgement::Inconclusive(
+                "too little traffic to compare: 99 requests on the new target group, 1000 on the stable one (minRequests 100)".into()
+            )
+        );
+    }
+
+    #[test]
+    fn missing_p99_is_inconclusive_when_latency_is_judged() {
+        let no_p99 = TargetGroupMetrics { requests: 1000.0, errors_5xx: 0.0, p99_ms: None };
+        let expected = Judgement::Inconclusive("no TargetResponseTime p99 for one of the target groups".into());
+        assert_eq!(judge(&policy(), &no_p99, &m(1000.0, 0.0, 80.0)), expected);
+        assert_eq!(judge(&policy(), &m(1000.0, 0.0, 80.0), &no_p99), expected);
+        assert_eq!(judge(&policy(), &no_p99, &no_p99), expected);
+        // A 5xx failure is judged before latency: missing p99 does not hide it.
+        let failing = TargetGroupMetrics { errors_5xx: 50.0, ..no_p99 };
+        assert!(matches!(judge(&policy(), &failing, &no_p99), Judgement::Fail(_)));
+    }
+
+    #[test]
+    fn missing_p99_does_not_matter_when_latency_is_not_judged() {
+        let no_latency: Analysis = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert_eq!(no_latency.latency_p99_ratio, None);
+        let no_p99 = TargetGroupMetrics { requests: 1000.0, errors_5xx: 1.0, p99_ms: None };
+        assert_eq!(
+            judge(&no_latency, &no_p99, &TargetGroupMetrics { errors_5xx: 0.0, ..no_p99 }),
+            Judgement::Pass("5xx rate 0.10% vs stable 0.00%".into())
+        );
+    }
+
+    #[test]
+    fn pass_summary_gives_rates_and_rounded_p99s() {
+        assert_eq!(
+            judge(&policy(), &m(1000.0, 1.0, 90.4), &m(2000.0, 3.0, 79.6)),
+            Judgement::Pass("5xx rate 0.10% vs stable 0.15%, p99 90 ms vs 80 ms".into())
+        );
+    }
+
+    #[test]
+    fn latency_allowance_is_stable_times_ratio_above_the_floor() {
+        // stable 200 ms × 1.5 = 300 ms allowed: 300 passes, 301 fails with the numbers.
+        assert!(matches!(judge(&policy(), &m(1000.0, 0.0, 300.0), &m(1000.0, 0.0, 200.0)), Judgement::Pass(_)));
+        assert_eq!(
+            judge(&policy(), &m(1000.0, 0.0, 301.0), &m(1000.0, 0.0, 200.0)),
+            Judgement::Fail(
+                "p99 response time 301 ms on the new target group is above the allowed 300 ms (stable 200 ms × 1.5, floor 100 ms)".into()
+            )
+        );
+    }
 }

@@ -335,7 +335,7 @@ pub fn decide(action: Action, rollout: &Rollout, obs: &Observation, now: u64) ->
             let (expected, running) = (obs.green_expected(green), obs.green_running(green));
             if let Some(cause) = stop_cause(rollout, obs) {
                 rollback_with(&mut next, cause);
-            } else if running < expected {
+            } else if expected == 0 || running < expected {
                 rollback_with(
                     &mut next,
                     format!("only {running} of {expected} tasks of the new task set are running after validation on the test route"),
@@ -378,7 +378,9 @@ pub fn decide(action: Action, rollout: &Rollout, obs: &Observation, now: u64) ->
             let steps = rollout.policy.steps();
             if let Some(cause) = stop_cause(rollout, obs) {
                 rollback_with(&mut next, cause);
-            } else if running < expected {
+            } else if expected == 0 || running < expected {
+                // A new task set that should run no tasks (scaled to 0, or a desired count of 0)
+                // cannot be judged healthy, and must not get traffic.
                 rollback_with(
                     &mut next,
                     format!("only {running} of {expected} tasks of the new task set are running after the {}% step", rollout.weight),

@@ -91,3 +91,48 @@ async fn apply_refuses_invalid_policies_and_status_shows_a_rollout_in_flight() {
     let table = text(&out.stdout);
     assert!(table.contains("demo/web") && table.contains("10%"), "{table}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn abort_rolls_back_now_and_history_shows_it() {
+    let env = start(SampleOptions { steps: vec![(10, 600), (50, 600)], ..SampleOptions::default() }).await;
+    env.push("v2", &fixture::new_digest("abort")).await;
+    let execution = env.started_execution().await;
+    env.wait_action("shift", 1).await;
+
+    let e = env.local.endpoint.clone();
+    let out = tokio::task::spawn_blocking(move || kanaria(Some(&e), &["abort", "demo/web"])).await.unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("100% on the stable task set"), "{}", text(&out.stdout));
+    env.assert_rolled_back(&execution, "aborted by").await;
+
+    let e = env.local.endpoint.clone();
+    let out = tokio::task::spawn_blocking(move || kanaria(Some(&e), &["history", "demo/web", "--output", "json"])).await.unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let history: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(history["rollouts"][0]["outcome"], "ROLLED_BACK", "{history}");
+    assert!(history["rollouts"][0]["cause"].as_str().unwrap().contains("aborted by"), "{history}");
+
+    // Nothing in flight any more: abort says so and fails.
+    let e = env.local.endpoint.clone();
+    let out = tokio::task::spawn_blocking(move || kanaria(Some(&e), &["abort", "demo/web"])).await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn promote_skips_the_remaining_steps() {
+    let env = start(SampleOptions { steps: vec![(10, 600), (50, 600)], ..SampleOptions::default() }).await;
+    let digest = fixture::new_digest("promote");
+    env.push("v2", &digest).await;
+    let execution = env.started_execution().await;
+    env.wait_action("shift", 1).await;
+
+    let e = env.local.endpoint.clone();
+    let refused = tokio::task::spawn_blocking(move || kanaria(Some(&e), &["promote", "demo/web"])).await.unwrap();
+    assert_eq!(refused.status.code(), Some(2), "no --yes and no terminal: refused");
+    let e = env.local.endpoint.clone();
+    let out = tokio::task::spawn_blocking(move || kanaria(Some(&e), &["promote", "demo/web", "--yes"])).await.unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    env.assert_promoted(&execution, &digest).await;
+    assert_eq!(env.action_count("shift"), 1, "the 50% step was skipped");
+}

@@ -25,6 +25,10 @@ pub struct SampleOptions {
     pub steps: Vec<(u32, u64)>,
     pub drain_seconds: u64,
     pub stabilization_seconds: u64,
+    /// Replaces the canary `strategy:` block when set (YAML, indented two spaces under it).
+    pub strategy_yaml: Option<String>,
+    /// More top-level policy fields (YAML), e.g. `alarms: [web-5xx]`.
+    pub extra_policy_yaml: String,
 }
 
 impl Default for SampleOptions {
@@ -37,6 +41,8 @@ impl Default for SampleOptions {
             steps: vec![(10, 1), (50, 1)],
             drain_seconds: 1,
             stabilization_seconds: 60,
+            strategy_yaml: None,
+            extra_policy_yaml: String::new(),
         }
     }
 }
@@ -45,6 +51,8 @@ impl Default for SampleOptions {
 pub struct SampleService {
     pub options: SampleOptions,
     pub listener_arn: String,
+    /// A test listener (port 8443) forwarding to the same two target groups, for blue/green.
+    pub test_listener_arn: String,
     /// [blue (stable at first), green].
     pub target_groups: [String; 2],
     pub policy: Policy,
@@ -120,16 +128,20 @@ pub async fn provision(config: &SdkConfig, endpoint: &str, ctx: &Context, option
                 .build(),
         )
         .build();
-    let listener = elb
-        .create_listener()
-        .load_balancer_arn(&lb_arn)
-        .protocol(ProtocolEnum::Http)
-        .port(80)
-        .default_actions(forward)
-        .send()
-        .await
-        .context("creating the listener")?;
-    let listener_arn = listener.listeners()[0].listener_arn().unwrap_or_default().to_string();
+    let mut listeners = Vec::new();
+    for port in [80, 8443] {
+        let listener = elb
+            .create_listener()
+            .load_balancer_arn(&lb_arn)
+            .protocol(ProtocolEnum::Http)
+            .port(port)
+            .default_actions(forward.clone())
+            .send()
+            .await
+            .context("creating a listener")?;
+        listeners.push(listener.listeners()[0].listener_arn().unwrap_or_default().to_string());
+    }
+    let (listener_arn, test_listener_arn) = (listeners[0].clone(), listeners[1].clone());
 
     let ecs = aws_sdk_ecs::Client::new(config);
     ecs.create_cluster().cluster_name(&options.cluster).send().await.context("creating the cluster")?;
@@ -189,21 +201,29 @@ pub async fn provision(config: &SdkConfig, endpoint: &str, ctx: &Context, option
         .await
         .context("making the initial task set primary")?;
 
-    let steps: String = options.steps.iter().map(|(w, b)| format!("      - {{ weight: {w}, bake: {b}s }}\n")).collect();
+    let strategy = match &options.strategy_yaml {
+        Some(s) => s.replace("TEST_LISTENER", &test_listener_arn),
+        None => format!(
+            "  canary:\n    steps:\n{}",
+            options.steps.iter().map(|(w, b)| format!("      - {{ weight: {w}, bake: {b}s }}\n")).collect::<String>()
+        ),
+    };
     let policy_yaml = format!(
-        "service: {{ cluster: {cluster}, name: {name} }}\ncontainer: {name}\ntrigger: {{ repository: {repo}, tags: [\"v*\"] }}\ntraffic:\n  listenerArn: {listener_arn}\n  targetGroups:\n    - {blue}\n    - {green}\nstrategy:\n  canary:\n    steps:\n{steps}stabilizationTimeout: {stab}s\ndrain: {drain}s\n",
+        "service: {{ cluster: {cluster}, name: {name} }}\ncontainer: {name}\ntrigger: {{ repository: {repo}, tags: [\"v*\"] }}\ntraffic:\n  listenerArn: {listener_arn}\n  targetGroups:\n    - {blue}\n    - {green}\nstrategy:\n{strategy}stabilizationTimeout: {stab}s\ndrain: {drain}s\n{extra}",
         cluster = options.cluster,
         repo = options.repository,
         blue = target_groups[0],
         green = target_groups[1],
         stab = options.stabilization_seconds,
         drain = options.drain_seconds,
+        extra = options.extra_policy_yaml,
     );
     let policy = kanaria::policy::parse("sample policy", &policy_yaml)?;
     kanaria::aws::policies::put(&ctx.clients.ssm, &ctx.settings.policy_prefix, &policy).await?;
     Ok(SampleService {
         options,
         listener_arn,
+        test_listener_arn,
         target_groups: [target_groups[0].clone(), target_groups[1].clone()],
         policy,
         policy_yaml,
@@ -244,6 +264,9 @@ pub fn ecr_push_event(repository: &str, tag: &str, digest: &str) -> serde_json::
 /// through the template's rules.
 pub async fn put_event(config: &SdkConfig, event: &serde_json::Value) -> Result<()> {
     let events = aws_sdk_eventbridge::Client::new(config);
+    // The event's own time (EventBridge keeps it), so tests can deliver old events late.
+    let time =
+        event["time"].as_str().and_then(|t| humantime::parse_rfc3339_weak(t).ok()).map(aws_sdk_eventbridge::primitives::DateTime::from);
     let out = events
         .put_events()
         .entries(
@@ -251,6 +274,7 @@ pub async fn put_event(config: &SdkConfig, event: &serde_json::Value) -> Result<
                 .source(event["source"].as_str().unwrap_or_default())
                 .detail_type(event["detail-type"].as_str().unwrap_or_default())
                 .detail(event["detail"].to_string())
+                .set_time(time)
                 .build(),
         )
         .send()

@@ -12,6 +12,7 @@
 //!
 //! [`fixture`] provisions a sample service behind an ALB (used by the demo and the tests).
 
+pub mod bench;
 pub mod bridge;
 pub mod fixture;
 pub mod server;

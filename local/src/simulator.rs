@@ -22,6 +22,8 @@ struct CrashRule {
     image_contains: String,
     exit_code: i64,
     after: Duration,
+    /// Never reaches RUNNING: stops at once with TaskFailedToStart and this reason.
+    fail_to_start: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -66,7 +68,23 @@ impl Simulator {
     /// Tasks whose container image contains `image_contains` exit with `exit_code` `after`
     /// reaching RUNNING.
     pub fn crash_images(&self, image_contains: &str, exit_code: i64, after: Duration) {
-        self.crash_rules.lock().unwrap().push(CrashRule { image_contains: image_contains.to_string(), exit_code, after });
+        self.crash_rules.lock().unwrap().push(CrashRule {
+            image_contains: image_contains.to_string(),
+            exit_code,
+            after,
+            fail_to_start: None,
+        });
+    }
+
+    /// Tasks whose container image contains `image_contains` never start: they stop at once
+    /// with stopCode TaskFailedToStart and `reason` (e.g. a CannotPullContainerError).
+    pub fn fail_to_start_images(&self, image_contains: &str, reason: &str) {
+        self.crash_rules.lock().unwrap().push(CrashRule {
+            image_contains: image_contains.to_string(),
+            exit_code: 0,
+            after: Duration::ZERO,
+            fail_to_start: Some(reason.to_string()),
+        });
     }
 
     /// Every event the simulator has published, in order.
@@ -186,6 +204,12 @@ impl Simulator {
                 started: Instant::now(),
                 crash: crash.clone(),
             };
+            if let Some(reason) = crash.as_ref().and_then(|c| c.fail_to_start.clone()) {
+                self.last_crash.lock().unwrap().insert(sim.task_set_id.clone(), Instant::now());
+                self.ecs.stop_task().cluster(&sim.cluster_arn).task(&sim.task_arn).reason(&reason).send().await?;
+                self.publish(&sim, "STOPPED", 2, Some(&reason), Some("TaskFailedToStart"), None).await?;
+                continue;
+            }
             self.tasks.lock().unwrap().insert(sim.task_arn.clone(), sim.clone());
             self.publish(&sim, "RUNNING", 2, None, None, None).await?;
         }
@@ -234,6 +258,9 @@ impl Simulator {
                 let mut c = json!({"name": name, "image": image, "lastStatus": status, "taskArn": t.task_arn});
                 if let Some(code) = exit_code {
                     c["exitCode"] = json!(code);
+                }
+                if stop_code == Some("TaskFailedToStart") {
+                    c["reason"] = json!(reason.unwrap_or_default());
                 }
                 c
             })

@@ -162,6 +162,24 @@ fn lock_item(lock: &LockRecord) -> HashMap<String, AttributeValue> {
     item
 }
 
+fn history_item(service_key: &str, rollout_id: &str, last: &LastRollout) -> HashMap<String, AttributeValue> {
+    let mut item = HashMap::from([
+        ("pk".to_string(), s(service_pk(service_key))),
+        ("sk".to_string(), s(format!("history#{:012}#{rollout_id}", last.ended_at))),
+        ("service".to_string(), s(service_key)),
+        ("rolloutId".to_string(), s(rollout_id)),
+        ("image".to_string(), s(&last.image)),
+        ("digest".to_string(), s(&last.digest)),
+        ("outcome".to_string(), s(&last.outcome)),
+        ("startedAt".to_string(), n(last.started_at)),
+        ("endedAt".to_string(), n(last.ended_at)),
+    ]);
+    if let Some(c) = &last.cause {
+        item.insert("cause".into(), s(c));
+    }
+    item
+}
+
 fn inflight_item(lock: &LockRecord) -> HashMap<String, AttributeValue> {
     let mut item = HashMap::from([
         ("pk".to_string(), s("inflight")),
@@ -210,14 +228,21 @@ impl<'a> Store<'a> {
     /// Put the lock (with its condition) and its in-flight index entry in one transaction.
     /// Ok(false) when the condition does not hold.
     async fn write_lock(&self, put: Put, lock: &LockRecord) -> Result<bool, AwsError> {
+        self.write_lock_and(put, lock, None).await
+    }
+
+    async fn write_lock_and(&self, put: Put, lock: &LockRecord, also: Option<HashMap<String, AttributeValue>>) -> Result<bool, AwsError> {
         let index = Put::builder().table_name(self.table).set_item(Some(inflight_item(lock))).build().expect("item and table are set");
-        let result = self
+        let mut tx = self
             .ddb
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(TransactWriteItem::builder().put(index).build())
-            .send()
-            .await;
+            .transact_items(TransactWriteItem::builder().put(index).build());
+        if let Some(item) = also {
+            let put = Put::builder().table_name(self.table).set_item(Some(item)).build().expect("item and table are set");
+            tx = tx.transact_items(TransactWriteItem::builder().put(put).build());
+        }
+        let result = tx.send().await;
         match result {
             Ok(_) => Ok(true),
             Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(false),
@@ -227,7 +252,8 @@ impl<'a> Store<'a> {
 
     /// Replace a lock whose rollout has ended without releasing it, or that is being rolled back
     /// for a newer push. Conditional on the old holder, so two takers cannot both win.
-    pub async fn take_over(&self, old_rollout_id: &str, lock: &LockRecord) -> Result<bool, AwsError> {
+    /// `old_ended` records how the replaced rollout ended (it no longer holds the lock to do so).
+    pub async fn take_over(&self, old_rollout_id: &str, lock: &LockRecord, old_ended: Option<&LastRollout>) -> Result<bool, AwsError> {
         let put = Put::builder()
             .table_name(self.table)
             .set_item(Some(lock_item(lock)))
@@ -235,7 +261,7 @@ impl<'a> Store<'a> {
             .expression_attribute_values(":old", s(old_rollout_id))
             .build()
             .expect("item and table are set");
-        self.write_lock(put, lock).await
+        self.write_lock_and(put, lock, old_ended.map(|l| history_item(&lock.service, old_rollout_id, l))).await
     }
 
     /// Every in-flight rollout (for alarm events).
@@ -494,20 +520,7 @@ impl<'a> Store<'a> {
             .transact_items(TransactWriteItem::builder().delete(delete).build())
             .transact_items(TransactWriteItem::builder().delete(index).build());
         if let Some(last) = last {
-            let mut item = HashMap::from([
-                ("pk".to_string(), s(&pk)),
-                ("sk".to_string(), s(format!("history#{:012}#{rollout_id}", last.ended_at))),
-                ("service".to_string(), s(service_key)),
-                ("rolloutId".to_string(), s(rollout_id)),
-                ("image".to_string(), s(&last.image)),
-                ("digest".to_string(), s(&last.digest)),
-                ("outcome".to_string(), s(&last.outcome)),
-                ("startedAt".to_string(), n(last.started_at)),
-                ("endedAt".to_string(), n(last.ended_at)),
-            ]);
-            if let Some(c) = &last.cause {
-                item.insert("cause".into(), s(c));
-            }
+            let item = history_item(service_key, rollout_id, last);
             let put = Put::builder().table_name(self.table).set_item(Some(item)).build().expect("item and table are set");
             tx = tx.transact_items(TransactWriteItem::builder().put(put).build());
         }
@@ -581,10 +594,20 @@ impl<'a> Store<'a> {
             ("recordedAt".to_string(), n(now)),
             ("expiresAt".to_string(), n(now + FAILURE_TTL_SECONDS)),
         ]);
-        let put =
-            self.ddb.put_item().table_name(self.table).set_item(Some(item)).condition_expression("attribute_not_exists(sk)").send().await;
+        let put = self
+            .ddb
+            .put_item()
+            .table_name(self.table)
+            .set_item(Some(item))
+            // A later delivery with a higher `detail.version` replaces the record; an older or
+            // repeated one changes nothing. Either way the task counts once.
+            .condition_expression("attribute_not_exists(sk) OR version < :v")
+            .expression_attribute_values(":v", n(failure.version))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await;
         match put {
-            Ok(_) => Ok(true),
+            Ok(out) => Ok(out.attributes().is_none_or(|a| a.is_empty())),
             Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(false),
             Err(e) => Err(AwsError::new("DynamoDB", "PutItem", format!("{} failure of {}", self.table, failure.task_arn), e)),
         }

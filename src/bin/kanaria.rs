@@ -7,7 +7,7 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> ExitCode {
     // The SDK's own warnings (e.g. probing IMDS for a region) are noise here; RUST_LOG overrides.
-    kanaria::telemetry::init_text("warn,aws_config=error");
+    kanaria::telemetry::init_text("warn,aws_config=error,kanaria::handlers=error");
     let cli = kanaria::cli::Cli::parse(); // usage errors exit 2, as clap does
     match kanaria::cli::run(cli).await {
         Ok(exit) => exit.into(),

@@ -1,22 +1,27 @@
-//! The `kanaria` command (see `src/bin/kanaria.rs`): validate and store rollout policies, and
-//! show what kanaria is doing.
+//! The `kanaria` command (see `src/bin/kanaria.rs`): validate and store rollout policies, show
+//! what kanaria is doing, and abort or promote a rollout by hand.
 //!
 //! - `kanaria policy validate FILE...`, `kanaria policy schema`, `kanaria policy apply FILE`
 //! - `kanaria status [CLUSTER/SERVICE]`
+//! - `kanaria history CLUSTER/SERVICE [--limit N]`
+//! - `kanaria abort CLUSTER/SERVICE`, `kanaria promote CLUSTER/SERVICE [--yes]`
 //!
 //! [`run`] does the work and returns an [`Exit`]; formatting lives in pure functions
-//! ([`policy_cmd`], [`status`]) so it is unit-tested without AWS.
+//! ([`policy_cmd`], [`status`], [`history`], [`manual_cmd`]) so it is unit-tested without AWS.
 
+pub mod history;
+pub mod manual_cmd;
 pub mod policy_cmd;
 pub mod status;
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::aws::{normalize_prefix, Clients, DEFAULT_POLICY_PREFIX, DEFAULT_TABLE};
+use crate::aws::{normalize_prefix, Clients, Settings, DEFAULT_POLICY_PREFIX, DEFAULT_TABLE};
 
 /// Region used against an emulated AWS endpoint when none is given.
 pub const LOCAL_DEFAULT_REGION: &str = "us-east-1";
@@ -27,9 +32,10 @@ pub const LOCAL_DEFAULT_REGION: &str = "us-east-1";
     version,
     about = "Progressive delivery (canary, rollback) for Amazon ECS",
     long_about = "Progressive delivery (canary, rollback) for Amazon ECS.\n\n\
-        Validate and store per-service rollout policies, and show in-flight and past rollouts \
-        with the live traffic split.\n\n\
-        Exit codes: 0 success, 1 failure (an AWS call failed, ...), 2 invalid policy or usage."
+        Validate and store per-service rollout policies, show in-flight and past rollouts \
+        with the live traffic split, and roll back (abort) or promote a rollout by hand.\n\n\
+        Exit codes: 0 success, 1 failure (an AWS call failed, no rollout in flight, ...), \
+        2 invalid policy or usage."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -68,6 +74,34 @@ pub enum Command {
         service: Option<String>,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
+    },
+    /// Show how the service's recent rollouts ended, newest first.
+    History {
+        /// The service, as CLUSTER/SERVICE (or the service's ARN).
+        #[arg(value_name = "CLUSTER/SERVICE")]
+        service: String,
+        /// How many rollouts to show (at most 1000).
+        #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(i32).range(1..=history::MAX_LIMIT))]
+        limit: i32,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Roll the service's in-flight rollout back now: traffic returns to the stable task set and
+    /// the new one is deleted. Exits 1 when no rollout is in flight.
+    Abort {
+        /// The service, as CLUSTER/SERVICE (or the service's ARN).
+        #[arg(value_name = "CLUSTER/SERVICE")]
+        service: String,
+    },
+    /// Skip the in-flight rollout's remaining steps: its current bake ends now and it is promoted
+    /// after a final check (failed tasks, alarms, analysis). Exits 1 when no rollout is in flight.
+    Promote {
+        /// The service, as CLUSTER/SERVICE (or the service's ARN).
+        #[arg(value_name = "CLUSTER/SERVICE")]
+        service: String,
+        /// Do not ask for confirmation (required when stdin is not a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
 }
 
@@ -185,7 +219,87 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             }
             Ok(Exit::Success)
         }
+        Command::History { service, limit, output } => {
+            let key = status::parse_service_key(&service)?;
+            let clients = clients(&global).await?;
+            let store = crate::aws::store::Store::new(&clients.dynamodb, &global.table);
+            let rollouts = store.history(&key, limit).await.with_context(|| {
+                format!("reading the rollout history of {key} from DynamoDB table {} failed; {}", global.table, status::table_hint())
+            })?;
+            match output {
+                Output::Text => emit(&history::format_text(&key, &global.table, &rollouts, crate::aws::now_unix()))?,
+                Output::Json => emit(&pretty(&history::to_json(&key, &rollouts))?)?,
+            }
+            Ok(Exit::Success)
+        }
+        Command::Abort { service } => {
+            let key = status::parse_service_key(&service)?;
+            let ctx = context(&global).await?;
+            let who = manual_cmd::who_from_env();
+            let result = crate::handlers::manual::abort(&ctx, &key, &who).await.map_err(anyhow::Error::new).with_context(|| {
+                format!(
+                    "aborting the rollout of {key} failed (`kanaria status {key}` shows where it stands); {}",
+                    handler_hint(&global.table)
+                )
+            })?;
+            report(manual_cmd::abort_outcome(&key, result.as_ref()))
+        }
+        Command::Promote { service, yes } => {
+            let key = status::parse_service_key(&service)?;
+            let interactive = !yes;
+            if interactive && !std::io::stdin().is_terminal() {
+                return Err(UsageError(manual_cmd::needs_yes(&key)).into());
+            }
+            let ctx = context(&global).await?;
+            if interactive {
+                // Ask only when there is something to promote.
+                let store = crate::aws::store::Store::new(&ctx.clients.dynamodb, &ctx.settings.table);
+                let lock = store.lock(&key).await.map_err(anyhow::Error::new).with_context(|| {
+                    format!("reading the in-flight rollout of {key} from DynamoDB table {} failed; {}", global.table, status::table_hint())
+                })?;
+                if lock.is_none_or(|l| l.status != crate::aws::store::IN_FLIGHT) {
+                    return report(manual_cmd::promote_outcome(&key, None));
+                }
+                if !confirm(&manual_cmd::promote_question(&key))? {
+                    eprintln!("not promoted: nothing was changed");
+                    return Ok(Exit::Failure);
+                }
+            }
+            let rollout_id = crate::handlers::manual::promote(&ctx, &key)
+                .await
+                .map_err(anyhow::Error::new)
+                .with_context(|| format!("requesting the promotion of {key} failed; {}", handler_hint(&global.table)))?;
+            report(manual_cmd::promote_outcome(&key, rollout_id.as_deref()))
+        }
     }
+}
+
+/// Print an outcome line (stdout on success, stderr otherwise) and pass its exit code on.
+fn report((exit, line): (Exit, String)) -> anyhow::Result<Exit> {
+    if exit == Exit::Success {
+        emit(&format!("{line}\n"))?;
+    } else {
+        eprintln!("{line}");
+    }
+    Ok(exit)
+}
+
+/// Ask a yes/no question on stderr and read the answer from stdin (end of input is no).
+fn confirm(question: &str) -> anyhow::Result<bool> {
+    use std::io::Write as _;
+    let mut err = std::io::stderr().lock();
+    err.write_all(question.as_bytes()).and_then(|_| err.flush()).context("writing to stderr failed")?;
+    drop(err);
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).context("reading the answer from stdin failed")?;
+    Ok(manual_cmd::is_yes(&answer))
+}
+
+fn handler_hint(table: &str) -> String {
+    format!(
+        "check the region and --table (now {table}; KANARIA_TABLE: the table kanaria was deployed with), and that you may read and \
+         update it and change the service's ECS task sets and load balancer"
+    )
 }
 
 /// Write to stdout. A closed pipe (`kanaria policy schema | head`) is not an error.
@@ -256,6 +370,18 @@ async fn clients(global: &GlobalArgs) -> anyhow::Result<Clients> {
     Ok(Clients::new(&aws_config(global).await?))
 }
 
+/// What [`crate::handlers::manual`] needs: clients plus where kanaria's records and policies are.
+async fn context(global: &GlobalArgs) -> anyhow::Result<crate::aws::Context> {
+    Ok(crate::aws::Context {
+        clients: clients(global).await?,
+        settings: Settings {
+            table: global.table.clone(),
+            policy_prefix: normalize_prefix(&global.policy_prefix),
+            state_machine_arn: String::new(),
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,6 +406,49 @@ mod tests {
         let cli = Cli::try_parse_from(["kanaria", "--region", "eu-west-1", "status", "demo/web"]).unwrap();
         assert_eq!(cli.global.region.as_deref(), Some("eu-west-1"));
         assert!(matches!(cli.command, Command::Status { service: Some(ref s), output: Output::Text } if s == "demo/web"));
+    }
+
+    #[test]
+    fn parses_history_abort_and_promote() {
+        let cli = Cli::try_parse_from(["kanaria", "history", "demo/web"]).unwrap();
+        assert!(matches!(cli.command, Command::History { ref service, limit: 10, output: Output::Text } if service == "demo/web"));
+        let cli = Cli::try_parse_from(["kanaria", "history", "demo/web", "--limit", "3", "--output", "json", "--table", "t"]).unwrap();
+        assert_eq!(cli.global.table, "t");
+        assert!(matches!(cli.command, Command::History { limit: 3, output: Output::Json, .. }));
+        for bad in ["0", "-1", "1001", "ten"] {
+            let err = Cli::try_parse_from(["kanaria", "history", "demo/web", "--limit", bad]).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "--limit {bad}");
+        }
+        assert_eq!(Cli::try_parse_from(["kanaria", "history"]).unwrap_err().exit_code(), 2);
+
+        let cli = Cli::try_parse_from(["kanaria", "abort", "arn:aws:ecs:us-east-1:123456789012:service/demo/web"]).unwrap();
+        assert!(matches!(cli.command, Command::Abort { ref service } if service.ends_with("service/demo/web")));
+        assert_eq!(Cli::try_parse_from(["kanaria", "abort"]).unwrap_err().exit_code(), 2);
+
+        let cli = Cli::try_parse_from(["kanaria", "promote", "demo/web"]).unwrap();
+        assert!(matches!(cli.command, Command::Promote { yes: false, .. }));
+        let cli = Cli::try_parse_from(["kanaria", "promote", "--yes", "demo/web", "--region", "eu-west-1"]).unwrap();
+        assert!(matches!(cli.command, Command::Promote { yes: true, .. }));
+        assert_eq!(cli.global.region.as_deref(), Some("eu-west-1"));
+        assert!(matches!(
+            Cli::try_parse_from(["kanaria", "promote", "-y", "demo/web"]).unwrap().command,
+            Command::Promote { yes: true, .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn bad_service_arguments_are_usage_errors_before_any_aws_call() {
+        for args in [["kanaria", "abort", "web"], ["kanaria", "promote", "web"], ["kanaria", "history", "web"]] {
+            let err = run(Cli::try_parse_from(args).unwrap()).await.unwrap_err();
+            assert_eq!(exit_for_error(&err), Exit::Invalid, "{args:?}: {err:#}");
+            assert!(err.to_string().contains("CLUSTER/SERVICE"), "{err}");
+        }
+    }
+
+    #[test]
+    fn handler_errors_exit_1() {
+        let err = anyhow::Error::new(crate::handlers::HandlerError::new("Kanaria.AwsError", "DynamoDB GetItem failed")).context("aborting");
+        assert_eq!(exit_for_error(&err), Exit::Failure);
     }
 
     #[test]

@@ -156,7 +156,7 @@ pub async fn gather(clients: &Clients, table: &str, policy_prefix: &str, only: O
     Ok(report)
 }
 
-fn table_hint() -> &'static str {
+pub(crate) fn table_hint() -> &'static str {
     "check the region and --table (KANARIA_TABLE: the table kanaria was deployed with), and that you may read it"
 }
 
@@ -206,7 +206,7 @@ fn live_cell(live: &Live) -> String {
 }
 
 /// Columns padded to their widest cell, two spaces apart.
-fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {

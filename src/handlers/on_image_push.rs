@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use tracing::{error, info, warn};
 
 use super::{circuit_breaker, HandlerError};
-use crate::aws::store::{Acquire, LockRecord, Store};
+use crate::aws::store::{Acquire, LastRollout, LockRecord, Store};
 use crate::aws::{ecs, now_unix, policies, sfn, Context};
 use crate::events::{EcrImageAction, Envelope};
 use crate::policy::{NewerPush, Policy};
@@ -183,7 +183,7 @@ async fn start_rollout(ctx: &Context, policy: Policy, image: &Image, pushed_at: 
                 None => now.saturating_sub(held.started_at) > ORPHAN_LOCK_SECONDS,
             };
             if stale {
-                if !store.take_over(&held.rollout_id, &lock).await? {
+                if !store.take_over(&held.rollout_id, &lock, None).await? {
                     return Ok(refused(&service, image, &held, "another push took the service first"));
                 }
                 warn!(%service, stale_rollout = %held.rollout_id, "took over the lock of a rollout that had ended without releasing it");
@@ -204,7 +204,17 @@ async fn start_rollout(ctx: &Context, policy: Policy, image: &Image, pushed_at: 
                     image.digest
                 );
                 circuit_breaker::trip(ctx, &service, &held.rollout_id, &cause).await?;
-                if !store.take_over(&held.rollout_id, &lock).await? {
+                let ended = LastRollout {
+                    service: service.clone(),
+                    rollout_id: held.rollout_id.clone(),
+                    image: held.image.clone(),
+                    digest: held.digest.clone(),
+                    outcome: "ROLLED_BACK".into(),
+                    cause: Some(cause.clone()),
+                    started_at: held.started_at,
+                    ended_at: now,
+                };
+                if !store.take_over(&held.rollout_id, &lock, Some(&ended)).await? {
                     return Ok(refused(&service, image, &held, "another push took the service first"));
                 }
                 info!(%service, superseded_rollout = %held.rollout_id, "superseded the rollout in flight");

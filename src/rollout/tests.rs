@@ -960,20 +960,35 @@ fn action_and_verdict_names_match_the_state_machine() {
     let mut actions = Vec::new();
     let mut verdicts = Vec::new();
     for (name, state) in asl["States"].as_object().unwrap() {
-        if let Some(action) = state["Parameters"]["action"].as_str() {
+        // Reconciles pass `action`; callback states (bake, gates) pass it inside `Payload`.
+        let action = state["Parameters"]["action"].as_str().or(state["Parameters"]["Payload"]["action"].as_str());
+        if let Some(action) = action.filter(|a| *a != "bake") {
             let parsed: Action = serde_json::from_value(action.into()).unwrap_or_else(|e| panic!("state {name}: action {action:?}: {e}"));
             actions.push(parsed);
         }
-        for choice in state["Choices"].as_array().into_iter().flatten() {
-            assert_eq!(choice["Variable"], "$.verdict", "state {name}");
-            let v = choice["StringEquals"].as_str().unwrap();
-            verdicts.push(serde_json::from_value::<Verdict>(v.into()).unwrap_or_else(|e| panic!("state {name}: verdict {v:?}: {e}")));
+        let mut choices: Vec<&serde_json::Value> = state["Choices"].as_array().into_iter().flatten().collect();
+        while let Some(choice) = choices.pop() {
+            choices.extend(choice["And"].as_array().into_iter().flatten());
+            if choice["Variable"] == "$.verdict" {
+                let v = choice["StringEquals"].as_str().unwrap();
+                verdicts.push(serde_json::from_value::<Verdict>(v.into()).unwrap_or_else(|e| panic!("state {name}: verdict {v:?}: {e}")));
+            }
         }
     }
-    for a in [Action::CreateGreen, Action::CheckGreen, Action::Shift, Action::Verify, Action::Promote, Action::Finish, Action::Rollback] {
+    for a in [
+        Action::CreateGreen,
+        Action::CheckGreen,
+        Action::TestTraffic,
+        Action::Validate,
+        Action::Shift,
+        Action::Verify,
+        Action::Promote,
+        Action::Finish,
+        Action::Rollback,
+    ] {
         assert!(actions.contains(&a), "no state calls {a:?}");
     }
-    for v in [Verdict::Ready, Verdict::Rollback, Verdict::NextStep, Verdict::Promote] {
+    for v in [Verdict::Ready, Verdict::Rollback, Verdict::NextStep, Verdict::Promote, Verdict::Hold] {
         assert!(verdicts.contains(&v), "no choice on {v:?}");
     }
     assert_eq!(serde_json::to_value(Action::CreateGreen).unwrap(), "createGreen");
@@ -1413,4 +1428,769 @@ fn a_caught_error_without_a_cause_still_parses() {
     json["error"] = serde_json::json!({"Error": "Kanaria.RolledBack", "Cause": null});
     let r: Rollout = serde_json::from_value(json).unwrap();
     assert_eq!(r.error.unwrap().cause, "");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Policy variants: linear, blue/green, failure threshold, canary analysis
+// ---------------------------------------------------------------------------------------------
+
+/// The strategy block of [`POLICY`], replaced by the variants below.
+const CANARY_STRATEGY: &str = "strategy:
+  canary:
+    steps:
+      - { weight: 10, bake: 1m }
+      - { weight: 50, bake: 2m }
+      - { weight: 100, bake: 3m }
+";
+const TEST_LISTENER: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/prod/50dc6c495c0c9188/0a1b2c3d4e5f6a7b";
+const HOOK_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:kanaria-hook-x";
+const FENCE_CAUSE: &str = "a newer image (v1.5.0) was pushed to team/web; onNewerPush: supersede";
+
+/// [`POLICY`] with another strategy block and extra top-level fields.
+fn policy_with(strategy: &str, extra: &str) -> Policy {
+    assert!(POLICY.contains(CANARY_STRATEGY), "the test policy's strategy block changed");
+    let text = format!("{}{extra}", POLICY.replace(CANARY_STRATEGY, strategy));
+    policy::parse("rollout-tests-variant", &text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+fn linear_policy(step_percent: u32) -> Policy {
+    policy_with(&format!("strategy:\n  linear: {{ stepPercent: {step_percent}, interval: 2m }}\n"), "")
+}
+
+/// Blue/green with the given `validation:` gate and `keepOldFor: 5m`.
+fn blue_green_policy(validation: &str) -> Policy {
+    policy_with(
+        &format!("strategy:\n  blueGreen:\n    testListenerArn: {TEST_LISTENER}\n    validation: {validation}\n    keepOldFor: 5m\n"),
+        "",
+    )
+}
+
+/// The canary policy with an `analysis:` block whose `inconclusive` is `hold` or `rollback`.
+fn analysis_policy(inconclusive: &str) -> Policy {
+    policy_with(CANARY_STRATEGY, &format!("analysis: {{ minRequests: 50, inconclusive: {inconclusive} }}\n"))
+}
+
+fn bake_gate() -> Policy {
+    blue_green_policy("{ bake: 30s }")
+}
+
+fn fenced(obs: Observation) -> Observation {
+    Observation { aborting: true, abort_cause: Some(FENCE_CAUSE.into()), ..obs }
+}
+
+fn steps_of(p: &Policy) -> Vec<(u32, u64)> {
+    p.steps().iter().map(|s| (s.weight, s.bake.secs())).collect()
+}
+
+#[test]
+fn linear_policy_steps_climb_by_step_percent_to_100() {
+    assert_eq!(steps_of(&linear_policy(30)), vec![(30, 120), (60, 120), (90, 120), (100, 120)]);
+    assert_eq!(steps_of(&linear_policy(25)), vec![(25, 120), (50, 120), (75, 120), (100, 120)], "no extra 100% step");
+    assert_eq!(steps_of(&linear_policy(100)), vec![(100, 120)]);
+    let sevens = steps_of(&linear_policy(7));
+    assert_eq!(sevens.len(), 15);
+    assert_eq!(sevens[13..], [(98, 120), (100, 120)]);
+}
+
+#[test]
+fn blue_green_policy_is_one_cutover_baked_for_keep_old_for() {
+    let p = bake_gate();
+    assert_eq!(steps_of(&p), vec![(100, 300)]);
+    assert_eq!(p.gate(), Some(Gate::Bake(30)));
+    assert_eq!(blue_green_policy(&format!("{{ hook: {HOOK_ARN} }}")).gate(), Some(Gate::Hook(HOOK_ARN.into())));
+    assert_eq!(blue_green_policy("{ approval: { timeout: 1h } }").gate(), Some(Gate::Approval(3600)));
+    assert_eq!(test_policy().gate(), None);
+    assert_eq!(test_policy().failure_threshold, 1, "the documented default");
+}
+
+#[test]
+fn linear_shift_uses_the_expanded_steps() {
+    let r = Rollout { policy: linear_policy(30), step: 2, weight: 60, ..canary_rollout() };
+    let d = ok(Action::Shift, &r, &canary_obs(60), NOW);
+    assert_eq!(d.commands, vec![Command::SetWeights { weights: weights(10, 90) }]);
+    let d = ok(Action::Shift, &r, &canary_obs(90), NOW);
+    assert_eq!((d.rollout.weight, d.rollout.wait_seconds, d.rollout.verdict), (90, 120, Some(Verdict::Done)));
+    // 90% is not the last step: Verify goes on to 100%.
+    let d = ok(Action::Verify, &d.rollout, &canary_obs(90), NOW);
+    assert_eq!((d.rollout.verdict, d.rollout.step), (Some(Verdict::NextStep), 3));
+    let d = ok(Action::Verify, &Rollout { weight: 100, ..d.rollout }, &canary_obs(100), NOW);
+    assert_eq!((d.rollout.verdict, d.rollout.step), (Some(Verdict::Promote), 3));
+}
+
+#[test]
+fn blue_green_shift_cuts_over_at_once_and_bakes_keep_old_for() {
+    let r = Rollout { policy: bake_gate(), ..canary_rollout() };
+    let d = ok(Action::Shift, &r, &canary_obs(0), NOW);
+    assert_eq!(d.commands, vec![Command::SetWeights { weights: weights(0, 100) }]);
+    let d = ok(Action::Shift, &r, &canary_obs(100), NOW);
+    assert!(d.commands.is_empty());
+    assert_eq!((d.rollout.weight, d.rollout.wait_seconds, d.rollout.verdict), (100, 300, Some(Verdict::Done)));
+    let d = ok(Action::Verify, &d.rollout, &canary_obs(100), NOW);
+    assert_eq!(d.rollout.verdict, Some(Verdict::Promote));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fencing (Observation.aborting)
+// ---------------------------------------------------------------------------------------------
+
+/// Each forward action with an observation in which it would otherwise go on.
+fn forward_cases() -> Vec<(Action, Rollout, Observation)> {
+    let bg = Rollout { policy: bake_gate(), ..canary_rollout() };
+    let verify_obs = Observation { analysis: Some(Judgement::Pass("fine".into())), promote_requested: true, ..canary_obs(50) };
+    vec![
+        (Action::CheckGreen, canary_rollout(), canary_obs(0)),
+        (Action::TestTraffic, bg.clone(), canary_obs(0)),
+        (Action::Validate, bg, canary_obs(0)),
+        (Action::Shift, canary_rollout(), canary_obs(0)),
+        (Action::Verify, Rollout { step: 1, weight: 50, ..canary_rollout() }, verify_obs),
+        (Action::Promote, Rollout { step: 2, weight: 50, ..canary_rollout() }, canary_obs(50)),
+    ]
+}
+
+#[test]
+fn unfenced_forward_cases_would_go_on() {
+    // The control for the fence tests below: without the fence each case moves forward.
+    for (action, r, obs) in forward_cases() {
+        let d = ok(action, &r, &obs, NOW);
+        assert_ne!(d.rollout.verdict, Some(Verdict::Rollback), "{action:?}: {:?}", d.rollout.cause);
+        assert!(d.commands.len() + d.rollout.verdict.iter().count() > 0, "{action:?} did nothing");
+    }
+}
+
+#[test]
+fn a_fenced_rollout_rolls_back_from_every_forward_action() {
+    for (action, r, obs) in forward_cases() {
+        let d = ok(action, &r, &fenced(obs.clone()), NOW);
+        assert!(d.commands.is_empty(), "{action:?} under a fence issued {:?}", d.commands);
+        assert_eq!(d.rollout.verdict, Some(Verdict::Rollback), "{action:?}");
+        assert_eq!(d.rollout.cause.as_deref(), Some(FENCE_CAUSE), "{action:?}");
+
+        // Fenced without a recorded cause.
+        let d = ok(action, &r, &Observation { aborting: true, ..obs }, NOW);
+        assert_eq!(d.rollout.verdict, Some(Verdict::Rollback), "{action:?}");
+        assert_eq!(d.rollout.cause.as_deref(), Some("the rollout is being rolled back"), "{action:?}");
+    }
+}
+
+#[test]
+fn an_abort_cause_without_the_fence_does_not_stop_the_rollout() {
+    let obs = Observation { abort_cause: Some(FENCE_CAUSE.into()), ..canary_obs(0) };
+    assert_eq!(ok(Action::CheckGreen, &canary_rollout(), &obs, NOW).rollout.verdict, Some(Verdict::Ready));
+}
+
+#[test]
+fn the_fence_wins_over_failures_and_failures_over_alarms() {
+    let r = Rollout { step: 1, weight: 50, ..canary_rollout() };
+    let everything =
+        Observation { failures: vec![failure("0123abcd", 1)], alarms_firing: vec!["web-5xx".into()], ..fenced(canary_obs(50)) };
+    assert_eq!(ok(Action::Verify, &r, &everything, NOW).rollout.cause.as_deref(), Some(FENCE_CAUSE));
+    let unfenced = Observation { aborting: false, abort_cause: None, ..everything.clone() };
+    let cause = ok(Action::Verify, &r, &unfenced, NOW).rollout.cause.unwrap();
+    assert!(cause.starts_with("1 task(s) of the new task set failed at 50% traffic"), "{cause}");
+    let alarms_only = Observation { failures: vec![], ..unfenced };
+    assert_eq!(ok(Action::Verify, &r, &alarms_only, NOW).rollout.cause.as_deref(), Some("alarm web-5xx is in ALARM at 50% traffic"));
+}
+
+#[test]
+fn a_shift_that_raced_the_fence_puts_traffic_back_before_rolling_back() {
+    // Step 1 (50%) was being shifted when the circuit breaker fenced the rollout: the ALB already
+    // sends 50% to green.
+    let r = Rollout { step: 1, weight: 10, ..canary_rollout() };
+    let d = ok(Action::Shift, &r, &fenced(canary_obs(50)), NOW);
+    assert_eq!(d.commands, vec![Command::SetWeights { weights: weights(100, 0) }]);
+    assert_eq!(d.rollout.verdict, None, "no verdict until the weights read back");
+    assert_eq!(d.rollout.cause, None);
+    assert_eq!(d.rollout.weight, 10);
+
+    // Not yet applied: the same command again.
+    let again = ok(Action::Shift, &d.rollout, &fenced(canary_obs(50)), NOW);
+    assert_eq!(again.commands, d.commands);
+
+    // Read back: roll back.
+    let d = ok(Action::Shift, &d.rollout, &fenced(canary_obs(0)), NOW);
+    assert!(d.commands.is_empty());
+    assert_eq!(d.rollout.verdict, Some(Verdict::Rollback));
+    assert_eq!(d.rollout.cause.as_deref(), Some(FENCE_CAUSE));
+
+    // A listener that lists only the stable target group already sends green nothing.
+    let stable_only = Observation { weights: vec![(TG_A.into(), 100)], ..fenced(canary_obs(0)) };
+    let d = ok(Action::Shift, &r, &stable_only, NOW);
+    assert!(d.commands.is_empty(), "{:?}", d.commands);
+    assert_eq!(d.rollout.verdict, Some(Verdict::Rollback));
+}
+
+#[test]
+fn only_the_fence_makes_shift_move_traffic_back() {
+    // Failed tasks or alarms (no fence) at 50% leave traffic to the Rollback state.
+    let r = Rollout { step: 2, weight: 50, ..canary_rollout() };
+    for obs in [
+        Observation { failures: vec![failure("0123abcd", 1)], ..canary_obs(50) },
+        Observation { alarms_firing: vec!["web-5xx".into()], ..canary_obs(50) },
+    ] {
+        let d = ok(Action::Shift, &r, &obs, NOW);
+        assert!(d.commands.is_empty(), "{:?}", d.commands);
+        assert_eq!(d.rollout.verdict, Some(Verdict::Rollback));
+    }
+}
+
+#[test]
+fn a_fenced_shift_converges_in_the_world_and_rollback_finishes_the_job() {
+    let mut world = World::new(fenced(canary_obs(50)));
+    let r = Rollout { step: 1, weight: 10, ..canary_rollout() };
+    let (r, rounds) = world.run(Action::Shift, &r, NOW);
+    assert_eq!(rounds, 2, "put back, read back");
+    assert_eq!(world.commands_of(Action::Shift), vec![Command::SetWeights { weights: weights(100, 0) }]);
+    assert_eq!(r.verdict, Some(Verdict::Rollback));
+    assert_eq!(r.cause.as_deref(), Some(FENCE_CAUSE));
+
+    let (done, _) = world.run(Action::Rollback, &r, NOW);
+    assert_eq!(
+        world.commands_of(Action::Rollback),
+        vec![Command::DeleteTaskSet { task_set_id: GREEN_ID.into() }, Command::ReleaseLock { rollout_id: ROLLOUT_ID.into() }]
+    );
+    assert_rolled_back(&world, &done);
+    assert_eq!(done.cause.as_deref(), Some(FENCE_CAUSE));
+}
+
+#[test]
+fn a_fence_stops_promote_only_before_traffic_has_moved() {
+    let r = Rollout { step: 2, weight: 100, ..canary_rollout() };
+    // Traffic not yet all on green: roll back instead of the first SetWeights.
+    let d = ok(Action::Promote, &r, &fenced(canary_obs(50)), NOW);
+    assert!(d.commands.is_empty());
+    assert_eq!((d.rollout.verdict, d.rollout.cause.as_deref()), (Some(Verdict::Rollback), Some(FENCE_CAUSE)));
+
+    // All traffic is on green already: promote goes on to the end.
+    let d = ok(Action::Promote, &r, &fenced(canary_obs(100)), NOW);
+    assert_eq!(d.commands, vec![Command::MakePrimary { task_set_arn: task_set_arn(GREEN_ID) }]);
+    assert_eq!((d.rollout.verdict, d.rollout.cause), (None, None));
+    let mut obs = fenced(canary_obs(100));
+    obs.task_sets[0].status = "ACTIVE".into();
+    obs.task_sets[1].status = "PRIMARY".into();
+    let d = ok(Action::Promote, &r, &obs, NOW);
+    assert_eq!(d.commands, vec![Command::ScaleTaskSet { task_set_id: STABLE_ID.into(), percent: 0.0 }]);
+    obs.task_sets[0].scale_percent = 0.0;
+    let d = ok(Action::Promote, &r, &obs, NOW);
+    assert!(d.commands.is_empty());
+    assert_eq!((d.rollout.verdict, d.rollout.wait_seconds, d.rollout.cause), (Some(Verdict::Done), 45, None));
+
+    // Failed tasks are a stop cause too, with the same rule.
+    let failing = Observation { failures: vec![failure("0123abcd", 1)], ..canary_obs(50) };
+    assert_eq!(ok(Action::Promote, &r, &failing, NOW).rollout.verdict, Some(Verdict::Rollback));
+    let failing = Observation { failures: vec![failure("0123abcd", 1)], ..canary_obs(100) };
+    assert!(matches!(ok(Action::Promote, &r, &failing, NOW).commands.as_slice(), [Command::MakePrimary { .. }]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// failureThreshold and alarms
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn failures_below_the_threshold_do_not_roll_back() {
+    let policy = policy_with(CANARY_STRATEGY, "failureThreshold: 3\n");
+    assert_eq!(policy.failure_threshold, 3);
+    let two = vec![failure("0123abcd", 1), failure("4567ef01", 137)];
+    let r = Rollout { policy: policy.clone(), ..canary_rollout() };
+    let obs = Observation { failures: two.clone(), ..canary_obs(0) };
+    assert_eq!(ok(Action::CheckGreen, &r, &obs, NOW).rollout.verdict, Some(Verdict::Ready));
+    assert_eq!(ok(Action::Shift, &r, &obs, NOW).commands, vec![Command::SetWeights { weights: weights(90, 10) }]);
+    let at_10 = Rollout { weight: 10, ..r.clone() };
+    let obs10 = Observation { failures: two.clone(), ..canary_obs(10) };
+    assert_eq!(ok(Action::Verify, &at_10, &obs10, NOW).rollout.verdict, Some(Verdict::NextStep));
+    // Rollback for another reason does not blame the tolerated failures.
+    let d = ok(Action::Rollback, &r, &obs10, NOW);
+    assert_eq!(d.rollout.cause.as_deref(), Some("rolled back"));
+}
+
+#[test]
+fn failures_at_the_threshold_roll_back() {
+    let r = Rollout { policy: policy_with(CANARY_STRATEGY, "failureThreshold: 3\n"), weight: 10, ..canary_rollout() };
+    let three = vec![failure("0123abcd", 1), failure("4567ef01", 137), failure("89abcdef", 2)];
+    let obs = Observation { failures: three, ..canary_obs(10) };
+    for action in [Action::CheckGreen, Action::Verify, Action::Shift] {
+        let d = ok(action, &r, &obs, NOW);
+        assert_eq!(d.rollout.verdict, Some(Verdict::Rollback), "{action:?}");
+        let cause = d.rollout.cause.unwrap();
+        assert!(cause.starts_with("3 task(s) of the new task set failed at 10% traffic: task 0123abcd"), "{action:?}: {cause}");
+        assert!(cause.contains("(app exit 137); task 89abcdef"), "{cause}");
+    }
+    assert!(ok(Action::Rollback, &r, &obs, NOW).rollout.cause.unwrap().starts_with("3 task(s)"));
+}
+
+#[test]
+fn a_firing_alarm_rolls_back_naming_the_alarms_and_the_weight() {
+    let alarms = vec!["web-5xx".to_string(), "web-p99".to_string()];
+    let r = Rollout { step: 1, weight: 50, ..canary_rollout() };
+    let d = ok(Action::Verify, &r, &Observation { alarms_firing: alarms.clone(), ..canary_obs(50) }, NOW);
+    assert!(d.commands.is_empty());
+    assert_eq!(d.rollout.verdict, Some(Verdict::Rollback));
+    assert_eq!(d.rollout.cause.as_deref(), Some("alarm web-5xx, web-p99 is in ALARM at 50% traffic"));
+
+    let d = ok(Action::CheckGreen, &canary_rollout(), &Observation { alarms_firing: alarms[..1].to_vec(), ..canary_obs(0) }, NOW);
+    assert_eq!(d.rollout.verdict, Some(Verdict::Rollback));
+    assert_eq!(d.rollout.cause.as_deref(), Some("alarm web-5xx is in ALARM at 0% traffic"));
+
+    // Promote does not send all traffic to green while an alarm fires.
+    let d = ok(Action::Promote, &r, &Observation { alarms_firing: alarms, ..canary_obs(50) }, NOW);
+    assert!(d.commands.is_empty());
+    assert_eq!(d.rollout.verdict, Some(Verdict::Rollback));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Canary analysis in Verify
+// ---------------------------------------------------------------------------------------------
+
+fn analysed(judgement: Judgement, green_weight: u32) -> Observation {
+    Observation { analysis: Some(judgement), ..canary_obs(green_weight) }
+}
+
+#[test]
+fn failed_analysis_rolls_back_with_its_reason() {
+    let r = Rollout { policy: analysis_policy("hold"), step: 1, weight: 50, ..canary_rollout() };
+    let d = ok(Action::Verify, &r, &analysed(Judgement::Fail("5xx rate 3.00% on the new target group".into()), 50), NOW);
+    assert!(d.commands.is_empty());
+    assert_eq!(d.rollout.verdict, Some(Verdict::Rollback));
+    assert_eq!(d.rollout.cause.as_deref(), Some("canary analysis at 50%: 5xx rate 3.00% on the new target group"));
+    assert_eq!(d.rollout.step, 1);
+}
+
+#[test]
+fn inconclusive_analysis_holds_the_step_for_one_more_bake() {
+    let r = Rollout { policy: analysis_policy("hold"), step: 1, weight: 50, wait_seconds: 7, ..canary_rollout() };
+    let d = ok(Action::Verify, &r, &analysed(Judgement::Inconclusive("too little traffic".into()), 50), NOW);
+    assert!(d.commands.is_empty());
+    assert_eq!(d.rollout.verdict, Some(Verdict::Hold));
+    assert_eq!(d.rollout.holds, 1);
+    assert_eq!(d.rollout.step, 1, "the step is unchanged");
+    assert_eq!(d.rollout.weight, 50);
+    assert_eq!(d.rollout.wait_seconds, 120, "the 50% step's bake (2m)");
+    assert_eq!(d.rollout.cause, None);
+    assert_eq!(d.rollout.analysis.as_deref(), Some("inconclusive, holding 50% for one more bake: too little traffic"));
+
+    // Still inconclusive after the extra bake: roll back.
+    let d = ok(Action::Verify, &d.rollout, &analysed(Judgement::Inconclusive("still too little traffic".into()), 50), NOW);
+    assert_eq!(d.rollout.verdict, Some(Verdict::Rollback));
+    assert_eq!(d.rollout.cause.as_deref(), Some("canary analysis at 50% stayed inconclusive: still too little traffic"));
+}
+
+#[test]
+fn inconclusive_analysis_rolls_back_at_once_when_the_policy_says_so() {
+    let r = Rollout { policy: analysis_policy("rollback"), step: 0, weight: 10, ..canary_rollout() };
+    let d = ok(Action::Verify, &r, &analysed(Judgement::Inconclusive("no data".into()), 10), NOW);
+    assert_eq!(d.rollout.verdict, Some(Verdict::Rollback));
+    assert_eq!(d.rollout.holds, 0);
+    assert_eq!(d.rollout.cause.as_deref(), Some("canary analysis at 10% stayed inconclusive: no data"));
+}
+
+#[test]
+fn passing_analysis_records_its_summary_and_goes_on() {
+    let r = Rollout { policy: analysis_policy("hold"), step: 0, weight: 10, holds: 1, ..canary_rollout() };
+    let d = ok(Action::Verify, &r, &analysed(Judgement::Pass("5xx rate 0.10% vs stable 0.00%".into()), 10), NOW);
+    assert_eq!(d.rollout.verdict, Some(Verdict::NextStep));
+    assert_eq!(d.rollout.step, 1);
+    assert_eq!(d.rollout.holds, 0, "each step gets its own hold");
+    assert_eq!(d.rollout.analysis.as_deref(), Some("5xx rate 0.10% vs stable 0.00%"));
+    assert_eq!(d.rollout.cause, None);
+
+    // The next step may hold again.
+    let next = Rollout { weight: 50, ..d.rollout };
+    let d = ok(Action::Verify, &next, &analysed(Judgement::Inconclusive("quiet hour".into()), 50), NOW);
+    assert_eq!((d.rollout.verdict, d.rollout.holds, d.rollout.step), (Some(Verdict::Hold), 1, 1));
+
+    // The last step passes into Promote.
+    let last = Rollout { step: 2, weight: 100, holds: 1, ..next };
+    let d = ok(Action::Verify, &last, &analysed(Judgement::Pass("ok".into()), 100), NOW);
+    assert_eq!((d.rollout.verdict, d.rollout.holds, d.rollout.analysis.as_deref()), (Some(Verdict::Promote), 0, Some("ok")));
+}
+
+#[test]
+fn analysis_is_judged_only_after_tasks_and_alarms() {
+    let r = Rollout { policy: analysis_policy("hold"), step: 1, weight: 50, ..canary_rollout() };
+    let mut obs = Observation { alarms_firing: vec!["web-5xx".into()], ..analysed(Judgement::Inconclusive("quiet".into()), 50) };
+    let d = ok(Action::Verify, &r, &obs, NOW);
+    assert_eq!(d.rollout.verdict, Some(Verdict::Rollback), "an alarm is not held over");
+    assert_eq!(d.rollout.cause.as_deref(), Some("alarm web-5xx is in ALARM at 50% traffic"));
+    obs.alarms_firing.clear();
+    obs.task_sets[1].running_count = Some(2);
+    let d = ok(Action::Verify, &r, &obs, NOW);
+    assert_eq!(d.rollout.verdict, Some(Verdict::Rollback));
+    assert!(d.rollout.cause.unwrap().contains("only 2 of 4 tasks"));
+}
+
+#[test]
+fn inconclusive_analysis_without_an_analysis_policy_rolls_back() {
+    // The policy has no `analysis:` block, so there is no hold to take.
+    let r = Rollout { step: 1, weight: 50, ..canary_rollout() };
+    let d = ok(Action::Verify, &r, &analysed(Judgement::Inconclusive("no data".into()), 50), NOW);
+    assert_eq!(d.rollout.verdict, Some(Verdict::Rollback));
+    assert_eq!(d.rollout.holds, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// kanaria promote (Observation.promote_requested)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_promote_request_skips_the_remaining_steps() {
+    let r = Rollout { step: 0, weight: 10, ..canary_rollout() };
+    let obs = Observation { promote_requested: true, ..canary_obs(10) };
+    let d = ok(Action::Verify, &r, &obs, NOW);
+    assert!(d.commands.is_empty());
+    assert_eq!(d.rollout.verdict, Some(Verdict::Promote));
+    assert_eq!(d.rollout.step, 0, "the step is not advanced");
+    // Promote then moves all traffic from 10% at once.
+    assert_eq!(ok(Action::Promote, &d.rollout, &canary_obs(10), NOW).commands, vec![Command::SetWeights { weights: weights(0, 100) }]);
+}
+
+#[test]
+fn a_promote_request_still_rolls_back_a_bad_release() {
+    let r = Rollout { policy: analysis_policy("hold"), step: 0, weight: 10, ..canary_rollout() };
+    let asked = Observation { promote_requested: true, ..canary_obs(10) };
+    for (what, obs) in [
+        ("failures", Observation { failures: vec![failure("0123abcd", 1)], ..asked.clone() }),
+        ("alarm", Observation { alarms_firing: vec!["web-5xx".into()], ..asked.clone() }),
+        ("analysis", Observation { analysis: Some(Judgement::Fail("slow".into())), ..asked.clone() }),
+        ("missing tasks", {
+            let mut o = asked.clone();
+            o.task_sets[1].running_count = Some(1);
+            o
+        }),
+    ] {
+        assert_eq!(ok(Action::Verify, &r, &obs, NOW).rollout.verdict, Some(Verdict::Rollback), "{what}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blue/green: TestTraffic and Validate
+// ---------------------------------------------------------------------------------------------
+
+fn bg_rollout(policy: Policy) -> Rollout {
+    Rollout { policy, ..canary_rollout() }
+}
+
+#[test]
+fn test_traffic_routes_the_test_listener_to_green_until_read_back() {
+    let r = bg_rollout(bake_gate());
+    let d = ok(Action::TestTraffic, &r, &canary_obs(0), NOW);
+    assert_eq!(d.commands, vec![Command::SetTestWeights { weights: weights(0, 100) }], "never the production weights");
+    assert_eq!(d.rollout.verdict, None);
+
+    // The test route still on stable: the same command.
+    let obs = Observation { test_weights: weights(100, 0), ..canary_obs(0) };
+    assert_eq!(ok(Action::TestTraffic, &r, &obs, NOW).commands, vec![Command::SetTestWeights { weights: weights(0, 100) }]);
+
+    let obs = Observation { test_weights: weights(0, 100), ..canary_obs(0) };
+    let d = ok(Action::TestTraffic, &r, &obs, NOW);
+    assert!(d.commands.is_empty());
+    assert_eq!(d.rollout.verdict, Some(Verdict::Done));
+    assert_eq!(d.rollout.wait_seconds, 30, "the validation bake");
+    assert_eq!(d.rollout.weight, 0, "production traffic has not moved");
+}
+
+#[test]
+fn test_traffic_waits_for_the_gate() {
+    let obs = Observation { test_weights: weights(0, 100), ..canary_obs(0) };
+    for (validation, wait) in
+        [("{ bake: 30s }".to_string(), 30), ("{ approval: { timeout: 1h } }".to_string(), 3600), (format!("{{ hook: {HOOK_ARN} }}"), 0)]
+    {
+        let r = Rollout { wait_seconds: 99, ..bg_rollout(blue_green_policy(&validation)) };
+        let d = ok(Action::TestTraffic, &r, &obs, NOW);
+        assert_eq!((d.rollout.verdict, d.rollout.wait_seconds), (Some(Verdict::Done), wait), "{validation}");
+    }
+}
+
+#[test]
+fn test_traffic_needs_the_lock_and_a_healthy_green() {
+    let r = bg_rollout(bake_gate());
+    let mut obs = canary_obs(0);
+    obs.lock_holder = Some(OTHER_ROLLOUT_ID.into());
+    assert!(superseded(halt(Action::TestTraffic, &r, &obs)).contains(OTHER_ROLLOUT_ID));
+
+    let obs = Observation { failures: vec![failure("0123abcd", 1)], ..canary_obs(0) };
+    let d = ok(Action::TestTraffic, &r, &obs, NOW);
+    assert!(d.commands.is_empty(), "no test traffic to failing tasks: {:?}", d.commands);
+    assert_eq!(d.rollout.verdict, Some(Verdict::Rollback));
+    assert!(d.rollout.cause.unwrap().starts_with("1 task(s) of the new task set failed at 0% traffic"));
+}
+
+#[test]
+fn validate_is_ready_when_all_green_tasks_run() {
+    let r = bg_rollout(bake_gate());
+    let obs = Observation { test_weights: weights(0, 100), ..canary_obs(0) };
+    let d = ok(Action::Validate, &r, &obs, NOW);
+    assert!(d.commands.is_empty());
+    assert_eq!(d.rollout.verdict, Some(Verdict::Ready));
+    assert_eq!(d.rollout.cause, None);
+}
+
+#[test]
+fn validate_rolls_back_on_missing_tasks_failures_or_alarms() {
+    let r = bg_rollout(bake_gate());
+    let mut obs = canary_obs(0);
+    obs.task_sets[1].running_count = Some(3);
+    let d = ok(Action::Validate, &r, &obs, NOW);
+    assert_eq!(d.rollout.verdict, Some(Verdict::Rollback));
+    assert_eq!(d.rollout.cause.as_deref(), Some("only 3 of 4 tasks of the new task set are running after validation on the test route"));
+
+    let d = ok(Action::Validate, &r, &Observation { failures: vec![failure("0123abcd", 1)], ..canary_obs(0) }, NOW);
+    assert_eq!(d.rollout.verdict, Some(Verdict::Rollback));
+    let d = ok(Action::Validate, &r, &Observation { alarms_firing: vec!["web-5xx".into()], ..canary_obs(0) }, NOW);
+    assert_eq!(d.rollout.cause.as_deref(), Some("alarm web-5xx is in ALARM at 0% traffic"));
+
+    assert!(not_ready(halt(Action::Validate, &r, &fresh_obs())).contains("gone"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Restore (circuit breaker) and a superseded Rollback
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn restore_puts_the_service_back_but_keeps_the_lock() {
+    let r = Rollout { step: 1, weight: 50, ..canary_rollout() };
+    let d = ok(Action::Restore, &r, &fenced(canary_obs(50)), NOW);
+    assert_eq!(d.commands, vec![Command::SetWeights { weights: weights(100, 0) }]);
+    assert_eq!(d.rollout.cause.as_deref(), Some(FENCE_CAUSE));
+    assert_eq!(d.rollout.verdict, None);
+
+    let d = ok(Action::Restore, &r, &fenced(canary_obs(0)), NOW);
+    assert_eq!(d.commands, vec![Command::DeleteTaskSet { task_set_id: GREEN_ID.into() }]);
+
+    // Restored, lock still ours: Restore is done, where Rollback would release the lock.
+    let d = ok(Action::Restore, &r, &fenced(fresh_obs()), NOW);
+    assert!(d.commands.is_empty(), "{:?}", d.commands);
+    assert_eq!((d.rollout.verdict, d.rollout.weight), (Some(Verdict::Done), 0));
+    assert_eq!(ok(Action::Rollback, &r, &fenced(fresh_obs()), NOW).commands, vec![Command::ReleaseLock { rollout_id: ROLLOUT_ID.into() }]);
+
+    // After a promote got as far as scaling down, it restores the stable task set first.
+    assert_eq!(
+        ok(Action::Restore, &r, &fenced(promoted_obs()), NOW).commands,
+        vec![
+            Command::ScaleTaskSet { task_set_id: STABLE_ID.into(), percent: 100.0 },
+            Command::MakePrimary { task_set_arn: task_set_arn(STABLE_ID) },
+        ]
+    );
+}
+
+#[test]
+fn restore_needs_the_lock() {
+    let mut obs = fenced(canary_obs(50));
+    obs.lock_holder = Some(OTHER_ROLLOUT_ID.into());
+    let h = halt(Action::Restore, &canary_rollout(), &obs);
+    assert_eq!(h.error_type(), "Kanaria.Superseded");
+    assert!(superseded(h).contains(OTHER_ROLLOUT_ID));
+    obs.lock_holder = None;
+    assert!(superseded(halt(Action::Restore, &canary_rollout(), &obs)).contains("held by nobody"));
+}
+
+#[test]
+fn restore_then_rollback_in_the_world() {
+    let mut world = World::new(fenced(canary_obs(50)));
+    let r = Rollout { step: 1, weight: 50, ..canary_rollout() };
+    let restored = world.run_and_retry(Action::Restore, &r, NOW);
+    assert_eq!(restored.verdict, Some(Verdict::Done));
+    assert_eq!(
+        world.commands_of(Action::Restore),
+        vec![Command::SetWeights { weights: weights(100, 0) }, Command::DeleteTaskSet { task_set_id: GREEN_ID.into() }]
+    );
+    assert_eq!(world.obs.lock_holder.as_deref(), Some(ROLLOUT_ID), "Restore keeps the lock for the Rollback state");
+
+    // The state machine's own Rollback state (with the rollout as it was) releases it.
+    let done = world.run_and_retry(Action::Rollback, &r, NOW);
+    assert_eq!(world.commands_of(Action::Rollback), vec![Command::ReleaseLock { rollout_id: ROLLOUT_ID.into() }]);
+    assert_rolled_back(&world, &done);
+    assert_eq!(done.cause.as_deref(), Some(FENCE_CAUSE));
+}
+
+/// The service taken over by a newer rollout that holds the lock.
+fn superseded_obs(green_weight: u32) -> Observation {
+    Observation { lock_holder: Some(OTHER_ROLLOUT_ID.into()), ..canary_obs(green_weight) }
+}
+
+#[test]
+fn a_superseded_rollback_only_deletes_its_own_idle_task_sets() {
+    let mut obs = superseded_obs(0);
+    // The newer rollout's task set (no traffic yet) and our stable one are not ours to delete.
+    obs.task_sets.push(view(LEFTOVER_ID, "ACTIVE", Some(TG_B), NEW_TD, Some(OTHER_ROLLOUT_ID)));
+    let r = Rollout { step: 1, weight: 50, ..canary_rollout() };
+    let d = ok(Action::Rollback, &r, &obs, NOW);
+    assert_eq!(d.commands, vec![Command::DeleteTaskSet { task_set_id: GREEN_ID.into() }]);
+    assert_eq!(d.rollout.verdict, None);
+
+    // Found by its tag alone when the rollout never recorded it.
+    let untracked = Rollout { green: None, ..r.clone() };
+    assert_eq!(ok(Action::Rollback, &untracked, &obs, NOW).commands, vec![Command::DeleteTaskSet { task_set_id: GREEN_ID.into() }]);
+
+    obs.task_sets.retain(|t| t.id != GREEN_ID);
+    let d = ok(Action::Rollback, &r, &obs, NOW);
+    assert!(d.commands.is_empty(), "never the other rollout's lock: {:?}", d.commands);
+    assert_eq!((d.rollout.verdict, d.rollout.weight), (Some(Verdict::Done), 0));
+}
+
+#[test]
+fn a_superseded_rollback_never_moves_traffic_or_changes_the_primary() {
+    let r = Rollout { step: 1, weight: 50, ..canary_rollout() };
+    // Green takes 50%: not ours to move back, and it must not be deleted while it serves.
+    let d = ok(Action::Rollback, &r, &superseded_obs(50), NOW);
+    assert!(d.commands.is_empty(), "{:?}", d.commands);
+    assert_eq!(d.rollout.verdict, Some(Verdict::Done));
+
+    // Promoted as far as scaling down: no scale, no primary change, green (primary) kept.
+    let obs = Observation { lock_holder: Some(OTHER_ROLLOUT_ID.into()), ..promoted_obs() };
+    let d = ok(Action::Rollback, &r, &obs, NOW);
+    assert!(d.commands.is_empty(), "{:?}", d.commands);
+    assert_eq!(d.rollout.verdict, Some(Verdict::Done));
+}
+
+#[test]
+fn rollback_cause_precedence() {
+    let hook = HookResult { pass: false, reason: "GET /healthz on the test route answered 503".into() };
+    let error = lambda_error("Kanaria.NotConverged", "Shift did not read back");
+    let mut r = Rollout { cause: Some("the verdict's cause".into()), hook: Some(hook), error: Some(error), weight: 10, ..canary_rollout() };
+    let mut obs = Observation { failures: vec![failure("0123abcd", 1)], ..fenced(canary_obs(10)) };
+    let cause = |r: &Rollout, obs: &Observation| ok(Action::Rollback, r, obs, NOW).rollout.cause.unwrap();
+
+    assert_eq!(cause(&r, &obs), "the verdict's cause");
+    r.cause = None;
+    assert_eq!(cause(&r, &obs), FENCE_CAUSE);
+    assert_eq!(ok(Action::Restore, &r, &obs, NOW).rollout.cause.as_deref(), Some(FENCE_CAUSE), "Restore too");
+    obs.abort_cause = None;
+    assert_eq!(cause(&r, &obs), "the validation hook failed the release: GET /healthz on the test route answered 503");
+    r.hook.as_mut().unwrap().pass = true;
+    assert!(cause(&r, &obs).starts_with("1 task(s) of the new task set failed at 10% traffic: task 0123abcd"));
+    obs.failures.clear();
+    assert_eq!(cause(&r, &obs), "Kanaria.NotConverged: Shift did not read back");
+    r.error = None;
+    assert_eq!(cause(&r, &obs), "rolled back");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Whole blue/green and linear rollouts through the world
+// ---------------------------------------------------------------------------------------------
+
+/// CreateGreen → CheckGreen (until ready) → TestTraffic. Returns the rollout after TestTraffic.
+fn drive_to_test_traffic(world: &mut World, rollout: Rollout) -> Rollout {
+    let mut r = world.run_and_retry(Action::CreateGreen, &rollout, NOW);
+    let green_id = r.green.as_ref().unwrap().id.clone();
+    r = world.run_and_retry(Action::CheckGreen, &r, NOW);
+    assert_eq!(r.verdict, Some(Verdict::Wait));
+    world.start_green_tasks(&green_id);
+    r = world.run_and_retry(Action::CheckGreen, &r, NOW + 2);
+    assert_eq!(r.verdict, Some(Verdict::Ready));
+    r = world.run_and_retry(Action::TestTraffic, &r, NOW + 2);
+    assert_eq!(r.verdict, Some(Verdict::Done));
+    assert_eq!(world.obs.test_weights, weights(0, 100));
+    assert_eq!(world.obs.weights, weights(100, 0), "production traffic has not moved");
+    r
+}
+
+#[test]
+fn a_whole_blue_green_rollout_converges() {
+    let mut world = World::new(fresh_obs());
+    let r = drive_to_test_traffic(&mut world, Rollout { policy: bake_gate(), ..new_rollout() });
+    assert_eq!(r.wait_seconds, 30);
+
+    let r = world.run_and_retry(Action::Validate, &r, NOW + 32);
+    assert_eq!(r.verdict, Some(Verdict::Ready));
+    let r = world.run_and_retry(Action::Shift, &r, NOW + 32);
+    assert_eq!((r.verdict, r.weight, r.step, r.wait_seconds), (Some(Verdict::Done), 100, 0, 300));
+    let r = world.run_and_retry(Action::Verify, &r, NOW + 332);
+    assert_eq!(r.verdict, Some(Verdict::Promote));
+    let r = world.run_and_retry(Action::Promote, &r, NOW + 332);
+    assert_eq!((r.verdict, r.wait_seconds), (Some(Verdict::Done), 45));
+    let r = world.run_and_retry(Action::Finish, &r, NOW + 377);
+    assert_eq!(r.verdict, Some(Verdict::Done));
+
+    let green = r.green.clone().unwrap();
+    assert_eq!(world.obs.weights, weights(0, 100));
+    assert_eq!(world.obs.task_sets.len(), 1, "{:?}", world.obs.task_sets);
+    let only = &world.obs.task_sets[0];
+    assert_eq!((only.id.as_str(), only.status.as_str(), only.task_definition_arn.as_str()), (green.id.as_str(), "PRIMARY", NEW_TD));
+    assert_eq!(world.obs.lock_holder, None);
+    let log: Vec<Command> = world.log.iter().map(|(_, c)| c.clone()).collect();
+    assert_eq!(
+        log,
+        vec![
+            Command::RegisterTaskDefinition { based_on: STABLE_TD.into(), container: "app".into(), image: image_uri() },
+            Command::CreateTaskSet { task_definition_arn: NEW_TD.into(), target_group_arn: TG_B.into(), external_id: ROLLOUT_ID.into() },
+            Command::SetTestWeights { weights: weights(0, 100) },
+            Command::SetWeights { weights: weights(0, 100) },
+            Command::MakePrimary { task_set_arn: green.arn.clone() },
+            Command::ScaleTaskSet { task_set_id: STABLE_ID.into(), percent: 0.0 },
+            Command::DeleteTaskSet { task_set_id: STABLE_ID.into() },
+            Command::ReleaseLock { rollout_id: ROLLOUT_ID.into() },
+        ]
+    );
+}
+
+#[test]
+fn a_blue_green_rollout_whose_hook_fails_rolls_back_without_moving_production_traffic() {
+    let mut world = World::new(fresh_obs());
+    let r = drive_to_test_traffic(&mut world, Rollout { policy: blue_green_policy(&format!("{{ hook: {HOOK_ARN} }}")), ..new_rollout() });
+    assert_eq!(r.wait_seconds, 0);
+    // RunValidationHook puts the Lambda's answer in $.hook; HookPassed goes to RollBack.
+    let answered = Rollout { hook: Some(HookResult { pass: false, reason: "checkout smoke test failed".into() }), ..r };
+    world.log.clear();
+    let done = world.run_and_retry(Action::Rollback, &answered, NOW + 10);
+    assert_eq!(
+        world.commands_of(Action::Rollback),
+        vec![
+            Command::DeleteTaskSet { task_set_id: answered.green.as_ref().unwrap().id.clone() },
+            Command::ReleaseLock { rollout_id: ROLLOUT_ID.into() }
+        ]
+    );
+    assert_rolled_back(&world, &done);
+    assert_eq!(done.cause.as_deref(), Some("the validation hook failed the release: checkout smoke test failed"));
+}
+
+#[test]
+fn a_whole_linear_rollout_converges() {
+    let mut world = World::new(fresh_obs());
+    let r = drive_canary(&mut world, Rollout { policy: linear_policy(30), ..new_rollout() }, None);
+    assert_eq!((r.verdict, r.step, r.weight), (Some(Verdict::Promote), 3, 100));
+    assert_eq!(
+        world.commands_of(Action::Shift),
+        vec![
+            Command::SetWeights { weights: weights(70, 30) },
+            Command::SetWeights { weights: weights(40, 60) },
+            Command::SetWeights { weights: weights(10, 90) },
+            Command::SetWeights { weights: weights(0, 100) },
+        ]
+    );
+    let r = world.run_and_retry(Action::Promote, &r, NOW + 1000);
+    world.run_and_retry(Action::Finish, &r, NOW + 1045);
+    assert_eq!(world.obs.weights, weights(0, 100));
+    assert_eq!(world.obs.task_sets.len(), 1);
+    assert_eq!(world.obs.task_sets[0].status, "PRIMARY");
+    assert_eq!(world.obs.task_sets[0].external_id.as_deref(), Some(ROLLOUT_ID));
+    assert_eq!(world.obs.lock_holder, None);
+}
+
+#[test]
+fn a_linear_rollout_with_failures_at_60_percent_rolls_back() {
+    let mut world = World::new(fresh_obs());
+    let r = drive_canary(&mut world, Rollout { policy: linear_policy(30), ..new_rollout() }, Some(60));
+    assert_eq!((r.verdict, r.step, r.weight), (Some(Verdict::Rollback), 1, 60));
+    let (done, _) = world.run(Action::Rollback, &r, NOW + 1000);
+    assert_rolled_back(&world, &done);
+    assert!(done.cause.unwrap().contains("at 60% traffic"));
+}
+
+#[test]
+fn validate_and_verify_never_call_zero_expected_tasks_healthy() {
+    // Someone scaled the new task set to 0% (ECS then computes 0 desired tasks) while it sat on
+    // the test route: nothing serves on it, yet the cutover would send it 100%.
+    let mut obs = canary_obs(0);
+    obs.task_sets[1].scale_percent = 0.0;
+    obs.task_sets[1].computed_desired_count = Some(0);
+    obs.task_sets[1].running_count = Some(0);
+    assert_eq!(ok(Action::CheckGreen, &canary_rollout(), &obs, NOW).rollout.verdict, Some(Verdict::Wait), "CheckGreen's rule");
+    let d = ok(Action::Validate, &bg_rollout(bake_gate()), &obs, NOW);
+    assert_eq!(d.rollout.verdict, Some(Verdict::Rollback), "Validate decided {:?}", d.rollout.verdict);
+
+    let mut obs = canary_obs(50);
+    obs.task_sets[1].scale_percent = 0.0;
+    obs.task_sets[1].computed_desired_count = Some(0);
+    obs.task_sets[1].running_count = Some(0);
+    let d = ok(Action::Verify, &Rollout { step: 1, weight: 50, ..canary_rollout() }, &obs, NOW);
+    assert_eq!(d.rollout.verdict, Some(Verdict::Rollback), "Verify decided {:?}", d.rollout.verdict);
 }

@@ -110,3 +110,96 @@ impl Env {
         out.task_definition_arns().len()
     }
 }
+
+impl Env {
+    /// Wait until rollout-step has completed `action` successfully `count` times.
+    pub async fn wait_action(&self, action: &str, count: usize) {
+        let a = action.to_string();
+        self.local
+            .shared
+            .wait_for_invocations(&format!("{count} × {action}"), Duration::from_secs(60), move |inv| {
+                inv.iter().filter(|i| i.function == Function::RolloutStep && i.input["action"] == a.as_str() && i.result.is_ok()).count()
+                    >= count
+            })
+            .await
+            .unwrap();
+    }
+
+    /// How many times rollout-step ran `action` (successfully or not).
+    pub fn action_count(&self, action: &str) -> usize {
+        self.local.shared.invocations().iter().filter(|i| i.function == Function::RolloutStep && i.input["action"] == action).count()
+    }
+
+    /// The non-primary (new) task set.
+    pub async fn green_task_set(&self) -> kanaria::rollout::TaskSetView {
+        self.task_sets().await.into_iter().find(|t| t.status != "PRIMARY").expect("the new task set exists")
+    }
+
+    pub async fn task_arns_of(&self, task_set_id: &str) -> Vec<String> {
+        let out =
+            self.local.ctx().clients.ecs.list_tasks().cluster(&self.sample.options.cluster).started_by(task_set_id).send().await.unwrap();
+        out.task_arns().to_vec()
+    }
+
+    /// After a rollback: the execution FAILED with a readable cause containing `cause_has`; 100%
+    /// of traffic on the stable target group, read back, served by a primary task set that runs
+    /// tasks; no new task set left; the lock released; history shows it. Returns the cause.
+    pub async fn assert_rolled_back(&self, execution: &str, cause_has: &str) -> String {
+        let (status, error, cause) = self.wait_for_end(execution, Duration::from_secs(90)).await.unwrap();
+        assert_eq!((status.as_str(), error.as_str()), ("FAILED", "Kanaria.RolledBack"), "{cause}");
+        assert!(cause.contains(cause_has), "cause {cause:?} lacks {cause_has:?}");
+        let blue = &self.sample.target_groups[0];
+        let weights = self.weights().await;
+        assert_eq!(Env::weight_of(&weights, blue), 100, "{weights:?}");
+        let sets = self.task_sets().await;
+        assert_eq!(sets.len(), 1, "no new task set is left: {sets:?}");
+        assert_eq!((sets[0].status.as_str(), sets[0].target_group_arn.as_deref()), ("PRIMARY", Some(blue.as_str())));
+        let running =
+            kanaria::aws::ecs::running_tasks_of(&self.local.ctx().clients.ecs, &self.sample.options.cluster, &sets[0].id).await.unwrap();
+        assert!(running > 0, "the stable task set runs tasks");
+        assert!(self.store().lock(&self.sample.policy.service.key()).await.unwrap().is_none(), "lock released");
+        let history = self.store().history(&self.sample.policy.service.key(), 5).await.unwrap();
+        assert_eq!(history[0].outcome, "ROLLED_BACK", "{history:?}");
+        assert!(history[0].cause.as_deref().is_some_and(|c| c.contains(cause_has)), "{history:?}");
+        cause
+    }
+
+    /// After a promotion: SUCCEEDED, 100% on the target group of the one primary task set, which
+    /// runs `digest`; the lock released.
+    pub async fn assert_promoted(&self, execution: &str, digest: &str) {
+        let (status, error, cause) = self.wait_for_end(execution, Duration::from_secs(90)).await.unwrap();
+        assert_eq!(status, "SUCCEEDED", "{error}: {cause}");
+        let sets = self.task_sets().await;
+        assert_eq!(sets.len(), 1, "{sets:?}");
+        assert_eq!(sets[0].status, "PRIMARY");
+        let tg = sets[0].target_group_arn.clone().unwrap();
+        assert_eq!(Env::weight_of(&self.weights().await, &tg), 100);
+        assert_eq!(self.images_of(&sets[0].task_definition_arn).await, vec![self.image_uri(digest)]);
+        assert!(self.store().lock(&self.sample.policy.service.key()).await.unwrap().is_none(), "lock released");
+    }
+}
+
+/// An `ECS Task State Change` event for a task of `task_set_id`.
+pub fn task_event(
+    env: &Env,
+    task_arn: &str,
+    task_set_id: &str,
+    status: &str,
+    version: u64,
+    stop: Option<(&str, &str, Option<i64>)>,
+) -> serde_json::Value {
+    let mut detail = serde_json::json!({
+        "clusterArn": format!("arn:aws:ecs:us-east-1:{}:cluster/{}", kanaria_local::ACCOUNT, env.sample.options.cluster),
+        "taskArn": task_arn, "group": format!("service:{}", env.sample.options.service), "startedBy": task_set_id,
+        "lastStatus": status, "desiredStatus": if status == "STOPPED" { "STOPPED" } else { "RUNNING" },
+        "containers": [{"name": env.sample.options.service, "lastStatus": status}], "version": version
+    });
+    if let Some((code, reason, exit)) = stop {
+        detail["stopCode"] = code.into();
+        detail["stoppedReason"] = reason.into();
+        if let Some(exit) = exit {
+            detail["containers"][0]["exitCode"] = exit.into();
+        }
+    }
+    serde_json::json!({"version": "0", "detail-type": "ECS Task State Change", "source": "aws.ecs", "detail": detail})
+}

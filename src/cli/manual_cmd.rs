@@ -1,0 +1,128 @@
+//! `kanaria abort` and `kanaria promote`: what a person does by hand, through
+//! [`crate::handlers::manual`] (the same fence, restore and bake callbacks as the automatic paths).
+//!
+//! The functions here are pure: what to print and how to exit for each outcome.
+
+use super::Exit;
+use crate::handlers::circuit_breaker::Tripped;
+
+/// Who aborted, for the rollout's recorded cause: `alice@laptop via kanaria abort`. From `$USER`
+/// (or `$USERNAME`) and the host name; `someone` when the user is unknown.
+pub fn who(user: Option<&str>, host: Option<&str>) -> String {
+    let clean = |s: Option<&str>| s.map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+    let user = clean(user).unwrap_or_else(|| "someone".into());
+    match clean(host) {
+        Some(host) => format!("{user}@{host} via kanaria abort"),
+        None => format!("{user} via kanaria abort"),
+    }
+}
+
+/// [`who`] from this process's environment (`$USER`/`$USERNAME`, `$HOSTNAME` or /etc/hostname).
+pub fn who_from_env() -> String {
+    let user = std::env::var("USER").ok().filter(|u| !u.trim().is_empty()).or_else(|| std::env::var("USERNAME").ok());
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.trim().is_empty())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok());
+    who(user.as_deref(), host.as_deref())
+}
+
+/// The line to print after an abort, whether it goes to stderr (a failure), and the exit code.
+pub fn abort_outcome(service: &str, result: Option<&(String, Tripped)>) -> (Exit, String) {
+    match result {
+        Some((id, Tripped::Restored)) => (Exit::Success, format!("rolled back rollout {id} of {service}: 100% on the stable task set")),
+        Some((id, Tripped::Fenced)) => (Exit::Success, format!("fenced rollout {id} of {service}; its next step rolls back")),
+        Some((_, Tripped::NotInFlight)) | None => (Exit::Failure, no_rollout(service)),
+    }
+}
+
+/// The line to print after a promote request, and the exit code.
+pub fn promote_outcome(service: &str, rollout_id: Option<&str>) -> (Exit, String) {
+    match rollout_id {
+        Some(id) => (
+            Exit::Success,
+            format!("promote requested for rollout {id} of {service}: its current bake ends now; it is promoted after a final check"),
+        ),
+        None => (Exit::Failure, no_rollout(service)),
+    }
+}
+
+pub fn no_rollout(service: &str) -> String {
+    format!("no rollout in flight for {service}")
+}
+
+/// The confirmation question `kanaria promote` asks on a terminal.
+pub fn promote_question(service: &str) -> String {
+    format!("Promote the rollout of {service} now, skipping its remaining steps? [y/N] ")
+}
+
+/// Whether an answer to a `[y/N]` question is yes (`y` or `yes`, any case); anything else,
+/// including nothing, is no.
+pub fn is_yes(answer: &str) -> bool {
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
+/// Why `kanaria promote` will not go on without `--yes` when it cannot ask.
+pub fn needs_yes(service: &str) -> String {
+    format!(
+        "not promoting {service}: stdin is not a terminal, so kanaria cannot ask for confirmation; \
+         add --yes to promote the rollout of {service} now, skipping its remaining steps"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn who_names_the_person_and_host() {
+        assert_eq!(who(Some("alice"), Some("laptop\n")), "alice@laptop via kanaria abort");
+        assert_eq!(who(Some("alice"), None), "alice via kanaria abort");
+        assert_eq!(who(Some(" "), Some("")), "someone via kanaria abort");
+        assert_eq!(who(None, Some("ci-runner")), "someone@ci-runner via kanaria abort");
+        assert!(who_from_env().ends_with(" via kanaria abort"));
+    }
+
+    #[test]
+    fn abort_outcomes() {
+        let restored = ("9f86d081884c7d65".to_string(), Tripped::Restored);
+        assert_eq!(
+            abort_outcome("demo/web", Some(&restored)),
+            (Exit::Success, "rolled back rollout 9f86d081884c7d65 of demo/web: 100% on the stable task set".into())
+        );
+        let fenced = ("9f86d081884c7d65".to_string(), Tripped::Fenced);
+        assert_eq!(
+            abort_outcome("demo/web", Some(&fenced)),
+            (Exit::Success, "fenced rollout 9f86d081884c7d65 of demo/web; its next step rolls back".into())
+        );
+        let gone = ("9f86d081884c7d65".to_string(), Tripped::NotInFlight);
+        assert_eq!(abort_outcome("demo/web", Some(&gone)), (Exit::Failure, "no rollout in flight for demo/web".into()));
+        assert_eq!(abort_outcome("demo/web", None), (Exit::Failure, "no rollout in flight for demo/web".into()));
+    }
+
+    #[test]
+    fn promote_outcomes() {
+        assert_eq!(
+            promote_outcome("demo/web", Some("9f86d081884c7d65")),
+            (
+                Exit::Success,
+                "promote requested for rollout 9f86d081884c7d65 of demo/web: its current bake ends now; it is promoted after a final check"
+                    .into()
+            )
+        );
+        assert_eq!(promote_outcome("demo/web", None), (Exit::Failure, "no rollout in flight for demo/web".into()));
+    }
+
+    #[test]
+    fn confirmation() {
+        assert_eq!(promote_question("demo/web"), "Promote the rollout of demo/web now, skipping its remaining steps? [y/N] ");
+        for yes in ["y", "Y", "yes", "YES\n", " yes "] {
+            assert!(is_yes(yes), "{yes:?}");
+        }
+        for no in ["", "\n", "n", "no", "yep", "y es", "sure"] {
+            assert!(!is_yes(no), "{no:?}");
+        }
+        assert!(needs_yes("demo/web").contains("add --yes"));
+    }
+}

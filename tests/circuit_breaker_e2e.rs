@@ -1,0 +1,294 @@
+//! The circuit breaker and the other ways a rollout ends early, end to end on emulated AWS:
+//! failed tasks (crash after RUNNING, CannotPullContainerError), an alarm, canary analysis,
+//! a newer push; duplicate and out-of-order events; linear and blue/green strategies.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{start, task_event, Env};
+use kanaria::handlers::Function;
+use kanaria_local::fixture::{self, SampleOptions};
+
+fn long_bake() -> SampleOptions {
+    // A bake long enough that only the circuit breaker can end it within the test's limits.
+    SampleOptions { steps: vec![(10, 600), (50, 1)], ..SampleOptions::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_task_crashing_after_running_rolls_back_during_the_bake() {
+    let env = start(long_bake()).await;
+    let digest = fixture::new_digest("crash");
+    env.local.simulator.crash_images(&digest, 1, Duration::from_secs(1));
+    env.push("v2", &digest).await;
+    let execution = env.started_execution().await;
+
+    env.assert_rolled_back(&execution, "Essential container in task exited").await;
+    // The 10-minute bake never ran out: the event handler rolled back, not a verify step.
+    assert_eq!(env.action_count("verify"), 0);
+    let cause = env.wait_for_end(&execution, Duration::from_secs(1)).await.unwrap().2;
+    assert!(cause.contains("exit 1"), "{cause}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cannot_pull_container_at_start_rolls_back_before_any_traffic_moves() {
+    let env = start(long_bake()).await;
+    let digest = fixture::new_digest("pull");
+    let reason = "CannotPullContainerError: pull image manifest has been retried 5 time(s): failed to resolve ref 123456789012.dkr.ecr.us-east-1.amazonaws.com/demo/web@sha256:...: not found";
+    env.local.simulator.fail_to_start_images(&digest, reason);
+    env.push("v2", &digest).await;
+    let execution = env.started_execution().await;
+
+    env.assert_rolled_back(&execution, "CannotPullContainerError").await;
+    assert_eq!(env.action_count("shift"), 0, "no traffic was ever moved to the new task set");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_alarm_going_to_alarm_rolls_back() {
+    let env = start(SampleOptions { extra_policy_yaml: "alarms: [web-5xx]\n".into(), ..long_bake() }).await;
+    let cw = &env.local.ctx().clients.cloudwatch;
+    cw.put_metric_alarm()
+        .alarm_name("web-5xx")
+        .namespace("AWS/ApplicationELB")
+        .metric_name("HTTPCode_Target_5XX_Count")
+        .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(10.0)
+        .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await
+        .unwrap();
+    let digest = fixture::new_digest("alarm");
+    env.push("v2", &digest).await;
+    let execution = env.started_execution().await;
+    env.wait_action("shift", 1).await;
+
+    // CloudWatch changes the alarm's state and tells EventBridge.
+    cw.set_alarm_state()
+        .alarm_name("web-5xx")
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .state_reason("Threshold Crossed: 1 datapoint [42.0] was greater than the threshold (10.0).")
+        .send()
+        .await
+        .unwrap();
+    let event = serde_json::json!({
+        "source": "aws.cloudwatch", "detail-type": "CloudWatch Alarm State Change",
+        "detail": {"alarmName": "web-5xx", "state": {"value": "ALARM", "reason": "Threshold Crossed: 1 datapoint [42.0] was greater than the threshold (10.0)."},
+                   "previousState": {"value": "OK"}}
+    });
+    fixture::put_event(&env.local.config, &event).await.unwrap();
+
+    env.assert_rolled_back(&execution, "alarm web-5xx went to ALARM").await;
+    assert_eq!(env.action_count("verify"), 0, "rolled back by the alarm event, not at the end of the bake");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn canary_analysis_failing_on_5xx_rolls_back() {
+    let options = SampleOptions {
+        steps: vec![(10, 2), (50, 1)],
+        extra_policy_yaml: "analysis: { minRequests: 100 }\n".into(),
+        ..SampleOptions::default()
+    };
+    let env = start(options).await;
+    let digest = fixture::new_digest("5xx");
+    env.push("v2", &digest).await;
+    let execution = env.started_execution().await;
+    env.wait_action("shift", 1).await;
+
+    // The ALB reports 12% 5xx on the new target group, 0.2% on the stable one.
+    let lb = kanaria::aws::cloudwatch::load_balancer_dimension(&env.sample.listener_arn).unwrap();
+    let cw = &env.local.ctx().clients.cloudwatch;
+    for (tg, requests, errors) in [(&env.sample.target_groups[1], 1000.0, 120.0), (&env.sample.target_groups[0], 1000.0, 2.0)] {
+        let tg = kanaria::aws::cloudwatch::target_group_dimension(tg).unwrap();
+        let datum = |name: &str, value: f64| {
+            aws_sdk_cloudwatch::types::MetricDatum::builder()
+                .metric_name(name)
+                .value(value)
+                .timestamp(aws_sdk_cloudwatch::primitives::DateTime::from(std::time::SystemTime::now()))
+                .dimensions(aws_sdk_cloudwatch::types::Dimension::builder().name("LoadBalancer").value(&lb).build())
+                .dimensions(aws_sdk_cloudwatch::types::Dimension::builder().name("TargetGroup").value(&tg).build())
+                .build()
+        };
+        cw.put_metric_data()
+            .namespace("AWS/ApplicationELB")
+            .metric_data(datum("RequestCount", requests))
+            .metric_data(datum("HTTPCode_Target_5XX_Count", errors))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let cause = env.assert_rolled_back(&execution, "canary analysis at 10%").await;
+    assert!(cause.contains("12.00%"), "{cause}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_newer_push_supersedes_the_rollout_in_flight_and_a_late_older_push_is_refused() {
+    let env = start(SampleOptions { steps: vec![(10, 3), (50, 1)], ..SampleOptions::default() }).await;
+    let old = fixture::new_digest("old");
+    env.push("v2", &old).await;
+    let first = env.started_execution().await;
+    env.wait_action("shift", 1).await;
+
+    let new = fixture::new_digest("new");
+    env.push("v3", &new).await;
+    env.wait_invocations(Function::OnImagePush, 2).await;
+    let out = env.results_of(Function::OnImagePush).pop().unwrap().unwrap();
+    assert_eq!(out["rollouts"][0]["outcome"], "superseded", "{out}");
+    let second = out["rollouts"][0]["execution"].as_str().unwrap().to_string();
+
+    let (status, error, cause) = env.wait_for_end(&first, Duration::from_secs(60)).await.unwrap();
+    assert_eq!((status.as_str(), error.as_str()), ("FAILED", "Kanaria.RolledBack"));
+    assert!(cause.contains("superseded by a newer push") && cause.contains(&new), "{cause}");
+
+    // The older push, delivered late, must not supersede the newer one.
+    let mut late = fixture::ecr_push_event(&env.sample.options.repository, "v2", &fixture::new_digest("older"));
+    late["time"] = humantime::format_rfc3339_seconds(std::time::SystemTime::now() - Duration::from_secs(3600)).to_string().into();
+    fixture::put_event(&env.local.config, &late).await.unwrap();
+    env.wait_invocations(Function::OnImagePush, 3).await;
+    let out = env.results_of(Function::OnImagePush).pop().unwrap().unwrap();
+    assert_eq!(out["rollouts"][0]["outcome"], "refused", "{out}");
+
+    env.assert_promoted(&second, &new).await;
+    let history = env.store().history(&env.sample.policy.service.key(), 5).await.unwrap();
+    let outcomes: Vec<(&str, &str)> = history.iter().map(|h| (h.digest.as_str(), h.outcome.as_str())).collect();
+    assert_eq!(outcomes, vec![(new.as_str(), "SUCCEEDED"), (old.as_str(), "ROLLED_BACK")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failure_events_delivered_twice_and_out_of_order_are_counted_once() {
+    let env = start(SampleOptions { extra_policy_yaml: "failureThreshold: 3\n".into(), ..long_bake() }).await;
+    let digest = fixture::new_digest("dedupe");
+    env.push("v2", &digest).await;
+    let execution = env.started_execution().await;
+    env.wait_action("shift", 1).await;
+    let green = env.green_task_set().await;
+    let tasks = env.task_arns_of(&green.id).await;
+    assert!(tasks.len() >= 2, "{tasks:?}");
+    let crashed = |task: &str, version| {
+        task_event(
+            &env,
+            task,
+            &green.id,
+            "STOPPED",
+            version,
+            Some(("EssentialContainerExited", "Essential container in task exited", Some(1))),
+        )
+    };
+
+    // Two failed tasks, each delivered twice, and an older STOPPED of the first task (version 3)
+    // arriving after its newer one (version 4).
+    for event in [crashed(&tasks[0], 4), crashed(&tasks[1], 3), crashed(&tasks[0], 3), crashed(&tasks[1], 3), crashed(&tasks[0], 4)] {
+        fixture::put_event(&env.local.config, &event).await.unwrap();
+    }
+    env.wait_invocations(Function::OnTaskEvent, 5).await;
+    let rollout_id = env.store().lock(&env.sample.policy.service.key()).await.unwrap().unwrap().rollout_id;
+    let failures = env.store().failures(&rollout_id).await.unwrap();
+    assert_eq!(failures.len(), 2, "each failed task counted once: {failures:?}");
+    let first = failures.iter().find(|f| f.task_arn == tasks[0]).unwrap();
+    assert_eq!(first.version, 4, "the record keeps the newest version of the task's state");
+    let lock = env.store().lock(&env.sample.policy.service.key()).await.unwrap().unwrap();
+    assert_eq!(lock.status, "IN_FLIGHT", "2 failures are below failureThreshold 3");
+    assert_eq!(Env::weight_of(&env.weights().await, &env.sample.target_groups[1]), 10);
+
+    // The third distinct failure reaches the threshold.
+    let third =
+        format!("arn:aws:ecs:us-east-1:{}:task/{}/0123456789abcdef0123456789abcdef", kanaria_local::ACCOUNT, env.sample.options.cluster);
+    fixture::put_event(&env.local.config, &crashed(&third, 3)).await.unwrap();
+    let cause = env.assert_rolled_back(&execution, "3 task(s) of the new task set failed").await;
+    assert_eq!(cause.matches("exit 1").count(), 3, "{cause}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn linear_rollout_promotes_and_rolls_back() {
+    let linear = SampleOptions { strategy_yaml: Some("  linear: { stepPercent: 40, interval: 1s }\n".into()), ..SampleOptions::default() };
+    let env = start(linear.clone()).await;
+    let digest = fixture::new_digest("linear");
+    env.push("v2", &digest).await;
+    let execution = env.started_execution().await;
+    env.assert_promoted(&execution, &digest).await;
+    let shifted: Vec<u64> = env
+        .local
+        .shared
+        .invocations()
+        .into_iter()
+        .filter(|i| i.function == Function::RolloutStep && i.input["action"] == "shift")
+        .filter_map(|i| i.result.ok().and_then(|o| o["weight"].as_u64()))
+        .collect();
+    assert_eq!(shifted, vec![40, 80, 100]);
+
+    let env = start(SampleOptions { strategy_yaml: Some("  linear: { stepPercent: 20, interval: 600s }\n".into()), ..linear }).await;
+    let bad = fixture::new_digest("linear-bad");
+    env.local.simulator.crash_images(&bad, 137, Duration::from_secs(1));
+    env.push("v2", &bad).await;
+    let execution = env.started_execution().await;
+    env.assert_rolled_back(&execution, "exit 137").await;
+}
+
+fn blue_green(validation: &str) -> SampleOptions {
+    SampleOptions {
+        strategy_yaml: Some(format!(
+            "  blueGreen:\n    testListenerArn: TEST_LISTENER\n    validation: {validation}\n    keepOldFor: 1s\n"
+        )),
+        ..SampleOptions::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn blue_green_with_a_bake_gate_cuts_over_at_once() {
+    let env = start(blue_green("{ bake: 1s }")).await;
+    let digest = fixture::new_digest("bg");
+    env.push("v2", &digest).await;
+    let execution = env.started_execution().await;
+    env.wait_action("testTraffic", 1).await;
+    // The test listener sends everything to the new task set; production is untouched.
+    let test_weights = kanaria::aws::elb::read_weights(
+        &env.local.ctx().clients.elb,
+        &kanaria::policy::TrafficRoute::Listener(env.sample.test_listener_arn.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(Env::weight_of(&test_weights, &env.sample.target_groups[1]), 100, "{test_weights:?}");
+
+    env.assert_promoted(&execution, &digest).await;
+    let shifted: Vec<u64> = env
+        .local
+        .shared
+        .invocations()
+        .into_iter()
+        .filter(|i| i.function == Function::RolloutStep && i.input["action"] == "shift")
+        .filter_map(|i| i.result.ok().and_then(|o| o["weight"].as_u64()))
+        .collect();
+    assert_eq!(shifted, vec![100], "one cutover");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn blue_green_hook_decides_pass_and_fail() {
+    let hook = format!("arn:aws:lambda:us-east-1:{}:function:kanaria-hook-smoke", kanaria_local::ACCOUNT);
+    let env = start(blue_green(&format!("{{ hook: {hook} }}"))).await;
+    let verdicts = std::sync::Arc::new(std::sync::Mutex::new(vec![false, true])); // first fails, then passes
+    let v = verdicts.clone();
+    env.local.shared.register_function(
+        "kanaria-hook-smoke",
+        std::sync::Arc::new(move |input: serde_json::Value| {
+            let pass = v.lock().unwrap().remove(0);
+            let id = input["rollout"]["id"].as_str().unwrap_or_default().to_string();
+            serde_json::json!({"pass": pass, "reason": if pass { format!("smoke tests passed for {id}") } else { "GET /healthz on the test listener returned 503".to_string() }})
+        }),
+    );
+
+    let bad = fixture::new_digest("hook-bad");
+    env.push("v2", &bad).await;
+    let first = env.started_execution().await;
+    env.assert_rolled_back(&first, "the validation hook failed the release: GET /healthz on the test listener returned 503").await;
+    assert_eq!(env.action_count("shift"), 0, "production traffic never moved");
+
+    let good = fixture::new_digest("hook-good");
+    env.push("v3", &good).await;
+    env.wait_invocations(Function::OnImagePush, 2).await;
+    let out = env.results_of(Function::OnImagePush).pop().unwrap().unwrap();
+    let second = out["rollouts"][0]["execution"].as_str().unwrap().to_string();
+    env.assert_promoted(&second, &good).await;
+    assert!(verdicts.lock().unwrap().is_empty(), "the hook was asked twice");
+}
