@@ -292,3 +292,45 @@ async fn blue_green_hook_decides_pass_and_fail() {
     env.assert_promoted(&second, &good).await;
     assert!(verdicts.lock().unwrap().is_empty(), "the hook was asked twice");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_queue_a_newer_push_waits_for_the_rollout_in_flight_then_starts() {
+    let env = start(SampleOptions {
+        steps: vec![(10, 2), (50, 1)],
+        extra_policy_yaml: "onNewerPush: queue\n".into(),
+        ..SampleOptions::default()
+    })
+    .await;
+    let first_digest = fixture::new_digest("first");
+    env.push("v2", &first_digest).await;
+    let first = env.started_execution().await;
+    env.wait_action("shift", 1).await;
+
+    let second_digest = fixture::new_digest("second");
+    env.push("v3", &second_digest).await;
+    env.wait_invocations(Function::OnImagePush, 2).await;
+    let out = env.results_of(Function::OnImagePush).pop().unwrap().unwrap();
+    assert_eq!(out["rollouts"][0]["outcome"], "queued", "{out}");
+
+    // The first rollout goes on undisturbed, then the queued push starts by itself.
+    let (status, error, cause) = env.wait_for_end(&first, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(status, "SUCCEEDED", "{error}: {cause}");
+    let sfn = aws_sdk_sfn::Client::new(&env.local.config);
+    let mut second = None;
+    env.local
+        .shared
+        .wait_for_invocations("the queued rollout to start", Duration::from_secs(60), |inv| {
+            inv.iter().filter(|i| i.function == Function::RolloutStep && i.input["action"] == "createGreen" && i.result.is_ok()).count()
+                >= 2
+        })
+        .await
+        .unwrap();
+    for (arn, _) in env.executions().await {
+        if arn != first {
+            second = Some(arn);
+        }
+    }
+    let second = second.expect("a second execution started");
+    assert!(sfn.describe_execution().execution_arn(&second).send().await.unwrap().input().unwrap_or_default().contains(&second_digest));
+    env.assert_promoted(&second, &second_digest).await;
+}
