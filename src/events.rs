@@ -20,6 +20,21 @@ pub struct Envelope<D> {
     pub detail: D,
 }
 
+impl<D: serde::de::DeserializeOwned> Envelope<D> {
+    /// Parse an EventBridge event that must come from `source` with `detail_type`. The error
+    /// says what was received instead.
+    pub fn parse(event: serde_json::Value, source: &str, detail_type: &str) -> Result<Self, String> {
+        let envelope: Envelope<D> = serde_json::from_value(event).map_err(|e| format!("not a {detail_type} event: {e}"))?;
+        if envelope.source != source || envelope.detail_type != detail_type {
+            return Err(format!(
+                "not a {detail_type} event: source {:?}, detail-type {:?} (expected {source:?}, {detail_type:?})",
+                envelope.source, envelope.detail_type
+            ));
+        }
+        Ok(envelope)
+    }
+}
+
 /// `detail` of an `ECR Image Action` event.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct EcrImageAction {

@@ -77,6 +77,33 @@ pub struct Rollout {
     pub hook: Option<HookResult>,
 }
 
+impl Rollout {
+    /// A rollout as a push starts it: nothing known about task sets yet.
+    pub fn new(id: String, policy: Policy, image: Image) -> Self {
+        Rollout {
+            id,
+            service: policy.service.clone(),
+            policy,
+            image,
+            task_definition_arn: None,
+            stable: None,
+            green: None,
+            green_created_at: None,
+            checks: 0,
+            step: 0,
+            weight: 0,
+            step_started_at: None,
+            wait_seconds: 0,
+            verdict: None,
+            cause: None,
+            error: None,
+            holds: 0,
+            analysis: None,
+            hook: None,
+        }
+    }
+}
+
 /// A validation hook's answer: `{"pass": true|false, "reason": "..."}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HookResult {

@@ -208,14 +208,7 @@ async fn linear_rollout_promotes_and_rolls_back() {
     env.push("v2", &digest).await;
     let execution = env.started_execution().await;
     env.assert_promoted(&execution, &digest).await;
-    let shifted: Vec<u64> = env
-        .local
-        .shared
-        .invocations()
-        .into_iter()
-        .filter(|i| i.function == Function::RolloutStep && i.input["action"] == "shift")
-        .filter_map(|i| i.result.ok().and_then(|o| o["weight"].as_u64()))
-        .collect();
+    let shifted = env.shifted_weights();
     assert_eq!(shifted, vec![40, 80, 100]);
 
     let env = start(SampleOptions { strategy_yaml: Some("  linear: { stepPercent: 20, interval: 600s }\n".into()), ..linear }).await;
@@ -252,14 +245,7 @@ async fn blue_green_with_a_bake_gate_cuts_over_at_once() {
     assert_eq!(Env::weight_of(&test_weights, &env.sample.target_groups[1]), 100, "{test_weights:?}");
 
     env.assert_promoted(&execution, &digest).await;
-    let shifted: Vec<u64> = env
-        .local
-        .shared
-        .invocations()
-        .into_iter()
-        .filter(|i| i.function == Function::RolloutStep && i.input["action"] == "shift")
-        .filter_map(|i| i.result.ok().and_then(|o| o["weight"].as_u64()))
-        .collect();
+    let shifted = env.shifted_weights();
     assert_eq!(shifted, vec![100], "one cutover");
 }
 

@@ -76,14 +76,7 @@ async fn a_canary_ends_with_all_traffic_on_the_new_primary_task_set() {
     assert_eq!(env.store().last(&env.sample.policy.service.key()).await.unwrap().unwrap().outcome, "SUCCEEDED");
 
     // Every step crossed the traffic weights of the policy, in order, each read back.
-    let shifted: Vec<u64> = env
-        .local
-        .shared
-        .invocations()
-        .into_iter()
-        .filter(|i| i.function == Function::RolloutStep && i.input["action"] == "shift")
-        .filter_map(|i| i.result.ok().and_then(|o| o["weight"].as_u64()))
-        .collect();
+    let shifted = env.shifted_weights();
     assert_eq!(shifted, vec![10, 50]);
 
     // The next release goes the other way: back onto the blue target group.

@@ -204,6 +204,24 @@ fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(e: &E)
     matches!(e.code(), Some("ConditionalCheckFailedException") | Some("TransactionCanceledException"))
 }
 
+/// A conditional write's result: Some(output) when it was written, None when its condition did
+/// not hold (another writer got there first: not an error).
+fn conditional<T, E, R>(
+    result: Result<T, aws_smithy_runtime_api::client::result::SdkError<E, R>>,
+    operation: &'static str,
+    resource: impl Into<String>,
+) -> Result<Option<T>, AwsError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(out) => Ok(Some(out)),
+        Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(None),
+        Err(e) => Err(AwsError::new("DynamoDB", operation, resource, e)),
+    }
+}
+
 impl<'a> Store<'a> {
     pub fn new(ddb: &'a Client, table: &'a str) -> Self {
         Store { ddb, table }
@@ -243,11 +261,7 @@ impl<'a> Store<'a> {
             tx = tx.transact_items(TransactWriteItem::builder().put(put).build());
         }
         let result = tx.send().await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(false),
-            Err(e) => Err(AwsError::new("DynamoDB", "TransactWriteItems", format!("{} lock of {}", self.table, lock.service), e)),
-        }
+        Ok(conditional(result, "TransactWriteItems", format!("{} lock of {}", self.table, lock.service))?.is_some())
     }
 
     /// Replace a lock whose rollout has ended without releasing it, or that is being rolled back
@@ -321,11 +335,8 @@ impl<'a> Store<'a> {
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
-        match record {
-            Ok(_) => Ok(lock),
-            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(lock),
-            Err(e) => Err(AwsError::new("DynamoDB", "PutItem", format!("{} abort of {rollout_id}", self.table), e)),
-        }
+        conditional(record, "PutItem", format!("{} abort of {rollout_id}", self.table))?;
+        Ok(lock)
     }
 
     /// Why the rollout is being rolled back, if something decided so.
@@ -366,10 +377,9 @@ impl<'a> Store<'a> {
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        match out {
-            Ok(out) => Ok(out.attributes().map(lock_from)),
-            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(None),
-            Err(e) => Err(AwsError::new("DynamoDB", "UpdateItem", format!("{} lock of {service_key}", self.table), e)),
+        match conditional(out, "UpdateItem", format!("{} lock of {service_key}", self.table))? {
+            Some(out) => Ok(out.attributes().map(lock_from)),
+            None => Ok(None),
         }
     }
 
@@ -387,11 +397,7 @@ impl<'a> Store<'a> {
             .expression_attribute_values(":at", n(pushed_at))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(false),
-            Err(e) => Err(AwsError::new("DynamoDB", "UpdateItem", format!("{} lock of {service_key}", self.table), e)),
-        }
+        Ok(conditional(out, "UpdateItem", format!("{} lock of {service_key}", self.table))?.is_some())
     }
 
     pub async fn lock(&self, service_key: &str) -> Result<Option<LockRecord>, AwsError> {
@@ -486,11 +492,7 @@ impl<'a> Store<'a> {
         for (k, v) in values {
             req = req.expression_attribute_values(k, v);
         }
-        match req.send().await {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(false),
-            Err(e) => Err(AwsError::new("DynamoDB", "UpdateItem", format!("{} lock of {service_key}", self.table), e)),
-        }
+        Ok(conditional(req.send().await, "UpdateItem", format!("{} lock of {service_key}", self.table))?.is_some())
     }
 
     /// Release the lock, drop it from the in-flight index and record how the rollout ended
@@ -524,11 +526,8 @@ impl<'a> Store<'a> {
             let put = Put::builder().table_name(self.table).set_item(Some(item)).build().expect("item and table are set");
             tx = tx.transact_items(TransactWriteItem::builder().put(put).build());
         }
-        match tx.send().await {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(()),
-            Err(e) => Err(AwsError::new("DynamoDB", "TransactWriteItems", format!("{} lock of {service_key}", self.table), e)),
-        }
+        conditional(tx.send().await, "TransactWriteItems", format!("{} lock of {service_key}", self.table))?;
+        Ok(())
     }
 
     /// How the most recent rollouts of a service ended, newest first.
@@ -606,10 +605,9 @@ impl<'a> Store<'a> {
             .return_values(ReturnValue::AllOld)
             .send()
             .await;
-        match put {
-            Ok(out) => Ok(out.attributes().is_none_or(|a| a.is_empty())),
-            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(false),
-            Err(e) => Err(AwsError::new("DynamoDB", "PutItem", format!("{} failure of {}", self.table, failure.task_arn), e)),
+        match conditional(put, "PutItem", format!("{} failure of {}", self.table, failure.task_arn))? {
+            Some(out) => Ok(out.attributes().is_none_or(|a| a.is_empty())),
+            None => Ok(false),
         }
     }
 

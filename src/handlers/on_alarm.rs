@@ -25,14 +25,8 @@ pub struct AlarmState {
 }
 
 pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> {
-    let event: Envelope<AlarmStateChange> =
-        serde_json::from_value(event).map_err(|e| HandlerError::invalid_input("not a CloudWatch Alarm State Change event", e))?;
-    if event.source != "aws.cloudwatch" || event.detail_type != "CloudWatch Alarm State Change" {
-        return Err(HandlerError::invalid_input(
-            "not a CloudWatch Alarm State Change event",
-            format!("source {:?}, detail-type {:?}", event.source, event.detail_type),
-        ));
-    }
+    let event = Envelope::<AlarmStateChange>::parse(event, "aws.cloudwatch", "CloudWatch Alarm State Change")
+        .map_err(|e| HandlerError::invalid_input("on-alarm", e))?;
     let alarm = &event.detail;
     if alarm.state.value != "ALARM" {
         return Ok(json!({ "ignored": format!("alarm state {}", alarm.state.value) }));

@@ -47,14 +47,8 @@ pub struct QueuedPush {
 }
 
 pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> {
-    let event: Envelope<EcrImageAction> =
-        serde_json::from_value(event).map_err(|e| HandlerError::invalid_input("not an ECR Image Action event", e))?;
-    if event.source != "aws.ecr" || event.detail_type != "ECR Image Action" {
-        return Err(HandlerError::invalid_input(
-            "not an ECR Image Action event",
-            format!("source {:?}, detail-type {:?}", event.source, event.detail_type),
-        ));
-    }
+    let event = Envelope::<EcrImageAction>::parse(event, "aws.ecr", "ECR Image Action")
+        .map_err(|e| HandlerError::invalid_input("on-image-push", e))?;
     let push = &event.detail;
     if event.account.len() != 12 || !event.account.chars().all(|c| c.is_ascii_digit()) || event.region.is_empty() {
         return Err(HandlerError::invalid_input(
@@ -224,27 +218,7 @@ async fn start_rollout(ctx: &Context, policy: Policy, image: &Image, pushed_at: 
         }
     };
 
-    let rollout = Rollout {
-        id: id.clone(),
-        service: policy.service.clone(),
-        policy,
-        image: image.clone(),
-        task_definition_arn: None,
-        stable: None,
-        green: None,
-        green_created_at: None,
-        checks: 0,
-        step: 0,
-        weight: 0,
-        step_started_at: None,
-        wait_seconds: 0,
-        verdict: None,
-        cause: None,
-        error: None,
-        holds: 0,
-        analysis: None,
-        hook: None,
-    };
+    let rollout = Rollout::new(id.clone(), policy, image.clone());
     let input = serde_json::to_string(&rollout).expect("a rollout serialises");
     match sfn::start_once(&ctx.clients.sfn, &ctx.settings.state_machine_arn, &name, &input).await? {
         sfn::Started::Running(arn) if duplicate => {

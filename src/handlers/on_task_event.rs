@@ -17,14 +17,8 @@ use crate::events::{EcsTaskStateChange, Envelope};
 use crate::rollout::Rollout;
 
 pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> {
-    let event: Envelope<EcsTaskStateChange> =
-        serde_json::from_value(event).map_err(|e| HandlerError::invalid_input("not an ECS Task State Change event", e))?;
-    if event.source != "aws.ecs" || event.detail_type != "ECS Task State Change" {
-        return Err(HandlerError::invalid_input(
-            "not an ECS Task State Change event",
-            format!("source {:?}, detail-type {:?}", event.source, event.detail_type),
-        ));
-    }
+    let event = Envelope::<EcsTaskStateChange>::parse(event, "aws.ecs", "ECS Task State Change")
+        .map_err(|e| HandlerError::invalid_input("on-task-event", e))?;
     let task = &event.detail;
     if task.task_arn.is_empty() || task.cluster_arn.is_empty() {
         return Err(HandlerError::invalid_input("ECS Task State Change event", "detail.taskArn and detail.clusterArn are required"));

@@ -96,27 +96,8 @@ fn weights(a: u32, b: u32) -> Vec<(String, u32)> {
 
 /// A rollout as on-image-push starts it: nothing known about task sets yet.
 fn new_rollout() -> Rollout {
-    Rollout {
-        id: ROLLOUT_ID.into(),
-        service: ServiceRef { cluster: "prod".into(), name: "web".into() },
-        policy: test_policy(),
-        image: Image { repository: "team/web".into(), tag: Some("v1.4.0".into()), digest: DIGEST.into(), uri: image_uri() },
-        task_definition_arn: None,
-        stable: None,
-        green: None,
-        green_created_at: None,
-        checks: 0,
-        step: 0,
-        weight: 0,
-        step_started_at: None,
-        wait_seconds: 0,
-        verdict: None,
-        cause: None,
-        error: None,
-        holds: 0,
-        analysis: None,
-        hook: None,
-    }
+    let image = Image { repository: "team/web".into(), tag: Some("v1.4.0".into()), digest: DIGEST.into(), uri: image_uri() };
+    Rollout::new(ROLLOUT_ID.into(), test_policy(), image)
 }
 
 /// A rollout whose green task set exists (created a minute ago) and is ready.

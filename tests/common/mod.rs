@@ -125,6 +125,17 @@ impl Env {
             .unwrap();
     }
 
+    /// The weights the rollout's Shift states read back, in order.
+    pub fn shifted_weights(&self) -> Vec<u64> {
+        self.local
+            .shared
+            .invocations()
+            .into_iter()
+            .filter(|i| i.function == Function::RolloutStep && i.input["action"] == "shift")
+            .filter_map(|i| i.result.ok().and_then(|o| o["weight"].as_u64()))
+            .collect()
+    }
+
     /// How many times rollout-step ran `action` (successfully or not).
     pub fn action_count(&self, action: &str) -> usize {
         self.local.shared.invocations().iter().filter(|i| i.function == Function::RolloutStep && i.input["action"] == action).count()
