@@ -13,4 +13,5 @@ pub mod events;
 pub mod handlers;
 pub mod policy;
 pub mod rollout;
+pub mod schedule;
 pub mod telemetry;

@@ -49,6 +49,42 @@ pub struct Policy {
     /// What a push of a newer image does while a rollout is in flight.
     #[serde(default)]
     pub on_newer_push: NewerPush,
+    /// When the service counts as crash-looping (otherwise the account defaults apply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_loop: Option<RestartLoop>,
+    /// Time-based capacity changes (EventBridge Scheduler cron in the team's time zone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<Schedule>,
+}
+
+/// A service is in a restart loop when `failures` of its tasks stop for failure reasons
+/// within `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RestartLoop {
+    pub failures: u32,
+    #[schemars(with = "String")]
+    pub window: HumanDuration,
+}
+
+/// One scheduled capacity change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Schedule {
+    /// Unique within the policy; part of the EventBridge Scheduler schedule's name.
+    pub name: String,
+    /// EventBridge cron: `cron(...)` or its six fields, e.g. `0 8 ? * MON-FRI *`.
+    pub cron: String,
+    /// IANA time zone the cron is read in, e.g. `Asia/Tokyo`.
+    pub timezone: String,
+    /// Application Auto Scaling bounds, when the service has a scalable target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_capacity: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_capacity: Option<u32>,
+    /// The service's desired count, when it has no scalable target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_count: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
@@ -458,6 +494,18 @@ impl Policy {
                 bad(&format!("alarms[{i}]"), format!("{alarm:?} is not an alarm name"), "give the CloudWatch alarm's name (not its ARN)");
             }
         }
+        if let Some(r) = &self.restart_loop {
+            if r.failures < 2 {
+                bad(
+                    "restartLoop.failures",
+                    format!("{} would call every single failure a loop", r.failures),
+                    "use 2 or more (3 is a good start)",
+                );
+            }
+            if r.window.0 < Duration::from_secs(60) || r.window.0 > Duration::from_secs(24 * 3600) {
+                bad("restartLoop.window", format!("{} is outside 1m..24h", r.window), "use e.g. 10m");
+            }
+        }
         if let Some(a) = &self.analysis {
             if a.error_rate_ratio < 1.0 {
                 bad(
@@ -509,6 +557,7 @@ impl Policy {
         if self.drain.0 > Duration::from_secs(3600) {
             bad("drain", format!("{} is longer than an hour", self.drain), "drain for at most 1h (the ALB's deregistration delay maximum)");
         }
+        problems.extend(crate::schedule::validate(&self.schedules));
         problems
     }
 }

@@ -163,6 +163,8 @@ pub struct LocalAws {
     pub shared: Arc<Shared>,
     pub simulator: Arc<simulator::Simulator>,
     pub state_machine_arn: String,
+    /// The SQS queue subscribed to the alert topic: every notice sent, as SNS delivers it.
+    pub alert_queue_url: String,
     tasks: Vec<JoinHandle<()>>,
     _moto: Child,
 }
@@ -267,6 +269,8 @@ impl LocalAws {
             table: "kanaria".into(),
             policy_prefix: kanaria::aws::DEFAULT_POLICY_PREFIX.into(),
             state_machine_arn: String::new(),
+            // Notices go to an SNS topic whose SQS subscriber records them (see `notices`).
+            alert_topic_arn: Some(format!("arn:aws:sns:{REGION}:{ACCOUNT}:kanaria-alerts")),
         };
         // Step Functions ARNs are deterministic, so the handlers' settings are complete before
         // anything is created, and the front server can answer from the first call on.
@@ -286,6 +290,7 @@ impl LocalAws {
         let mut tasks = vec![tokio::spawn(server::serve(listener, shared.clone()))];
 
         create_table(&shared.ctx).await?;
+        let alert_queue_url = record_notices(&config).await?;
         let sfn = aws_sdk_sfn::Client::new(&config);
         for sm in &template.state_machines {
             let mut definition =
@@ -324,12 +329,54 @@ impl LocalAws {
         let simulator = Arc::new(simulator::Simulator::new(&config));
         tasks.push(tokio::spawn(simulator.clone().run()));
         info!(%endpoint, moto = %moto_addr, elapsed_ms = started.elapsed().as_millis() as u64, "local AWS ready");
-        Ok(LocalAws { endpoint, config, shared, simulator, state_machine_arn, tasks, _moto: moto })
+        Ok(LocalAws { endpoint, config, shared, simulator, state_machine_arn, alert_queue_url, tasks, _moto: moto })
     }
 
     pub fn ctx(&self) -> &Context {
         &self.shared.ctx
     }
+
+    /// Notices published to the alert topic since the last call: (subject, body).
+    pub async fn notices(&self) -> Result<Vec<(String, String)>> {
+        let sqs = aws_sdk_sqs::Client::new(&self.config);
+        let mut notices = Vec::new();
+        loop {
+            let out = sqs.receive_message().queue_url(&self.alert_queue_url).max_number_of_messages(10).send().await?;
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return Ok(notices);
+            }
+            for m in messages {
+                let envelope: Value = serde_json::from_str(m.body().unwrap_or_default()).unwrap_or(Value::Null);
+                notices.push((
+                    envelope["Subject"].as_str().unwrap_or_default().to_string(),
+                    envelope["Message"].as_str().unwrap_or_default().to_string(),
+                ));
+                if let Some(h) = m.receipt_handle() {
+                    sqs.delete_message().queue_url(&self.alert_queue_url).receipt_handle(h).send().await?;
+                }
+            }
+        }
+    }
+}
+
+/// The alert topic and an SQS queue subscribed to it (the recording notification sink).
+async fn record_notices(config: &SdkConfig) -> Result<String> {
+    let sns = aws_sdk_sns::Client::new(config);
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let topic = sns.create_topic().name("kanaria-alerts").send().await.context("creating the alert topic")?;
+    let queue_url = sqs.create_queue().queue_name("kanaria-alerts-recorded").send().await?.queue_url().unwrap_or_default().to_string();
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await?
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+        .unwrap_or_default();
+    sns.subscribe().topic_arn(topic.topic_arn().unwrap_or_default()).protocol("sqs").endpoint(queue_arn).send().await?;
+    Ok(queue_url)
 }
 
 async fn create_table(ctx: &Context) -> Result<()> {

@@ -4,6 +4,7 @@
 pub mod cloudwatch;
 pub mod ecs;
 pub mod elb;
+pub mod notify;
 pub mod policies;
 pub mod sfn;
 pub mod store;
@@ -14,10 +15,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Clients are cheap handles; building one per invocation would redo config loading and TLS.
 #[derive(Clone, Debug)]
 pub struct Clients {
+    pub autoscaling: aws_sdk_applicationautoscaling::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub ecs: aws_sdk_ecs::Client,
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub scheduler: aws_sdk_scheduler::Client,
     pub sfn: aws_sdk_sfn::Client,
+    pub sns: aws_sdk_sns::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub ssm: aws_sdk_ssm::Client,
 }
@@ -25,10 +29,13 @@ pub struct Clients {
 impl Clients {
     pub fn new(config: &aws_config::SdkConfig) -> Self {
         Clients {
+            autoscaling: aws_sdk_applicationautoscaling::Client::new(config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(config),
             ecs: aws_sdk_ecs::Client::new(config),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(config),
+            scheduler: aws_sdk_scheduler::Client::new(config),
             sfn: aws_sdk_sfn::Client::new(config),
+            sns: aws_sdk_sns::Client::new(config),
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             ssm: aws_sdk_ssm::Client::new(config),
         }
@@ -44,6 +51,8 @@ pub struct Settings {
     pub policy_prefix: String,
     /// The rollout state machine (`KANARIA_STATE_MACHINE_ARN`); only on-image-push needs it.
     pub state_machine_arn: String,
+    /// SNS topic for alerts and notices (`KANARIA_ALERT_TOPIC_ARN`), if any.
+    pub alert_topic_arn: Option<String>,
 }
 
 pub const DEFAULT_TABLE: &str = "kanaria";
@@ -56,6 +65,7 @@ impl Settings {
             table: var("KANARIA_TABLE", DEFAULT_TABLE),
             policy_prefix: normalize_prefix(&var("KANARIA_POLICY_PREFIX", DEFAULT_POLICY_PREFIX)),
             state_machine_arn: var("KANARIA_STATE_MACHINE_ARN", ""),
+            alert_topic_arn: std::env::var("KANARIA_ALERT_TOPIC_ARN").ok().filter(|v| !v.is_empty()),
         }
     }
 }

@@ -378,6 +378,7 @@ async fn context(global: &GlobalArgs) -> anyhow::Result<crate::aws::Context> {
             table: global.table.clone(),
             policy_prefix: normalize_prefix(&global.policy_prefix),
             state_machine_arn: String::new(),
+            alert_topic_arn: None,
         },
     })
 }
