@@ -78,7 +78,23 @@ pub struct EcsTaskStateChange {
     pub stop_code: Option<String>,
     pub containers: Vec<ContainerState>,
     pub version: u64,
+    pub started_at: Option<String>,
     pub stopped_at: Option<String>,
+}
+
+/// `detail` of an `ECS Service Action` event (e.g. SERVICE_TASK_START_IMPAIRED).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct EcsServiceAction {
+    pub event_type: String,
+    pub event_name: String,
+    pub cluster_arn: String,
+    pub created_at: Option<String>,
+}
+
+/// Unix seconds of an RFC 3339 time as ECS and EventBridge write them.
+pub fn unix_seconds(time: &str) -> Option<u64> {
+    humantime::parse_rfc3339_weak(time).ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs())
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -92,6 +108,13 @@ pub struct ContainerState {
 }
 
 impl EcsTaskStateChange {
+    /// Seconds the task ran before it stopped, when it started at all.
+    pub fn ran_seconds(&self) -> Option<u64> {
+        let started = unix_seconds(self.started_at.as_deref()?)?;
+        let stopped = unix_seconds(self.stopped_at.as_deref()?)?;
+        Some(stopped.saturating_sub(started))
+    }
+
     /// Cluster name from the cluster ARN (`arn:aws:ecs:REGION:ACCOUNT:cluster/NAME`).
     pub fn cluster_name(&self) -> &str {
         self.cluster_arn.rsplit('/').next().unwrap_or(&self.cluster_arn)

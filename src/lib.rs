@@ -9,6 +9,7 @@
 pub mod analysis;
 pub mod aws;
 pub mod cli;
+pub mod diagnosis;
 pub mod events;
 pub mod handlers;
 pub mod policy;

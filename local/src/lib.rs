@@ -16,6 +16,7 @@ pub mod bench;
 pub mod bridge;
 pub mod fixture;
 pub mod server;
+pub mod scheduling;
 pub mod simulator;
 pub mod template;
 
@@ -271,6 +272,7 @@ impl LocalAws {
             state_machine_arn: String::new(),
             // Notices go to an SNS topic whose SQS subscriber records them (see `notices`).
             alert_topic_arn: Some(format!("arn:aws:sns:{REGION}:{ACCOUNT}:kanaria-alerts")),
+            scheduler: scheduling::settings(&template),
         };
         // Step Functions ARNs are deterministic, so the handlers' settings are complete before
         // anything is created, and the front server can answer from the first call on.
@@ -290,6 +292,7 @@ impl LocalAws {
         let mut tasks = vec![tokio::spawn(server::serve(listener, shared.clone()))];
 
         create_table(&shared.ctx).await?;
+        scheduling::create_resources(&shared.ctx).await?;
         let alert_queue_url = record_notices(&config).await?;
         let sfn = aws_sdk_sfn::Client::new(&config);
         for sm in &template.state_machines {

@@ -6,6 +6,9 @@ pub mod ecs;
 pub mod elb;
 pub mod notify;
 pub mod policies;
+pub mod scale_log;
+pub mod scaling;
+pub mod scheduler;
 pub mod sfn;
 pub mod store;
 
@@ -17,6 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub struct Clients {
     pub autoscaling: aws_sdk_applicationautoscaling::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
     pub ecs: aws_sdk_ecs::Client,
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
     pub scheduler: aws_sdk_scheduler::Client,
@@ -31,6 +35,7 @@ impl Clients {
         Clients {
             autoscaling: aws_sdk_applicationautoscaling::Client::new(config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(config),
+            logs: aws_sdk_cloudwatchlogs::Client::new(config),
             ecs: aws_sdk_ecs::Client::new(config),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(config),
             scheduler: aws_sdk_scheduler::Client::new(config),
@@ -53,6 +58,8 @@ pub struct Settings {
     pub state_machine_arn: String,
     /// SNS topic for alerts and notices (`KANARIA_ALERT_TOPIC_ARN`), if any.
     pub alert_topic_arn: Option<String>,
+    /// EventBridge Scheduler: kanaria's schedule group and what its schedules invoke.
+    pub scheduler: scheduler::SchedulerSettings,
 }
 
 pub const DEFAULT_TABLE: &str = "kanaria";
@@ -66,6 +73,7 @@ impl Settings {
             policy_prefix: normalize_prefix(&var("KANARIA_POLICY_PREFIX", DEFAULT_POLICY_PREFIX)),
             state_machine_arn: var("KANARIA_STATE_MACHINE_ARN", ""),
             alert_topic_arn: std::env::var("KANARIA_ALERT_TOPIC_ARN").ok().filter(|v| !v.is_empty()),
+            scheduler: scheduler::SchedulerSettings::from_env(),
         }
     }
 }

@@ -8,7 +8,10 @@
 //! - `service#CLUSTER/SERVICE` / `history#ENDED#ID`: how each rollout ended;
 //! - `inflight` / `CLUSTER/SERVICE`: an index of in-flight rollouts and their alarms;
 //! - `rollout#ID` / `failure#TASK_ARN`: a failed task of the rollout's new task set;
-//! - `rollout#ID` / `abort`: why the rollout is being rolled back (the first reason wins).
+//! - `rollout#ID` / `abort`: why the rollout is being rolled back (the first reason wins);
+//! - `loop#CLUSTER/SERVICE` / `stop#TASK_ARN`: a task of the service that stopped for a failure
+//!   (restart-loop detection; expires after the window);
+//! - `episodes` / `CLUSTER/SERVICE#TASK_DEFINITION`: a restart-loop episode (one alert each).
 
 use std::collections::HashMap;
 
@@ -642,4 +645,155 @@ impl<'a> Store<'a> {
         }
         Ok(failures)
     }
+
+    /// Record a task of the service that stopped for a failure (restart-loop detection). Keyed
+    /// by task ARN and kept at the highest `detail.version`: returns true only the first time
+    /// this task is recorded, so duplicates and late deliveries never count twice.
+    pub async fn record_stop(&self, service_key: &str, stop: &StopRecord, expires_at: u64) -> Result<bool, AwsError> {
+        let put = self
+            .ddb
+            .put_item()
+            .table_name(self.table)
+            .item("pk", s(format!("loop#{service_key}")))
+            .item("sk", s(format!("stop#{}", stop.task_arn)))
+            .item("taskArn", s(&stop.task_arn))
+            .item("taskDefinitionArn", s(&stop.task_definition_arn))
+            .item("version", n(stop.version))
+            .item("stoppedAt", n(stop.stopped_at))
+            .item("expiresAt", n(expires_at))
+            .condition_expression("attribute_not_exists(sk) OR version < :v")
+            .expression_attribute_values(":v", n(stop.version))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await;
+        match conditional(put, "PutItem", format!("{} stop of {}", self.table, stop.task_arn))? {
+            Some(out) => Ok(out.attributes().is_none_or(|a| a.is_empty())),
+            None => Ok(false),
+        }
+    }
+
+    /// The service's failed stops at or after `since` (Unix seconds).
+    pub async fn recent_stops(&self, service_key: &str, since: u64) -> Result<Vec<StopRecord>, AwsError> {
+        let mut stops = Vec::new();
+        let mut pages = self
+            .ddb
+            .query()
+            .table_name(self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :stop)")
+            .filter_expression("stoppedAt >= :since")
+            .expression_attribute_values(":pk", s(format!("loop#{service_key}")))
+            .expression_attribute_values(":stop", s("stop#"))
+            .expression_attribute_values(":since", n(since))
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsError::new("DynamoDB", "Query", format!("{} stops of {service_key}", self.table), e))?;
+            for item in page.items() {
+                stops.push(StopRecord {
+                    task_arn: get_s(item, "taskArn").unwrap_or_default(),
+                    task_definition_arn: get_s(item, "taskDefinitionArn").unwrap_or_default(),
+                    version: get_n(item, "version"),
+                    stopped_at: get_n(item, "stoppedAt"),
+                });
+            }
+        }
+        Ok(stops)
+    }
+
+    /// Open a restart-loop episode for the service and task-definition revision. Returns true
+    /// only for the one caller that opens it (the one that sends the alert); an episode that is
+    /// open already, or that recovered after `failed_at`, is left as it is.
+    pub async fn open_episode(&self, episode: &Episode) -> Result<bool, AwsError> {
+        let put = self
+            .ddb
+            .put_item()
+            .table_name(self.table)
+            .item("pk", s("episodes"))
+            .item("sk", s(format!("{}#{}", episode.service, episode.task_definition_arn)))
+            .item("service", s(&episode.service))
+            .item("taskDefinitionArn", s(&episode.task_definition_arn))
+            .item("status", s("OPEN"))
+            .item("openedAt", n(episode.opened_at))
+            .item("windowSeconds", n(episode.window_seconds))
+            .item("summary", s(&episode.summary))
+            .item("expiresAt", n(episode.opened_at + 30 * 24 * 3600))
+            .condition_expression("attribute_not_exists(sk) OR (#status = :recovered AND recoveredAt < :at)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":recovered", s("RECOVERED"))
+            .expression_attribute_values(":at", n(episode.opened_at))
+            .send()
+            .await;
+        Ok(conditional(put, "PutItem", format!("{} episode of {}", self.table, episode.service))?.is_some())
+    }
+
+    /// Every open restart-loop episode.
+    pub async fn open_episodes(&self) -> Result<Vec<Episode>, AwsError> {
+        let mut found = Vec::new();
+        let mut pages = self
+            .ddb
+            .query()
+            .table_name(self.table)
+            .key_condition_expression("pk = :pk")
+            .filter_expression("#status = :open")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pk", s("episodes"))
+            .expression_attribute_values(":open", s("OPEN"))
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsError::new("DynamoDB", "Query", format!("{} episodes", self.table), e))?;
+            for item in page.items() {
+                found.push(Episode {
+                    service: get_s(item, "service").unwrap_or_default(),
+                    task_definition_arn: get_s(item, "taskDefinitionArn").unwrap_or_default(),
+                    opened_at: get_n(item, "openedAt"),
+                    window_seconds: get_n(item, "windowSeconds"),
+                    summary: get_s(item, "summary").unwrap_or_default(),
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    /// Close an open episode. Returns true only for the one caller that closes it (the one that
+    /// sends the "recovered" message).
+    pub async fn close_episode(&self, episode: &Episode, recovered_at: u64) -> Result<bool, AwsError> {
+        let update = self
+            .ddb
+            .update_item()
+            .table_name(self.table)
+            .key("pk", s("episodes"))
+            .key("sk", s(format!("{}#{}", episode.service, episode.task_definition_arn)))
+            .update_expression("SET #status = :recovered, recoveredAt = :at")
+            .condition_expression("#status = :open")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":recovered", s("RECOVERED"))
+            .expression_attribute_values(":open", s("OPEN"))
+            .expression_attribute_values(":at", n(recovered_at))
+            .send()
+            .await;
+        Ok(conditional(update, "UpdateItem", format!("{} episode of {}", self.table, episode.service))?.is_some())
+    }
+}
+
+/// A task of a service that stopped for a failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopRecord {
+    pub task_arn: String,
+    pub task_definition_arn: String,
+    pub version: u64,
+    pub stopped_at: u64,
+}
+
+/// A restart loop of one service and task-definition revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Episode {
+    pub service: String,
+    pub task_definition_arn: String,
+    pub opened_at: u64,
+    pub window_seconds: u64,
+    /// The alert's one-line summary, repeated in the "recovered" message.
+    pub summary: String,
 }

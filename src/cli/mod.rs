@@ -379,6 +379,7 @@ async fn context(global: &GlobalArgs) -> anyhow::Result<crate::aws::Context> {
             policy_prefix: normalize_prefix(&global.policy_prefix),
             state_machine_arn: String::new(),
             alert_topic_arn: None,
+            scheduler: crate::aws::scheduler::SchedulerSettings::default(),
         },
     })
 }

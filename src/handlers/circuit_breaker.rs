@@ -44,6 +44,16 @@ pub async fn trip(ctx: &Context, service_key: &str, rollout_id: &str, cause: &st
     if let Some(token) = &lock.bake_token {
         end_wait(&ctx.clients.sfn, token, "Kanaria.RolledBack", cause).await;
     }
+    // The notice for people (a restart-loop alert for these tasks would say the same thing).
+    let notice = crate::aws::notify::Notice {
+        subject: format!("kanaria: rolled back the rollout of {service_key}"),
+        body: format!(
+            "The rollout of {} to {service_key} was rolled back: all traffic is on the stable task set again.\nWhy: {cause}",
+            lock.image
+        ),
+        attributes: vec![("kind".into(), "rollback".into()), ("service".into(), service_key.to_string())],
+    };
+    crate::aws::notify::send(ctx, &notice).await;
     Ok(outcome)
 }
 

@@ -7,6 +7,7 @@ pub mod manual;
 pub mod on_alarm;
 pub mod on_image_push;
 pub mod on_task_event;
+pub mod restart_loop;
 pub mod rollout_step;
 
 use serde_json::Value;

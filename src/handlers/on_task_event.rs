@@ -5,18 +5,45 @@
 //! least once and out of order). When the policy's threshold is reached, the circuit breaker
 //! rolls back at once, from here.
 //!
+//! Failed stops of any other task of a service feed restart-loop detection
+//! ([`super::restart_loop`]); so do `ECS Service Action` SERVICE_TASK_START_IMPAIRED events, and a
+//! scheduled sweep sends the "recovered" messages.
+//!
 //! Events that are not failures cost no read and no write.
 
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
-use super::{circuit_breaker, HandlerError};
+use super::{circuit_breaker, restart_loop, HandlerError};
 use crate::aws::store::Store;
 use crate::aws::{now_unix, Context};
-use crate::events::{EcsTaskStateChange, Envelope};
+use crate::events::{unix_seconds, EcsServiceAction, EcsTaskStateChange, Envelope};
 use crate::rollout::Rollout;
 
 pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> {
+    match event.get("detail-type").and_then(Value::as_str) {
+        Some("ECS Service Action") => service_action(ctx, event).await,
+        Some("Scheduled Event") => restart_loop::sweep(ctx).await,
+        _ => task_state_change(ctx, event).await,
+    }
+}
+
+async fn service_action(ctx: &Context, event: Value) -> Result<Value, HandlerError> {
+    let resources: Vec<String> = event.get("resources").and_then(|r| serde_json::from_value(r.clone()).ok()).unwrap_or_default();
+    let event = Envelope::<EcsServiceAction>::parse(event, "aws.ecs", "ECS Service Action")
+        .map_err(|e| HandlerError::invalid_input("on-task-event", e))?;
+    if event.detail.event_name != "SERVICE_TASK_START_IMPAIRED" {
+        return Ok(json!({ "ignored": event.detail.event_name }));
+    }
+    let service_arn = resources
+        .iter()
+        .find(|r| r.contains(":service/"))
+        .ok_or_else(|| HandlerError::invalid_input("ECS Service Action event", "no service ARN in resources"))?;
+    let at = event.detail.created_at.as_deref().or(event.time.as_deref()).and_then(unix_seconds).unwrap_or_else(now_unix);
+    restart_loop::on_start_impaired(ctx, service_arn, at).await
+}
+
+async fn task_state_change(ctx: &Context, event: Value) -> Result<Value, HandlerError> {
     let event = Envelope::<EcsTaskStateChange>::parse(event, "aws.ecs", "ECS Task State Change")
         .map_err(|e| HandlerError::invalid_input("on-task-event", e))?;
     let task = &event.detail;
@@ -31,12 +58,11 @@ pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> 
     };
     let service_key = format!("{}/{service}", task.cluster_name());
     let store = Store::new(&ctx.clients.dynamodb, &ctx.settings.table);
-    let Some(lock) = store.lock(&service_key).await? else {
-        return Ok(json!({ "ignored": "no rollout in flight" }));
+    let lock = store.lock(&service_key).await?;
+    let Some(lock) = lock.filter(|l| l.green_task_set_id.is_some() && l.green_task_set_id.as_deref() == task.started_by.as_deref()) else {
+        // Not a task of a rollout's new task set: restart-loop detection's business.
+        return restart_loop::on_failed_stop(ctx, &event.region, &service_key, task, &failure).await;
     };
-    if lock.green_task_set_id.is_none() || lock.green_task_set_id.as_deref() != task.started_by.as_deref() {
-        return Ok(json!({ "ignored": "not a task of the new task set" }));
-    }
     let first_time = store.record_failure(&lock.rollout_id, &failure, now_unix()).await?;
     if !first_time {
         info!(service = %service_key, task = %failure.task_arn, version = failure.version, "repeated delivery of a failed task; counted once");

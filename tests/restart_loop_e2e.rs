@@ -1,0 +1,232 @@
+//! Restart-loop alerts end to end: realistic ECS event sequences through EventBridge into the
+//! handler, DynamoDB in moto, and the alert topic's recorded notices.
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use common::{start, Env};
+use kanaria::handlers::Function;
+use kanaria_local::fixture::{self, SampleOptions};
+use serde_json::json;
+
+const PULL_TIMEOUT: &str = "CannotPullContainerError: pull image manifest has been retried 5 time(s): failed to resolve ref 123456789012.dkr.ecr.us-east-1.amazonaws.com/demo/web:v1: failed to do request: Head \"https://123456789012.dkr.ecr.us-east-1.amazonaws.com/v2/demo/web/manifests/v1\": dial tcp 10.0.12.7:443: i/o timeout";
+
+fn at(seconds_ago: u64) -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now() - Duration::from_secs(seconds_ago)).to_string()
+}
+
+fn task_arn(env: &Env, n: u32) -> String {
+    format!("arn:aws:ecs:us-east-1:{}:task/{}/{:032x}", kanaria_local::ACCOUNT, env.sample.options.cluster, 0xabc000 + n)
+}
+
+/// A STOPPED event of a task of the service's (stable) task set.
+fn stopped(env: &Env, n: u32, version: u64, seconds_ago: u64, stop_code: &str, reason: &str, exit: Option<i64>) -> serde_json::Value {
+    let mut container = json!({"name": "web", "lastStatus": "STOPPED", "image": env.sample.initial_image});
+    if let Some(code) = exit {
+        container["exitCode"] = code.into();
+    }
+    if stop_code == "TaskFailedToStart" {
+        container["reason"] = reason.into();
+    }
+    json!({
+        "version": "0", "detail-type": "ECS Task State Change", "source": "aws.ecs", "time": at(seconds_ago),
+        "detail": {
+            "clusterArn": format!("arn:aws:ecs:us-east-1:{}:cluster/{}", kanaria_local::ACCOUNT, env.sample.options.cluster),
+            "taskArn": task_arn(env, n),
+            "taskDefinitionArn": format!("arn:aws:ecs:us-east-1:{}:task-definition/web:1", kanaria_local::ACCOUNT),
+            "group": "service:web", "startedBy": env.sample.initial_task_set, "launchType": "FARGATE",
+            "lastStatus": "STOPPED", "desiredStatus": "STOPPED", "stopCode": stop_code, "stoppedReason": reason,
+            "containers": [container], "version": version,
+            "createdAt": at(seconds_ago + 40), "stoppedAt": at(seconds_ago)
+        }
+    })
+}
+
+async fn deliver(env: &Env, events: &[serde_json::Value]) {
+    for e in events {
+        fixture::put_event(&env.local.config, e).await.unwrap();
+    }
+}
+
+async fn loop_alerts(env: &Env) -> Vec<(String, String)> {
+    env.local.notices().await.unwrap().into_iter().filter(|(subject, _)| subject.contains("restart loop")).collect()
+}
+
+async fn sweep(env: &Env) -> serde_json::Value {
+    let event = json!({"version": "0", "source": "aws.events", "detail-type": "Scheduled Event", "account": kanaria_local::ACCOUNT, "region": "us-east-1", "detail": {}});
+    env.local.shared.invoke(Function::OnTaskEvent, event).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cannot_pull_loop_alerts_once_with_the_network_diagnosis() {
+    let env = start(SampleOptions::default()).await;
+    let events: Vec<_> = (0..4).map(|n| stopped(&env, n, 2, 240 - 60 * n as u64, "TaskFailedToStart", PULL_TIMEOUT, None)).collect();
+    deliver(&env, &events).await;
+    env.wait_invocations(Function::OnTaskEvent, 4).await;
+
+    let alerts = loop_alerts(&env).await;
+    assert_eq!(alerts.len(), 1, "one alert per episode: {alerts:?}");
+    let (subject, body) = &alerts[0];
+    assert!(subject.contains("demo/web") && subject.contains("cannot reach ECR"), "{subject}");
+    for expected in [
+        "tasks stopped for failures within 10m",
+        "web:1",
+        "demo/web:v1",
+        "Diagnosis (ecr-network)",
+        "com.amazonaws.REGION.ecr.dkr",
+        "assignPublicIp ENABLED",
+        "i/o timeout",
+        "https://us-east-1.console.aws.amazon.com/ecs/v2/clusters/demo/tasks/",
+    ] {
+        assert!(body.contains(expected), "alert lacks {expected:?}:\n{body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_duplicate_and_out_of_order_deliveries_still_alert_once() {
+    let env = start(SampleOptions::default()).await;
+    // Four crashing tasks; each STOPPED delivered many times with versions out of order.
+    let mut events = Vec::new();
+    for i in 0..50u32 {
+        let n = (i * 7) % 4;
+        let version = 2 + ((i * 3) % 3) as u64;
+        events.push(stopped(
+            &env,
+            n,
+            version,
+            200 - 30 * n as u64,
+            "EssentialContainerExited",
+            "Essential container in task exited",
+            Some(1),
+        ));
+    }
+    deliver(&env, &events).await;
+    env.wait_invocations(Function::OnTaskEvent, 50).await;
+    let alerts = loop_alerts(&env).await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(alerts[0].1.contains("Diagnosis (crash-on-start)") || alerts[0].1.contains("Diagnosis (app-exited)"), "{}", alerts[0].1);
+    let errors: Vec<_> = env.results_of(Function::OnTaskEvent).into_iter().filter(|r| r.is_err()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rolling_deployments_normal_stops_give_no_alert_and_cost_no_write() {
+    let env = start(SampleOptions::default()).await;
+    let mut events = Vec::new();
+    for n in 0..6 {
+        events.push(stopped(
+            &env,
+            n,
+            3,
+            100 - n as u64,
+            "ServiceSchedulerInitiated",
+            "Scaling activity initiated by (deployment ecs-svc/1234567890123456789)",
+            Some(0),
+        ));
+    }
+    events.push(stopped(&env, 10, 3, 50, "UserInitiated", "Task stopped by user", Some(143)));
+    events.push(stopped(&env, 11, 3, 40, "SpotInterruption", "Your Spot Task was interrupted.", Some(143)));
+    events.push(stopped(&env, 12, 3, 30, "EssentialContainerExited", "Essential container in task exited", Some(0)));
+    deliver(&env, &events).await;
+    env.wait_invocations(Function::OnTaskEvent, events.len()).await;
+
+    assert!(loop_alerts(&env).await.is_empty());
+    let items = env.local.ctx().clients.dynamodb.scan().table_name(&env.local.ctx().settings.table).send().await.unwrap();
+    let loop_items: Vec<_> = items
+        .items()
+        .iter()
+        .filter(|i| i.get("pk").and_then(|v| v.as_s().ok()).is_some_and(|pk| pk.starts_with("loop#") || pk == "episodes"))
+        .collect();
+    assert!(loop_items.is_empty(), "normal stops wrote {loop_items:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn recovery_sends_one_recovered_message() {
+    let env = start(SampleOptions::default()).await;
+    // A loop that ended half an hour ago.
+    let events: Vec<_> = (0..3).map(|n| stopped(&env, n, 2, 1800 - 60 * n as u64, "TaskFailedToStart", PULL_TIMEOUT, None)).collect();
+    deliver(&env, &events).await;
+    env.wait_invocations(Function::OnTaskEvent, 3).await;
+    assert_eq!(loop_alerts(&env).await.len(), 1);
+
+    // The service runs its desired count now (the simulator started its tasks).
+    let ecs = &env.local.ctx().clients.ecs;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while kanaria::aws::ecs::running_tasks_of(ecs, &env.sample.options.cluster, &env.sample.initial_task_set).await.unwrap() < 2 {
+        assert!(std::time::Instant::now() < deadline, "the sample service's tasks did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(sweep(&env).await["recovered"], json!(["demo/web"]));
+    let notices = env.local.notices().await.unwrap();
+    let recovered: Vec<_> = notices.iter().filter(|(s, _)| s.contains("recovered")).collect();
+    assert_eq!(recovered.len(), 1, "{notices:?}");
+    assert!(recovered[0].1.contains("2 of 2 tasks running"), "{}", recovered[0].1);
+    assert_eq!(sweep(&env).await["recovered"], json!([]), "recovered once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_loop_still_failing_is_not_called_recovered() {
+    let env = start(SampleOptions::default()).await;
+    let events: Vec<_> = (0..3).map(|n| stopped(&env, n, 2, 700 - 60 * n as u64, "TaskFailedToStart", PULL_TIMEOUT, None)).collect();
+    deliver(&env, &events).await;
+    // And one more failure a minute ago: inside the window.
+    deliver(&env, &[stopped(&env, 9, 2, 60, "TaskFailedToStart", PULL_TIMEOUT, None)]).await;
+    env.wait_invocations(Function::OnTaskEvent, 4).await;
+    assert_eq!(loop_alerts(&env).await.len(), 1);
+    assert_eq!(sweep(&env).await["recovered"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_service_with_the_opt_out_tag_gives_no_alert() {
+    let env = start(SampleOptions::default()).await;
+    let service_arn =
+        format!("arn:aws:ecs:us-east-1:{}:service/{}/{}", kanaria_local::ACCOUNT, env.sample.options.cluster, env.sample.options.service);
+    env.local
+        .ctx()
+        .clients
+        .ecs
+        .tag_resource()
+        .resource_arn(&service_arn)
+        .tags(aws_sdk_ecs::types::Tag::builder().key(kanaria::handlers::restart_loop::OPT_OUT_TAG).value("off").build())
+        .send()
+        .await
+        .unwrap();
+    let events: Vec<_> = (0..4).map(|n| stopped(&env, n, 2, 240 - 60 * n as u64, "TaskFailedToStart", PULL_TIMEOUT, None)).collect();
+    deliver(&env, &events).await;
+    env.wait_invocations(Function::OnTaskEvent, 4).await;
+    assert!(loop_alerts(&env).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn start_impaired_alerts_once() {
+    let env = start(SampleOptions::default()).await;
+    let service_arn =
+        format!("arn:aws:ecs:us-east-1:{}:service/{}/{}", kanaria_local::ACCOUNT, env.sample.options.cluster, env.sample.options.service);
+    let event = json!({
+        "version": "0", "detail-type": "ECS Service Action", "source": "aws.ecs", "time": at(5), "resources": [service_arn],
+        "detail": {"eventType": "WARN", "eventName": "SERVICE_TASK_START_IMPAIRED", "clusterArn": format!("arn:aws:ecs:us-east-1:{}:cluster/demo", kanaria_local::ACCOUNT), "createdAt": at(5)}
+    });
+    // Straight to the handler (PutEvents drops `resources` unless given; the rule is in template.yaml).
+    for _ in 0..3 {
+        env.local.shared.invoke(Function::OnTaskEvent, event.clone()).await.unwrap();
+    }
+    let alerts: Vec<_> =
+        env.local.notices().await.unwrap().into_iter().filter(|(s, _)| s.contains("SERVICE_TASK_START_IMPAIRED")).collect();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(alerts[0].1.contains("task-definition/web:1"), "{}", alerts[0].1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failures_of_a_rollouts_new_tasks_say_rolled_back_instead_of_a_loop_alert() {
+    let env = start(SampleOptions { steps: vec![(10, 600)], ..SampleOptions::default() }).await;
+    let digest = fixture::new_digest("loop-vs-breaker");
+    env.local.simulator.crash_images(&digest, 1, Duration::from_secs(1));
+    env.push("v2", &digest).await;
+    let execution = env.started_execution().await;
+    env.assert_rolled_back(&execution, "exit 1").await;
+
+    let notices = env.local.notices().await.unwrap();
+    assert!(notices.iter().any(|(s, b)| s.contains("rolled back the rollout of demo/web") && b.contains("exit 1")), "{notices:?}");
+    assert!(!notices.iter().any(|(s, _)| s.contains("restart loop")), "{notices:?}");
+}
