@@ -209,3 +209,90 @@ async fn wait_execution_end(local: &LocalAws, arn: &str, timeout: Duration) -> R
     .await?;
     Ok(status)
 }
+
+#[derive(Debug, Clone)]
+pub struct EventStream {
+    pub events: usize,
+    pub irrelevant: usize,
+    pub cpu_ms_per_event: f64,
+    pub wall_ms_per_event: f64,
+    pub writes_per_event: f64,
+    pub writes_for_irrelevant: u64,
+}
+
+/// This process's CPU time (user + system), from /proc/self/stat.
+fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// `total` ECS Task State Change events through on-task-event, most of them irrelevant
+/// (RUNNING, PENDING, scale-in, deployments), the rest failures of 200 tasks of 10 services
+/// delivered several times each. Reports CPU time and DynamoDB write requests per event.
+pub async fn task_event_stream(total: usize) -> Result<EventStream> {
+    use kanaria::aws::store::WRITE_REQUESTS;
+    use std::sync::atomic::Ordering;
+    let local = LocalAws::start(Options::default()).await?;
+    local.ctx().clients.ecs.create_cluster().cluster_name("demo").send().await?;
+    let cluster_arn = format!("arn:aws:ecs:{}:{}:cluster/demo", crate::REGION, crate::ACCOUNT);
+    let event = |n: usize| {
+        let kind = n % 10;
+        let service = format!("svc-{}", n % 10);
+        let (status, stop_code, reason, exit, task) = match kind {
+            0 => (
+                "STOPPED",
+                "TaskFailedToStart",
+                "CannotPullContainerError: pull image manifest has been retried 5 time(s): dial tcp 10.0.0.1:443: i/o timeout",
+                None,
+                n % 200,
+            ),
+            1..=3 => ("RUNNING", "", "", None, n),
+            4 | 5 => ("PENDING", "", "", None, n),
+            6 | 7 => ("STOPPED", "ServiceSchedulerInitiated", "Scaling activity initiated by (deployment ecs-svc/1234)", Some(0), n),
+            _ => ("STOPPED", "EssentialContainerExited", "Essential container in task exited", Some(0), n),
+        };
+        let mut container = json!({"name": "app", "lastStatus": status});
+        if let Some(code) = exit {
+            container["exitCode"] = code.into();
+        }
+        let mut detail = json!({"clusterArn": cluster_arn, "taskArn": format!("arn:aws:ecs:{}:{}:task/demo/{task:032x}", crate::REGION, crate::ACCOUNT),
+            "taskDefinitionArn": format!("arn:aws:ecs:{}:{}:task-definition/{service}:1", crate::REGION, crate::ACCOUNT),
+            "group": format!("service:{service}"), "startedBy": "ecs-svc/1", "lastStatus": status, "containers": [container], "version": 2 + (n % 3) as u64});
+        if status == "STOPPED" {
+            detail["stopCode"] = stop_code.into();
+            detail["stoppedReason"] = reason.into();
+        }
+        (
+            kind != 0,
+            json!({"version": "0", "source": "aws.ecs", "detail-type": "ECS Task State Change", "account": crate::ACCOUNT, "region": crate::REGION, "detail": detail}),
+        )
+    };
+    // Irrelevant events first, on their own, to show they cost no write.
+    let writes_before = WRITE_REQUESTS.load(Ordering::Relaxed);
+    let (irrelevant, relevant): (Vec<_>, Vec<_>) = (0..total).map(event).partition(|(irrelevant, _)| *irrelevant);
+    let cpu0 = process_cpu_seconds();
+    let t0 = Instant::now();
+    for (_, e) in &irrelevant {
+        local.shared.invoke(Function::OnTaskEvent, e.clone()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let writes_for_irrelevant = WRITE_REQUESTS.load(Ordering::Relaxed) - writes_before;
+    for (_, e) in &relevant {
+        local.shared.invoke(Function::OnTaskEvent, e.clone()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = process_cpu_seconds() - cpu0;
+    let writes = WRITE_REQUESTS.load(Ordering::Relaxed) - writes_before;
+    Ok(EventStream {
+        events: total,
+        irrelevant: irrelevant.len(),
+        cpu_ms_per_event: cpu * 1000.0 / total as f64,
+        wall_ms_per_event: wall * 1000.0 / total as f64,
+        writes_per_event: writes as f64 / total as f64,
+        writes_for_irrelevant,
+    })
+}

@@ -94,6 +94,15 @@ async fn bench(runs: usize) -> Result<()> {
     println!("time to roll back: threshold-reaching event reaches its handler → listener read back at 100% stable");
     line("from an ECS Task State Change", &times.task_event_ms);
     line("from a CloudWatch Alarm State Change", &times.alarm_event_ms);
+    let stream = kanaria_local::bench::task_event_stream(10_000).await?;
+    println!(
+        "\non-task-event over {} mixed ECS Task State Change events ({} irrelevant: RUNNING, PENDING, scale-in, deployments)",
+        stream.events, stream.irrelevant
+    );
+    println!("  CPU time per event (this process: handler + SDK)   {:.3} ms", stream.cpu_ms_per_event);
+    println!("  wall time per event (moto round trips included)     {:.3} ms", stream.wall_ms_per_event);
+    println!("  DynamoDB write requests per event                   {:.3}", stream.writes_per_event);
+    println!("  DynamoDB write requests for the irrelevant events   {}", stream.writes_for_irrelevant);
     println!("\nstate transitions per rollout (3-step canary, no failures), from the execution history");
     for bake in [2, 8] {
         let t = transitions_per_rollout(vec![(10, bake), (50, bake), (100, bake)]).await?;

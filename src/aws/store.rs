@@ -207,6 +207,10 @@ fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(e: &E)
     matches!(e.code(), Some("ConditionalCheckFailedException") | Some("TransactionCanceledException"))
 }
 
+/// DynamoDB write requests this process has made (every write here is conditional and goes
+/// through [`conditional`]); benchmarks read it.
+pub static WRITE_REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// A conditional write's result: Some(output) when it was written, None when its condition did
 /// not hold (another writer got there first: not an error).
 fn conditional<T, E, R>(
@@ -218,6 +222,7 @@ where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
+    WRITE_REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     match result {
         Ok(out) => Ok(Some(out)),
         Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(None),
@@ -323,11 +328,10 @@ impl<'a> Store<'a> {
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        let lock = match update {
-            Ok(out) => out.attributes().map(lock_from),
-            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => return Ok(None),
-            Err(e) => return Err(AwsError::new("DynamoDB", "UpdateItem", format!("{} lock of {service_key}", self.table), e)),
+        let Some(lock) = conditional(update, "UpdateItem", format!("{} lock of {service_key}", self.table))? else {
+            return Ok(None);
         };
+        let lock = lock.attributes().map(lock_from);
         let record = self
             .ddb
             .put_item()
