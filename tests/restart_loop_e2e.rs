@@ -230,3 +230,79 @@ async fn failures_of_a_rollouts_new_tasks_say_rolled_back_instead_of_a_loop_aler
     assert!(notices.iter().any(|(s, b)| s.contains("rolled back the rollout of demo/web") && b.contains("exit 1")), "{notices:?}");
     assert!(!notices.iter().any(|(s, _)| s.contains("restart loop")), "{notices:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crash_right_after_start_alert_carries_the_last_log_lines() {
+    let env = start(SampleOptions::default()).await;
+    let clients = &env.local.ctx().clients;
+    // A revision that logs to CloudWatch Logs (awslogs), and what its crashing task wrote.
+    let mut options = std::collections::HashMap::new();
+    options.insert("awslogs-group".to_string(), "/ecs/web".to_string());
+    options.insert("awslogs-region".to_string(), "us-east-1".to_string());
+    options.insert("awslogs-stream-prefix".to_string(), "ecs".to_string());
+    let td = clients
+        .ecs
+        .register_task_definition()
+        .family("web")
+        .network_mode(aws_sdk_ecs::types::NetworkMode::Awsvpc)
+        .requires_compatibilities(aws_sdk_ecs::types::Compatibility::Fargate)
+        .cpu("256")
+        .memory("512")
+        .execution_role_arn(format!("arn:aws:iam::{}:role/web-execution", kanaria_local::ACCOUNT))
+        .container_definitions(
+            aws_sdk_ecs::types::ContainerDefinition::builder()
+                .name("web")
+                .image(&env.sample.initial_image)
+                .memory(512)
+                .essential(true)
+                .log_configuration(
+                    aws_sdk_ecs::types::LogConfiguration::builder()
+                        .log_driver(aws_sdk_ecs::types::LogDriver::Awslogs)
+                        .set_options(Some(options))
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let td_arn = td.task_definition().unwrap().task_definition_arn().unwrap().to_string();
+    clients.logs.create_log_group().log_group_name("/ecs/web").send().await.unwrap();
+    let mut events: Vec<serde_json::Value> = Vec::new();
+    for n in 0..3u32 {
+        let task_id = format!("{:032x}", 0xabc000 + n);
+        let stream = format!("ecs/web/{task_id}");
+        clients.logs.create_log_stream().log_group_name("/ecs/web").log_stream_name(&stream).send().await.unwrap();
+        let now_ms = SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        clients
+            .logs
+            .put_log_events()
+            .log_group_name("/ecs/web")
+            .log_stream_name(&stream)
+            .log_events(aws_sdk_cloudwatchlogs::types::InputLogEvent::builder().timestamp(now_ms - 2).message("listening on :8080").build().unwrap())
+            .log_events(
+                aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                    .timestamp(now_ms - 1)
+                    .message("panic: DATABASE_URL is not set")
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let mut e = stopped(&env, n, 3, 200 - 60 * n as u64, "EssentialContainerExited", "Essential container in task exited", Some(2));
+        e["detail"]["taskDefinitionArn"] = td_arn.clone().into();
+        e["detail"]["startedAt"] = at(200 - 60 * n as u64 + 4).into();
+        events.push(e);
+    }
+    deliver(&env, &events).await;
+    env.wait_invocations(Function::OnTaskEvent, 3).await;
+    let alerts = loop_alerts(&env).await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let body = &alerts[0].1;
+    assert!(body.contains("Diagnosis (crash-on-start)"), "{body}");
+    assert!(body.contains("web exited 2"), "{body}");
+    assert!(body.contains("Last log lines:") && body.contains("panic: DATABASE_URL is not set"), "{body}");
+    assert!(body.contains("log-group/$252Fecs$252Fweb/log-events/ecs$252Fweb$252F"), "{body}");
+}
