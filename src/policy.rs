@@ -817,6 +817,25 @@ strategy:
     }
 
     #[test]
+    fn schedule_problems_are_reported_with_their_paths() {
+        let good = format!(
+            "{EXAMPLE}schedules:\n  - {{ name: peak, cron: \"0 8 ? * MON-FRI *\", timezone: Asia/Tokyo, minCapacity: 4, maxCapacity: 10 }}\n"
+        );
+        let p = parse("good", &good).unwrap();
+        assert_eq!(p.schedules.len(), 1);
+        let bad = format!(
+            "{EXAMPLE}schedules:\n  - {{ name: peak, cron: \"0 8 * * MON-FRI *\", timezone: Asia/Tokio, minCapacity: 5, maxCapacity: 2 }}\n  - {{ name: peak, cron: \"rate(1 hour)\", timezone: UTC, desiredCount: 1 }}\n"
+        );
+        let err = parse("bad", &bad).unwrap_err();
+        let paths: Vec<&str> = err.problems().iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec!["schedules[0].timezone", "schedules[0].cron", "schedules[0].minCapacity", "schedules[1].name", "schedules[1].cron"]
+        );
+        assert!(err.problems().iter().all(|p| !p.fix.is_empty()));
+    }
+
+    #[test]
     fn committed_schema_is_the_generated_one() {
         let committed: serde_json::Value = serde_json::from_str(include_str!("../policies/policy.schema.json")).unwrap();
         assert!(

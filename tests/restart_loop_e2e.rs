@@ -280,7 +280,13 @@ async fn a_crash_right_after_start_alert_carries_the_last_log_lines() {
             .put_log_events()
             .log_group_name("/ecs/web")
             .log_stream_name(&stream)
-            .log_events(aws_sdk_cloudwatchlogs::types::InputLogEvent::builder().timestamp(now_ms - 2).message("listening on :8080").build().unwrap())
+            .log_events(
+                aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                    .timestamp(now_ms - 2)
+                    .message("listening on :8080")
+                    .build()
+                    .unwrap(),
+            )
             .log_events(
                 aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
                     .timestamp(now_ms - 1)

@@ -14,9 +14,10 @@
 
 pub mod bench;
 pub mod bridge;
+pub mod coldstart;
 pub mod fixture;
-pub mod server;
 pub mod scheduling;
+pub mod server;
 pub mod simulator;
 pub mod template;
 
@@ -47,6 +48,8 @@ pub struct Invocation {
     pub function: Function,
     pub input: Value,
     pub result: Result<Value, HandlerError>,
+    /// How long the handler ran (benchmarks: Lambda GB-seconds).
+    pub duration: Duration,
 }
 
 /// A function hosted for tests (a blue/green validation hook, say): JSON in, JSON out.
@@ -90,11 +93,13 @@ impl Shared {
     }
 
     pub async fn invoke(&self, function: Function, payload: Value) -> Result<Value, HandlerError> {
+        let started = Instant::now();
         let result = function.handle(&self.ctx, payload.clone()).await;
+        let duration = started.elapsed();
         if let Err(e) = &result {
             warn!(function = function.crate_name(), error_type = %e.error_type, error = %e.message, "function error");
         }
-        self.invocations.lock().expect("invocation log").push(Invocation { function, input: payload, result: result.clone() });
+        self.invocations.lock().expect("invocation log").push(Invocation { function, input: payload, result: result.clone(), duration });
         self.generation.send_modify(|g| *g += 1);
         result
     }
@@ -197,6 +202,11 @@ pub async fn sdk_config(endpoint: &str) -> SdkConfig {
         .await
 }
 
+/// The SDK config of the functions' clients: `config` with their app id in the user agent.
+fn function_config(config: &SdkConfig) -> SdkConfig {
+    config.to_builder().app_name(aws_config::AppName::new(server::FUNCTION_APP_NAME).expect("a valid app name")).build()
+}
+
 async fn moto_api(
     client: &hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, http_body_util::Full<bytes::Bytes>>,
     moto: SocketAddr,
@@ -282,7 +292,8 @@ impl LocalAws {
         let functions: HashMap<String, Function> = template.functions.iter().map(|f| (f.logical_id.clone(), f.function)).collect();
         let (generation, _) = watch::channel(0);
         let shared = Arc::new(Shared {
-            ctx: Context { clients: Clients::new(&config), settings },
+            // The handlers' AWS calls carry the functions' app id, so the front server counts them.
+            ctx: Context { clients: Clients::new(&function_config(&config)), settings },
             moto_addr,
             functions,
             extra: Mutex::new(HashMap::new()),
@@ -292,7 +303,7 @@ impl LocalAws {
         let mut tasks = vec![tokio::spawn(server::serve(listener, shared.clone()))];
 
         create_table(&shared.ctx).await?;
-        scheduling::create_resources(&shared.ctx).await?;
+        scheduling::create_resources(&config, &shared.ctx).await?;
         let alert_queue_url = record_notices(&config).await?;
         let sfn = aws_sdk_sfn::Client::new(&config);
         for sm in &template.state_machines {

@@ -33,11 +33,25 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         bake: u64,
     },
-    /// Measure time to roll back and state transitions per rollout on emulated AWS; print them.
+    /// Measure every benchmark of BENCHMARKS.md (release binaries: cold start, memory, size, CPU
+    /// per event; emulated AWS: time to roll back, cost per rollout, writes per event), print
+    /// them, and with --write regenerate BENCHMARKS.md. `scripts/bench` builds what it needs.
     Bench {
         /// Rollbacks to time from each kind of event.
         #[arg(long, default_value_t = 10)]
         runs: usize,
+        /// Cold starts of each release binary.
+        #[arg(long, default_value_t = 25)]
+        starts: usize,
+        /// The release binaries (default: $CARGO_TARGET_DIR/release, else target/release).
+        #[arg(long)]
+        release_dir: Option<std::path::PathBuf>,
+        /// ECS Task State Change events in the event-throughput stream.
+        #[arg(long, default_value_t = 10_000)]
+        stream_events: usize,
+        /// Write the report (Markdown) to this file, e.g. BENCHMARKS.md.
+        #[arg(long)]
+        write: Option<std::path::PathBuf>,
     },
     /// Run the local runtime until interrupted; prints the endpoint to use.
     Serve {
@@ -56,7 +70,7 @@ async fn main() {
     let result = match cli.command {
         Cmd::Demo { fail, bake } => demo(fail, bake).await,
         Cmd::Serve { port, sample } => serve(port, sample).await,
-        Cmd::Bench { runs } => bench(runs).await,
+        Cmd::Bench { runs, starts, release_dir, stream_events, write } => bench(runs, starts, release_dir, stream_events, write).await,
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -82,34 +96,26 @@ async fn serve(port: u16, sample: bool) -> Result<()> {
     Ok(())
 }
 
-async fn bench(runs: usize) -> Result<()> {
-    use kanaria_local::bench::{median, time_to_roll_back, transitions_per_rollout};
-    println!("kanaria benchmarks on emulated AWS (moto); figures, not assertions\n");
-    let times = time_to_roll_back(runs).await?;
-    let line = |what: &str, v: &[f64]| {
-        let max = v.iter().cloned().fold(f64::MIN, f64::max);
-        let min = v.iter().cloned().fold(f64::MAX, f64::min);
-        println!("  {what:<34} median {:>7.1} ms   min {min:>7.1}   max {max:>7.1}   ({} runs)", median(v), v.len());
-    };
-    println!("time to roll back: threshold-reaching event reaches its handler → listener read back at 100% stable");
-    line("from an ECS Task State Change", &times.task_event_ms);
-    line("from a CloudWatch Alarm State Change", &times.alarm_event_ms);
-    let stream = kanaria_local::bench::task_event_stream(10_000).await?;
-    println!(
-        "\non-task-event over {} mixed ECS Task State Change events ({} irrelevant: RUNNING, PENDING, scale-in, deployments)",
-        stream.events, stream.irrelevant
-    );
-    println!("  CPU time per event (this process: handler + SDK)   {:.3} ms", stream.cpu_ms_per_event);
-    println!("  wall time per event (moto round trips included)     {:.3} ms", stream.wall_ms_per_event);
-    println!("  DynamoDB write requests per event                   {:.3}", stream.writes_per_event);
-    println!("  DynamoDB write requests for the irrelevant events   {}", stream.writes_for_irrelevant);
-    println!("\nstate transitions per rollout (3-step canary, no failures), from the execution history");
-    for bake in [2, 8] {
-        let t = transitions_per_rollout(vec![(10, bake), (50, bake), (100, bake)]).await?;
-        println!(
-            "  {} steps, {:>3}s of bake in all: {} transitions, {} rollout-step invocations ({})",
-            t.steps, t.total_bake_seconds, t.transitions, t.rollout_step_invocations, t.status
-        );
+async fn bench(
+    runs: usize,
+    starts: usize,
+    release_dir: Option<std::path::PathBuf>,
+    stream_events: usize,
+    write: Option<std::path::PathBuf>,
+) -> Result<()> {
+    use kanaria_local::bench::{run, BenchOptions};
+    let release_dir = release_dir.unwrap_or_else(|| {
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| kanaria_local::project_root().join("target"))
+            .join("release")
+    });
+    println!("kanaria benchmarks: release binaries from {}, emulated AWS (moto); figures, not assertions\n", release_dir.display());
+    let report = run(BenchOptions { runs, starts, release_dir, stream_events, bakes: [2, 8] }).await?;
+    println!("\n{}", report.text());
+    if let Some(path) = write {
+        std::fs::write(&path, report.markdown()).with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
     }
     Ok(())
 }

@@ -20,6 +20,15 @@ use crate::{Shared, Target};
 
 type Body = Full<Bytes>;
 
+/// The SDK app id (`AWS_SDK_UA_APP_ID`, `app/...` in the user agent) of kanaria's functions'
+/// own AWS clients here: the handlers hosted in-process and the release binaries the benchmarks
+/// start. Requests carrying it are the functions' AWS API calls.
+pub const FUNCTION_APP_NAME: &str = "kanaria-functions";
+
+/// AWS API calls made by kanaria's functions and forwarded to moto (benchmarks: API calls per
+/// rollout). Calls of the local runtime itself (simulator, event bridge, fixtures) are not counted.
+pub static FUNCTION_API_CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     let client: Client<HttpConnector, Body> = Client::builder(TokioExecutor::new()).build_http();
     loop {
@@ -139,6 +148,10 @@ async fn invoke(shared: &Arc<Shared>, target: &str, body: Bytes, asynchronous: b
 
 async fn forward(req: Request<Incoming>, moto: SocketAddr, client: &Client<HttpConnector, Body>) -> Response<Body> {
     let (parts, body) = req.into_parts();
+    let ua = |h: &str| parts.headers.get(h).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains(FUNCTION_APP_NAME));
+    if ua("x-amz-user-agent") || ua("user-agent") {
+        FUNCTION_API_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => return plain(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}")),

@@ -72,8 +72,51 @@ pub fn read(path: &Path) -> Result<Template> {
     parse(&text).with_context(|| format!("in {}", path.display()))
 }
 
+/// `!Sub "...${Param}..."` in an event pattern, with each parameter's `Default` (and the local
+/// account and region for `AWS::AccountId`/`AWS::Region`), as CloudFormation would resolve it.
+fn resolve_subs(value: &Value, defaults: &std::collections::HashMap<String, String>) -> Result<Value> {
+    Ok(match value {
+        Value::Tagged(t) if tag_name(&t.tag) == "Sub" => {
+            let mut text = t.value.as_str().ok_or_else(|| anyhow!("only the one-string form of !Sub is supported locally"))?.to_string();
+            while let Some(start) = text.find("${") {
+                let end = text[start..].find('}').ok_or_else(|| anyhow!("unclosed ${{ in !Sub {text:?}"))? + start;
+                let name = &text[start + 2..end];
+                let value = match name {
+                    "AWS::AccountId" => crate::ACCOUNT.to_string(),
+                    "AWS::Region" => crate::REGION.to_string(),
+                    "AWS::Partition" => "aws".to_string(),
+                    _ => defaults.get(name).cloned().ok_or_else(|| anyhow!("!Sub names {name}, not a parameter with a Default"))?,
+                };
+                text.replace_range(start..=end, &value);
+            }
+            Value::String(text)
+        }
+        Value::Tagged(t) => bail!("unsupported {} in an event pattern", t.tag),
+        Value::Mapping(m) => Value::Mapping(m.iter().map(|(k, v)| Ok((k.clone(), resolve_subs(v, defaults)?))).collect::<Result<_>>()?),
+        Value::Sequence(items) => Value::Sequence(items.iter().map(|v| resolve_subs(v, defaults)).collect::<Result<_>>()?),
+        other => other.clone(),
+    })
+}
+
 pub fn parse(text: &str) -> Result<Template> {
     let doc: Value = serde_yaml_ng::from_str(text)?;
+    let defaults: std::collections::HashMap<String, String> = doc
+        .get("Parameters")
+        .and_then(Value::as_mapping)
+        .map(|params| {
+            params
+                .iter()
+                .filter_map(|(name, p)| {
+                    let default = match p.get("Default")? {
+                        Value::String(s) => s.clone(),
+                        Value::Number(n) => n.to_string(),
+                        _ => return None,
+                    };
+                    Some((name.as_str()?.to_string(), default))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let resources = doc.get("Resources").and_then(Value::as_mapping).ok_or_else(|| anyhow!("no Resources"))?;
     let mut functions = Vec::new();
     let mut state_machines = Vec::new();
@@ -98,7 +141,7 @@ pub fn parse(text: &str) -> Result<Template> {
                                 .get("Properties")
                                 .and_then(|p| p.get("Pattern"))
                                 .ok_or_else(|| anyhow!("event {name:?} of {id} has no Pattern"))?;
-                            let pattern: serde_json::Value = serde_yaml_ng::from_value(pattern.clone())?;
+                            let pattern: serde_json::Value = serde_yaml_ng::from_value(resolve_subs(pattern, &defaults)?)?;
                             rules.push((name.as_str().unwrap_or_default().to_string(), pattern));
                         }
                     }
@@ -135,6 +178,8 @@ mod tests {
         let push = t.functions.iter().find(|f| f.function == Function::OnImagePush).unwrap();
         assert_eq!(push.rules.len(), 1);
         assert_eq!(push.rules[0].1["source"][0], "aws.ecr");
+        let sync = t.functions.iter().find(|f| f.function == Function::PolicySync).unwrap();
+        assert_eq!(sync.rules[0].1["detail"]["name"][0]["prefix"], "/kanaria/policies/", "!Sub resolved with the PolicyPath default");
         let sm = &t.state_machines[0];
         assert!(sm.substitutions.iter().any(|(k, v)| k == "RolloutStepFunctionArn"
             && matches!(v, Substitution::FunctionArn(id) if t.function_by_logical_id(id).map(|f| f.function) == Some(Function::RolloutStep))));

@@ -168,7 +168,9 @@ fn lock_item(lock: &LockRecord) -> HashMap<String, AttributeValue> {
 fn history_item(service_key: &str, rollout_id: &str, last: &LastRollout) -> HashMap<String, AttributeValue> {
     let mut item = HashMap::from([
         ("pk".to_string(), s(service_pk(service_key))),
-        ("sk".to_string(), s(format!("history#{:012}#{rollout_id}", last.ended_at))),
+        // One item per rollout (keyed by its start), so the rollout's own release and a superseding
+        // push that records it write the same entry.
+        ("sk".to_string(), s(format!("history#{:012}#{rollout_id}", last.started_at))),
         ("service".to_string(), s(service_key)),
         ("rolloutId".to_string(), s(rollout_id)),
         ("image".to_string(), s(&last.image)),
@@ -273,13 +275,16 @@ impl<'a> Store<'a> {
     }
 
     /// Replace a lock whose rollout has ended without releasing it, or that is being rolled back
-    /// for a newer push. Conditional on the old holder, so two takers cannot both win.
+    /// for a newer push. Conditional on the old holder (or no holder), so two takers cannot both
+    /// win.
     /// `old_ended` records how the replaced rollout ended (it no longer holds the lock to do so).
     pub async fn take_over(&self, old_rollout_id: &str, lock: &LockRecord, old_ended: Option<&LastRollout>) -> Result<bool, AwsError> {
         let put = Put::builder()
             .table_name(self.table)
             .set_item(Some(lock_item(lock)))
-            .condition_expression("rolloutId = :old")
+            // Still the old rollout's, or already released by it (a superseded rollout's own
+            // rollback may finish first).
+            .condition_expression("attribute_not_exists(pk) OR rolloutId = :old")
             .expression_attribute_values(":old", s(old_rollout_id))
             .build()
             .expect("item and table are set");

@@ -5,6 +5,7 @@
 //! - `kanaria status [CLUSTER/SERVICE]`
 //! - `kanaria history CLUSTER/SERVICE [--limit N]`
 //! - `kanaria abort CLUSTER/SERVICE`, `kanaria promote CLUSTER/SERVICE [--yes]`
+//! - `kanaria schedules CLUSTER/SERVICE [--count N]`
 //!
 //! [`run`] does the work and returns an [`Exit`]; formatting lives in pure functions
 //! ([`policy_cmd`], [`status`], [`history`], [`manual_cmd`]) so it is unit-tested without AWS.
@@ -12,6 +13,7 @@
 pub mod history;
 pub mod manual_cmd;
 pub mod policy_cmd;
+pub mod schedules;
 pub mod status;
 
 use std::io::IsTerminal as _;
@@ -103,6 +105,20 @@ pub enum Command {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+    /// Show the service's capacity schedules: the next fire times in each schedule's time zone
+    /// (with the UTC offset), whether the EventBridge Scheduler schedule is in step, the last run.
+    Schedules {
+        /// The service, as CLUSTER/SERVICE (or the service's ARN).
+        #[arg(value_name = "CLUSTER/SERVICE")]
+        service: String,
+        /// How many fire times to show per schedule.
+        #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=50))]
+        count: u16,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        #[command(flatten)]
+        scheduler: schedules::SchedulerArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -116,10 +132,13 @@ pub enum PolicyCommand {
     },
     /// Print the policy's JSON Schema (for editors).
     Schema,
-    /// Validate a policy and store it in SSM Parameter Store under the policy prefix.
+    /// Validate a policy and store it in SSM Parameter Store under the policy prefix, then bring
+    /// its EventBridge Scheduler schedules in step (when the Scheduler options are given).
     Apply {
         #[arg(value_name = "FILE")]
         file: PathBuf,
+        #[command(flatten)]
+        scheduler: schedules::SchedulerArgs,
     },
 }
 
@@ -187,7 +206,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             }
             Ok(if reports.iter().all(|r| r.valid) { Exit::Success } else { Exit::Invalid })
         }
-        Command::Policy(PolicyCommand::Apply { file }) => {
+        Command::Policy(PolicyCommand::Apply { file, scheduler }) => {
             let report = policy_cmd::validate_file(&file);
             let Some(policy) = report.policy.as_ref() else {
                 eprint!("{}", policy_cmd::format_reports_text(std::slice::from_ref(&report)));
@@ -205,6 +224,44 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 )
             })?;
             emit(&format!("{name}\n"))?;
+            let settings = scheduler.settings();
+            match settings.target() {
+                Ok(_) => {
+                    use crate::handlers::policy_sync::{sync_service, PolicyState};
+                    let key = policy.service.key();
+                    let ctx = crate::aws::Context {
+                        clients,
+                        settings: Settings {
+                            table: global.table.clone(),
+                            policy_prefix: prefix.clone(),
+                            state_machine_arn: String::new(),
+                            alert_topic_arn: None,
+                            scheduler: settings,
+                        },
+                    };
+                    let failed = format!(
+                        "the policy is stored ({name}), but bringing its EventBridge Scheduler schedules in step failed; check \
+                         --schedule-group and that you may list, read, create, update and delete schedules in it and pass the \
+                         Scheduler role"
+                    );
+                    let report = sync_service(&ctx, &key, PolicyState::Valid(policy)).await.map_err(anyhow::Error::new).context(failed)?;
+                    emit(&report.lines().iter().map(|l| format!("schedule {l}\n")).collect::<String>())?;
+                }
+                Err(missing) if !policy.schedules.is_empty() => eprintln!("{}", schedules::not_synced_note(&missing)),
+                Err(_) => {}
+            }
+            Ok(Exit::Success)
+        }
+        Command::Schedules { service, count, output, scheduler } => {
+            let key = status::parse_service_key(&service)?;
+            let clients = clients(&global).await?;
+            let prefix = normalize_prefix(&global.policy_prefix);
+            let now = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now());
+            let report = schedules::gather(&clients, &global.table, &prefix, &key, &scheduler.settings(), count as usize, now).await?;
+            match output {
+                Output::Text => emit(&schedules::format_text(&report))?,
+                Output::Json => emit(&pretty(&schedules::to_json(&report))?)?,
+            }
             Ok(Exit::Success)
         }
         Command::Status { service, output } => {
@@ -485,6 +542,54 @@ mod tests {
             config_overrides(None, Some("ap-northeast-1"), false),
             ConfigOverrides { endpoint_url: None, region: Some("ap-northeast-1".into()), static_test_credentials: false }
         );
+    }
+
+    #[test]
+    fn parses_schedules_and_the_scheduler_options_of_apply() {
+        let cli =
+            Cli::try_parse_from(["kanaria", "schedules", "demo/web", "--count", "5", "--output", "json", "--schedule-group", "g"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Schedules { ref service, count: 5, output: Output::Json, ref scheduler } if service == "demo/web" && scheduler.schedule_group == "g"
+        ));
+        for bad in ["0", "51", "x"] {
+            assert_eq!(
+                Cli::try_parse_from(["kanaria", "schedules", "demo/web", "--count", bad]).unwrap_err().exit_code(),
+                2,
+                "--count {bad}"
+            );
+        }
+        assert_eq!(Cli::try_parse_from(["kanaria", "schedules"]).unwrap_err().exit_code(), 2);
+        let args = [
+            "kanaria",
+            "policy",
+            "apply",
+            "web.yaml",
+            "--scale-function-arn",
+            "arn:f",
+            "--scheduler-role-arn",
+            "arn:r",
+            "--scheduler-dlq-arn",
+            "arn:q",
+        ];
+        match Cli::try_parse_from(args).unwrap().command {
+            Command::Policy(PolicyCommand::Apply { file, scheduler }) => {
+                assert_eq!(file, PathBuf::from("web.yaml"));
+                let target = scheduler.settings().target().unwrap();
+                assert_eq!(
+                    (target.function_arn.as_str(), target.role_arn.as_str(), target.dead_letter_arn.as_str()),
+                    ("arn:f", "arn:r", "arn:q")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn schedules_needs_a_service_before_any_aws_call() {
+        let err = run(Cli::try_parse_from(["kanaria", "schedules", "web"]).unwrap()).await.unwrap_err();
+        assert_eq!(exit_for_error(&err), Exit::Invalid, "{err:#}");
+        assert!(err.to_string().contains("CLUSTER/SERVICE"), "{err}");
     }
 
     #[test]

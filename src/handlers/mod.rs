@@ -7,8 +7,10 @@ pub mod manual;
 pub mod on_alarm;
 pub mod on_image_push;
 pub mod on_task_event;
+pub mod policy_sync;
 pub mod restart_loop;
 pub mod rollout_step;
+pub mod scheduled_scale;
 
 use serde_json::Value;
 
@@ -21,10 +23,19 @@ pub enum Function {
     RolloutStep,
     OnTaskEvent,
     OnAlarm,
+    ScheduledScale,
+    PolicySync,
 }
 
 impl Function {
-    pub const ALL: [Function; 4] = [Function::OnImagePush, Function::RolloutStep, Function::OnTaskEvent, Function::OnAlarm];
+    pub const ALL: [Function; 6] = [
+        Function::OnImagePush,
+        Function::RolloutStep,
+        Function::OnTaskEvent,
+        Function::OnAlarm,
+        Function::ScheduledScale,
+        Function::PolicySync,
+    ];
 
     pub fn crate_name(self) -> &'static str {
         match self {
@@ -32,6 +43,8 @@ impl Function {
             Function::RolloutStep => "rollout-step",
             Function::OnTaskEvent => "on-task-event",
             Function::OnAlarm => "on-alarm",
+            Function::ScheduledScale => "scheduled-scale",
+            Function::PolicySync => "policy-sync",
         }
     }
 
@@ -45,6 +58,8 @@ impl Function {
             Function::RolloutStep => rollout_step::handle(ctx, event).await,
             Function::OnTaskEvent => on_task_event::handle(ctx, event).await,
             Function::OnAlarm => on_alarm::handle(ctx, event).await,
+            Function::ScheduledScale => scheduled_scale::handle(ctx, event).await,
+            Function::PolicySync => policy_sync::handle(ctx, event).await,
         }
     }
 }
