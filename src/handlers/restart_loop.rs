@@ -170,7 +170,8 @@ fn ctx_region(arn: &str) -> String {
     arn.split(':').nth(3).unwrap_or("us-east-1").to_string()
 }
 
-async fn opted_out(ctx: &Context, cluster: &str, service: &str) -> Result<bool, AwsError> {
+/// The service as ECS describes it (with its tags), if it exists.
+async fn describe(ctx: &Context, cluster: &str, service: &str) -> Result<Option<aws_sdk_ecs::types::Service>, AwsError> {
     let out = ctx
         .clients
         .ecs
@@ -181,23 +182,17 @@ async fn opted_out(ctx: &Context, cluster: &str, service: &str) -> Result<bool, 
         .send()
         .await
         .map_err(|e| AwsError::new("ECS", "DescribeServices", format!("{cluster}/{service}"), e))?;
-    Ok(out
-        .services()
-        .first()
+    Ok(out.services().first().cloned())
+}
+
+async fn opted_out(ctx: &Context, cluster: &str, service: &str) -> Result<bool, AwsError> {
+    Ok(describe(ctx, cluster, service)
+        .await?
         .is_some_and(|s| s.tags().iter().any(|t| t.key() == Some(OPT_OUT_TAG) && t.value().is_some_and(|v| v.eq_ignore_ascii_case("off")))))
 }
 
 async fn current_task_definition(ctx: &Context, cluster: &str, service: &str) -> Result<Option<String>, AwsError> {
-    let out = ctx
-        .clients
-        .ecs
-        .describe_services()
-        .cluster(cluster)
-        .services(service)
-        .send()
-        .await
-        .map_err(|e| AwsError::new("ECS", "DescribeServices", format!("{cluster}/{service}"), e))?;
-    let Some(svc) = out.services().first() else { return Ok(None) };
+    let Some(svc) = describe(ctx, cluster, service).await? else { return Ok(None) };
     Ok(svc
         .task_definition()
         .map(str::to_string)
@@ -207,16 +202,7 @@ async fn current_task_definition(ctx: &Context, cluster: &str, service: &str) ->
 /// Running and desired task counts. ECS reports the service's running count; for EXTERNAL
 /// services whose count is not reported, count the task sets' running tasks.
 async fn running_and_desired(ctx: &Context, cluster: &str, service: &str) -> Result<Option<(u32, u32)>, AwsError> {
-    let out = ctx
-        .clients
-        .ecs
-        .describe_services()
-        .cluster(cluster)
-        .services(service)
-        .send()
-        .await
-        .map_err(|e| AwsError::new("ECS", "DescribeServices", format!("{cluster}/{service}"), e))?;
-    let Some(svc) = out.services().first() else { return Ok(None) };
+    let Some(svc) = describe(ctx, cluster, service).await? else { return Ok(None) };
     let desired = svc.desired_count().max(0) as u32;
     let mut running = svc.running_count().max(0) as u32;
     if running < desired {
