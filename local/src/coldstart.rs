@@ -37,6 +37,8 @@ pub struct Mark {
     pub hwm_kb: u64,
     /// The process's CPU time so far (user + system, all threads), in clock ticks.
     pub cpu_ticks: u64,
+    /// The CPU time of its live threads so far, in nanoseconds ([`cpu_ns`]).
+    pub cpu_ns: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,9 +133,9 @@ impl RuntimeApi {
 fn mark(state: &ApiState, kind: MarkKind) {
     let at = Instant::now();
     let pid = *state.pid.lock().expect("pid");
-    let (hwm_kb, cpu_ticks) = pid.map(|p| (peak_rss_kb(p), cpu_ticks(p))).unwrap_or((0, 0));
+    let (hwm_kb, cpu_ticks, cpu_ns) = pid.map(|p| (peak_rss_kb(p), cpu_ticks(p), cpu_ns(p))).unwrap_or((0, 0, 0));
     let mut marks = state.marks.lock().expect("marks");
-    marks.push(Mark { at, kind, hwm_kb, cpu_ticks });
+    marks.push(Mark { at, kind, hwm_kb, cpu_ticks, cpu_ns });
     let n = marks.len();
     drop(marks);
     state.changed.send_replace(n);
@@ -143,7 +145,8 @@ async fn route(req: Request<Incoming>, state: &Arc<ApiState>) -> Response<Full<B
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    let error_type = || serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["errorType"].as_str().map(str::to_string)).unwrap_or_default();
+    let error_type =
+        || serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["errorType"].as_str().map(str::to_string)).unwrap_or_default();
     match (method, path.as_str()) {
         (Method::GET, "/2018-06-01/runtime/invocation/next") => {
             mark(state, MarkKind::Next);
@@ -192,11 +195,7 @@ fn accepted() -> Response<Full<Bytes>> {
 /// `VmHWM` of a process (peak resident set), in KiB.
 pub fn peak_rss_kb(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
 }
 
 /// User + system CPU time of a process (all its threads, live or exited), in clock ticks.
@@ -210,6 +209,17 @@ pub fn cpu_ticks(pid: u32) -> u64 {
 
 /// Clock ticks per second for /proc CPU times (USER_HZ; 100 on Linux).
 pub const TICKS_PER_SECOND: f64 = 100.0;
+
+/// CPU time of a process's live threads, in nanoseconds (`/proc/PID/task/*/schedstat`): finer
+/// than the clock ticks of `/proc/PID/stat`, but a thread that has exited no longer counts.
+pub fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
+        .sum()
+}
 
 /// A function binary and the event it is started with.
 #[derive(Debug, Clone)]
@@ -350,7 +360,12 @@ pub async fn stream_cpu(binary: &Binary, launch: &Launch, phases: Vec<(String, V
     let mut i = 0;
     for (name, events) in &phases {
         let (a, b) = (nexts[i], nexts[i + events.len()]);
-        let cpu_ms = (b.cpu_ticks - a.cpu_ticks) as f64 * 1000.0 / TICKS_PER_SECOND / events.len().max(1) as f64;
+        let ticks_ms = b.cpu_ticks.saturating_sub(a.cpu_ticks) as f64 * 1000.0 / TICKS_PER_SECOND;
+        let ns_ms = b.cpu_ns.saturating_sub(a.cpu_ns) as f64 / 1e6;
+        // Nanoseconds when the threads all lived through the phase (ticks agree within their
+        // resolution); else the coarser ticks, which also count exited threads.
+        let phase_ms = if (ns_ms - ticks_ms).abs() <= 20.0 + 0.05 * ticks_ms { ns_ms } else { ticks_ms };
+        let cpu_ms = phase_ms / events.len().max(1) as f64;
         let wall_ms = b.at.saturating_duration_since(a.at).as_secs_f64() * 1000.0 / events.len().max(1) as f64;
         out.push((name.clone(), events.len(), cpu_ms, wall_ms));
         i += events.len();
@@ -363,9 +378,8 @@ pub async fn stream_cpu(binary: &Binary, launch: &Launch, phases: Vec<(String, V
 /// store costs (rustls-native-certs reads the bundle and every file of the certificate directory
 /// when neither `SSL_CERT_FILE` nor `SSL_CERT_DIR` is set). None when there is no known bundle.
 pub fn one_certificate_pem(scratch: &Path) -> Option<PathBuf> {
-    let bundle = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"]
-        .iter()
-        .find_map(|p| std::fs::read_to_string(p).ok())?;
+    let bundle =
+        ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"].iter().find_map(|p| std::fs::read_to_string(p).ok())?;
     let begin = bundle.find("-----BEGIN CERTIFICATE-----")?;
     let end_marker = "-----END CERTIFICATE-----";
     let end = bundle[begin..].find(end_marker)? + begin + end_marker.len();
@@ -434,13 +448,16 @@ pub fn sample_event(root: &Path, function: &str) -> Result<(Value, String)> {
     Ok(match function {
         HELLO => (json!({"hello": "world"}), "echo".into()),
         "on-image-push" => (file("ecr-push.json")?, "events/ecr-push.json: reads the policies from SSM (none match)".into()),
-        "on-task-event" => (file("ecs-task-stopped.json")?, "events/ecs-task-stopped.json: a failed task recorded in DynamoDB".into()),
+        "on-task-event" => (
+            file("ecs-task-stopped.json")?,
+            "events/ecs-task-stopped.json (exit 1): the service lock read, the stop recorded for the restart-loop count (DynamoDB)".into(),
+        ),
         "on-alarm" => (
             json!({"version": "0", "id": "bench", "source": "aws.cloudwatch", "detail-type": "CloudWatch Alarm State Change",
                    "account": crate::ACCOUNT, "region": crate::REGION, "time": "2025-01-01T00:00:00Z", "resources": [],
                    "detail": {"alarmName": "web-5xx", "state": {"value": "ALARM", "reason": "benchmark"},
                               "previousState": {"value": "OK"}}}),
-            "alarm web-5xx in ALARM: policies read from SSM (none list it)".into(),
+            "alarm web-5xx in ALARM: the in-flight rollouts read from DynamoDB (none lists it)".into(),
         ),
         "rollout-step" => {
             let text = std::fs::read_to_string(root.join("policies/example.yaml"))?;
@@ -455,14 +472,55 @@ pub fn sample_event(root: &Path, function: &str) -> Result<(Value, String)> {
             let rollout = kanaria::rollout::Rollout::new("bench-rollout".into(), policy, image);
             (
                 json!({"action": "bake", "rollout": rollout, "taskToken": "bench-token"}),
-                "a Bake call: conditional write of the task token in DynamoDB (refused: no lock), then a read".into(),
+                "a Bake call of a rollout that holds no lock: a conditional write in DynamoDB (refused), a read, \
+                 then error Kanaria.RolledBack"
+                    .into(),
             )
         }
         "scheduled-scale" => (
             json!({"service": "bench/web", "schedule": "bench", "desiredCount": 2}),
-            "a schedule for a service that does not exist: Application Auto Scaling and ECS reads".into(),
+            "a schedule for a service that does not exist: Application Auto Scaling and ECS reads, a notice, then \
+             error Kanaria.ScheduledScaleFailed"
+                .into(),
         ),
         "policy-sync" => (json!({"syncAll": true}), "{\"syncAll\": true}: policies from SSM, schedules from Scheduler".into()),
         other => (json!({}), format!("`{{}}` (no sample event known for {other})")),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_readings_of_this_process() {
+        let me = std::process::id();
+        assert!(peak_rss_kb(me) > 0);
+        // Burn a little CPU so the counters have something to show.
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_add(i * i);
+        }
+        std::hint::black_box(x);
+        assert!(cpu_ns(me) > 0);
+        assert_eq!(peak_rss_kb(u32::MAX), 0);
+    }
+
+    #[test]
+    fn every_function_has_a_sample_event() {
+        let root = crate::project_root();
+        for f in kanaria::handlers::Function::ALL {
+            let (event, note) = sample_event(&root, f.crate_name()).expect("sample event");
+            assert!(event.is_object(), "{}", f.crate_name());
+            assert!(!note.starts_with('`'), "{} has no sample event of its own", f.crate_name());
+        }
+    }
+
+    #[test]
+    fn symbol_tables_are_seen() {
+        // Test binaries (dev profile) keep their symbol table; the release binaries do not.
+        let exe = std::env::current_exe().expect("current exe");
+        assert!(has_symbol_table(&exe));
+        assert!(!has_symbol_table(Path::new("/nonexistent")));
+    }
 }
