@@ -209,6 +209,20 @@ fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(e: &E)
     matches!(e.code(), Some("ConditionalCheckFailedException") | Some("TransactionCanceledException"))
 }
 
+/// Every item a query returns, over all its pages.
+async fn query_all(
+    query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    what: String,
+) -> Result<Vec<HashMap<String, AttributeValue>>, AwsError> {
+    let mut items = Vec::new();
+    let mut pages = query.into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| AwsError::new("DynamoDB", "Query", what.clone(), e))?;
+        items.extend(page.items().iter().cloned());
+    }
+    Ok(items)
+}
+
 /// DynamoDB write requests this process has made (every write here is conditional and goes
 /// through [`conditional`]); benchmarks read it.
 pub static WRITE_REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -293,24 +307,15 @@ impl<'a> Store<'a> {
 
     /// Every in-flight rollout (for alarm events).
     pub async fn in_flight(&self) -> Result<Vec<InFlight>, AwsError> {
+        let query =
+            self.ddb.query().table_name(self.table).key_condition_expression("pk = :pk").expression_attribute_values(":pk", s("inflight"));
         let mut found = Vec::new();
-        let mut pages = self
-            .ddb
-            .query()
-            .table_name(self.table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s("inflight"))
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| AwsError::new("DynamoDB", "Query", format!("{} in-flight index", self.table), e))?;
-            for item in page.items() {
-                found.push(InFlight {
-                    service: get_s(item, "sk").unwrap_or_default(),
-                    rollout_id: get_s(item, "rolloutId").unwrap_or_default(),
-                    alarms: item.get("alarms").and_then(|v| v.as_ss().ok()).cloned().unwrap_or_default(),
-                });
-            }
+        for item in &query_all(query, format!("{} in-flight index", self.table)).await? {
+            found.push(InFlight {
+                service: get_s(item, "sk").unwrap_or_default(),
+                rollout_id: get_s(item, "rolloutId").unwrap_or_default(),
+                alarms: item.get("alarms").and_then(|v| v.as_ss().ok()).cloned().unwrap_or_default(),
+            });
         }
         Ok(found)
     }
@@ -624,33 +629,28 @@ impl<'a> Store<'a> {
     }
 
     pub async fn failures(&self, rollout_id: &str) -> Result<Vec<TaskFailure>, AwsError> {
-        let mut failures = Vec::new();
-        let mut pages = self
+        let query = self
             .ddb
             .query()
             .table_name(self.table)
             .key_condition_expression("pk = :pk AND begins_with(sk, :f)")
             .expression_attribute_values(":pk", s(format!("rollout#{rollout_id}")))
             .expression_attribute_values(":f", s("failure#"))
-            .consistent_read(true)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| AwsError::new("DynamoDB", "Query", format!("{} failures of {rollout_id}", self.table), e))?;
-            for item in page.items() {
-                failures.push(TaskFailure {
-                    task_arn: get_s(item, "taskArn").unwrap_or_default(),
-                    kind: match get_s(item, "kind").as_deref() {
-                        Some("FailedToStart") => FailureKind::FailedToStart,
-                        Some("OutOfMemory") => FailureKind::OutOfMemory,
-                        Some("HealthCheck") => FailureKind::HealthCheck,
-                        _ => FailureKind::ContainerExited,
-                    },
-                    stopped_reason: get_s(item, "stoppedReason").unwrap_or_default(),
-                    exit_codes: get_s(item, "exitCodes").and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default(),
-                    version: get_n(item, "version"),
-                });
-            }
+            .consistent_read(true);
+        let mut failures = Vec::new();
+        for item in &query_all(query, format!("{} failures of {rollout_id}", self.table)).await? {
+            failures.push(TaskFailure {
+                task_arn: get_s(item, "taskArn").unwrap_or_default(),
+                kind: match get_s(item, "kind").as_deref() {
+                    Some("FailedToStart") => FailureKind::FailedToStart,
+                    Some("OutOfMemory") => FailureKind::OutOfMemory,
+                    Some("HealthCheck") => FailureKind::HealthCheck,
+                    _ => FailureKind::ContainerExited,
+                },
+                stopped_reason: get_s(item, "stoppedReason").unwrap_or_default(),
+                exit_codes: get_s(item, "exitCodes").and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default(),
+                version: get_n(item, "version"),
+            });
         }
         Ok(failures)
     }
@@ -683,8 +683,7 @@ impl<'a> Store<'a> {
 
     /// The service's failed stops at or after `since` (Unix seconds).
     pub async fn recent_stops(&self, service_key: &str, since: u64) -> Result<Vec<StopRecord>, AwsError> {
-        let mut stops = Vec::new();
-        let mut pages = self
+        let query = self
             .ddb
             .query()
             .table_name(self.table)
@@ -693,19 +692,15 @@ impl<'a> Store<'a> {
             .expression_attribute_values(":pk", s(format!("loop#{service_key}")))
             .expression_attribute_values(":stop", s("stop#"))
             .expression_attribute_values(":since", n(since))
-            .consistent_read(true)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| AwsError::new("DynamoDB", "Query", format!("{} stops of {service_key}", self.table), e))?;
-            for item in page.items() {
-                stops.push(StopRecord {
-                    task_arn: get_s(item, "taskArn").unwrap_or_default(),
-                    task_definition_arn: get_s(item, "taskDefinitionArn").unwrap_or_default(),
-                    version: get_n(item, "version"),
-                    stopped_at: get_n(item, "stoppedAt"),
-                });
-            }
+            .consistent_read(true);
+        let mut stops = Vec::new();
+        for item in &query_all(query, format!("{} stops of {service_key}", self.table)).await? {
+            stops.push(StopRecord {
+                task_arn: get_s(item, "taskArn").unwrap_or_default(),
+                task_definition_arn: get_s(item, "taskDefinitionArn").unwrap_or_default(),
+                version: get_n(item, "version"),
+                stopped_at: get_n(item, "stoppedAt"),
+            });
         }
         Ok(stops)
     }
@@ -738,8 +733,7 @@ impl<'a> Store<'a> {
 
     /// Every open restart-loop episode.
     pub async fn open_episodes(&self) -> Result<Vec<Episode>, AwsError> {
-        let mut found = Vec::new();
-        let mut pages = self
+        let query = self
             .ddb
             .query()
             .table_name(self.table)
@@ -748,20 +742,16 @@ impl<'a> Store<'a> {
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":pk", s("episodes"))
             .expression_attribute_values(":open", s("OPEN"))
-            .consistent_read(true)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| AwsError::new("DynamoDB", "Query", format!("{} episodes", self.table), e))?;
-            for item in page.items() {
-                found.push(Episode {
-                    service: get_s(item, "service").unwrap_or_default(),
-                    task_definition_arn: get_s(item, "taskDefinitionArn").unwrap_or_default(),
-                    opened_at: get_n(item, "openedAt"),
-                    window_seconds: get_n(item, "windowSeconds"),
-                    summary: get_s(item, "summary").unwrap_or_default(),
-                });
-            }
+            .consistent_read(true);
+        let mut found = Vec::new();
+        for item in &query_all(query, format!("{} episodes", self.table)).await? {
+            found.push(Episode {
+                service: get_s(item, "service").unwrap_or_default(),
+                task_definition_arn: get_s(item, "taskDefinitionArn").unwrap_or_default(),
+                opened_at: get_n(item, "openedAt"),
+                window_seconds: get_n(item, "windowSeconds"),
+                summary: get_s(item, "summary").unwrap_or_default(),
+            });
         }
         Ok(found)
     }
