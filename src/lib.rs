@@ -15,4 +15,5 @@ pub mod handlers;
 pub mod policy;
 pub mod rollout;
 pub mod schedule;
+pub mod slack;
 pub mod telemetry;

@@ -55,6 +55,25 @@ pub struct Policy {
     /// Time-based capacity changes (EventBridge Scheduler cron in the team's time zone).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schedules: Vec<Schedule>,
+    /// Slack: where this service's rollout message goes and who may approve its approval steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slack: Option<SlackSettings>,
+}
+
+/// Slack for one service. Approvals can always also be given with `kanaria approve` (IAM).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SlackSettings {
+    /// Channel id (e.g. `C0123ABCD`) for this service's rollout messages; default: the channel
+    /// kanaria was deployed with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// Slack user ids (e.g. `U012AB3CD`) who may approve or roll back at an approval step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
+    /// Slack user group ids (e.g. `S0614TZR7`) whose members may approve or roll back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approver_groups: Vec<String>,
 }
 
 /// A service is in a restart loop when `failures` of its tasks stop for failure reasons
@@ -239,40 +258,85 @@ pub struct Validation {
     /// A Lambda function (ARN) invoked with the rollout; it answers `{"pass": bool, "reason": "..."}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hook: Option<String>,
-    /// Wait for a person: `kanaria promote SERVICE` goes on; no answer within `timeout` rolls back.
+    /// Wait for a person (Slack buttons or `kanaria approve`/`reject`); see [`ApprovalGate`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalGate>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// Wait for a person to approve (go on) or reject (roll back). Approvers are `slack.approvers`
+/// and `slack.approverGroups` in Slack, and anyone IAM allows with `kanaria approve`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ApprovalGate {
+    /// How long to wait for an answer, e.g. `30m`, `4h` (1s to 7 days).
     #[schemars(with = "String")]
     pub timeout: HumanDuration,
+    /// What happens when nobody answers in time: `rollback` (default) or `promote` (go on as if
+    /// approved).
+    #[serde(default)]
+    pub on_timeout: OnTimeout,
 }
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum OnTimeout {
+    #[default]
+    Rollback,
+    Promote,
+}
+
+impl OnTimeout {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnTimeout::Rollback => "rollback",
+            OnTimeout::Promote => "promote",
+        }
+    }
+}
+
+/// The longest an approval may wait (a task token lives as long as its execution; a week is
+/// already longer than anyone should leave a canary half-deployed).
+pub const MAX_APPROVAL_WAIT: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The gate a blue/green rollout passes on its test route before the cutover.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Gate {
     Bake(u64),
     Hook(String),
-    Approval(u64),
+    Approval(ApprovalGate),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Canary {
-    pub steps: Vec<Step>,
+    pub steps: Vec<CanaryStep>,
 }
 
+/// One entry of `strategy.canary.steps`: a traffic step `{weight: 10, bake: 5m}`, or an approval
+/// step `{approval: {timeout: 1h}}` that waits for a person once the step before it has baked and
+/// verified (before the next step, or before promotion when it is the last entry).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Step {
+pub struct CanaryStep {
     /// Percent of production traffic on the new task set during this step (1–100).
-    pub weight: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
     /// How long to hold this weight before verifying, e.g. `30s`, `5m`, `1h`.
-    #[schemars(with = "String")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub bake: Option<HumanDuration>,
+    /// Wait for a person here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalGate>,
+}
+
+/// A traffic step as every strategy comes down to: a weight held for `bake`, then verified, then
+/// (if `approval`) a person's go-ahead before the next step or promotion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub weight: u32,
     pub bake: HumanDuration,
+    pub approval: Option<ApprovalGate>,
 }
 
 impl Policy {
@@ -280,12 +344,28 @@ impl Policy {
     /// baked for `keepOldFor`).
     pub fn steps(&self) -> Vec<Step> {
         match &self.strategy {
-            Strategy::Canary(c) => c.steps.clone(),
+            Strategy::Canary(c) => {
+                let mut steps: Vec<Step> = Vec::new();
+                for entry in &c.steps {
+                    match (entry.weight, &entry.approval) {
+                        (Some(weight), _) => steps.push(Step { weight, bake: entry.bake.unwrap_or_default(), approval: None }),
+                        // An approval belongs to the traffic step before it (validation rejects
+                        // one with nothing before it).
+                        (None, Some(gate)) => {
+                            if let Some(last) = steps.last_mut() {
+                                last.approval = Some(gate.clone());
+                            }
+                        }
+                        (None, None) => {}
+                    }
+                }
+                steps
+            }
             Strategy::Linear(l) => {
                 let step = l.step_percent.clamp(1, 100);
-                (1..=100u32.div_ceil(step)).map(|i| Step { weight: (i * step).min(100), bake: l.interval }).collect()
+                (1..=100u32.div_ceil(step)).map(|i| Step { weight: (i * step).min(100), bake: l.interval, approval: None }).collect()
             }
-            Strategy::BlueGreen(b) => vec![Step { weight: 100, bake: b.keep_old_for }],
+            Strategy::BlueGreen(b) => vec![Step { weight: 100, bake: b.keep_old_for, approval: None }],
         }
     }
 
@@ -306,7 +386,7 @@ impl Policy {
             Strategy::BlueGreen(b) => match (&b.validation.bake, &b.validation.hook, &b.validation.approval) {
                 (Some(d), None, None) => Some(Gate::Bake(d.secs())),
                 (None, Some(h), None) => Some(Gate::Hook(h.clone())),
-                (None, None, Some(a)) => Some(Gate::Approval(a.timeout.secs())),
+                (None, None, Some(a)) => Some(Gate::Approval(a.clone())),
                 _ => None,
             },
             _ => None,
@@ -405,10 +485,11 @@ impl Policy {
                 "use two different target groups: traffic moves from one to the other",
             );
         }
-        let steps = match &self.strategy {
+        let entries = match &self.strategy {
             Strategy::Canary(c) => c.steps.clone(),
             _ => Vec::new(),
         };
+        let steps = self.steps();
         if matches!(self.strategy, Strategy::Canary(_)) && steps.is_empty() {
             bad("strategy.canary.steps", "is empty".into(), "add at least one step, e.g. `- {weight: 10, bake: 5m}`");
         }
@@ -525,26 +606,80 @@ impl Policy {
             bad("strategy.canary.steps", format!("has {} steps", steps.len()), &format!("use at most {MAX_STEPS} steps"));
         }
         let mut previous = 0;
-        for (i, s) in steps.iter().enumerate() {
+        let mut after_traffic = false;
+        for (i, s) in entries.iter().enumerate() {
             let path = format!("strategy.canary.steps[{i}]");
-            if s.weight == 0 || s.weight > 100 {
-                bad(&format!("{path}.weight"), format!("{} is not a percentage from 1 to 100", s.weight), "use a weight from 1 to 100");
-            } else if s.weight <= previous {
+            match (s.weight, &s.approval) {
+                (Some(_), Some(_)) => {
+                    bad(&path, "is both a traffic step and an approval".into(), "split it: `- {weight: 10, bake: 5m}` then `- approval: {timeout: 1h}`");
+                    continue;
+                }
+                (None, None) => {
+                    bad(&path, "has neither `weight` nor `approval`".into(), "give `weight` and `bake`, or `approval`");
+                    continue;
+                }
+                (None, Some(gate)) => {
+                    if s.bake.is_some() {
+                        bad(&format!("{path}.bake"), "is set on an approval step".into(), "remove it: an approval step holds the weight before it until someone answers");
+                    }
+                    if !after_traffic {
+                        bad(
+                            &path,
+                            if i == 0 { "comes before any traffic step".into() } else { "follows another approval".into() },
+                            "put each approval after a traffic step, e.g. after `- {weight: 10, bake: 5m}`; for a gate before any production traffic use `blueGreen` with `validation.approval`",
+                        );
+                    } else if i + 1 == entries.len() && previous >= 100 {
+                        bad(&path, "follows the 100% step, so there is nothing left to approve".into(), "put it before the last step, or make the last step less than 100% (promotion follows it)");
+                    }
+                    validate_approval(&format!("{path}.approval"), gate, &mut bad);
+                    after_traffic = false;
+                    continue;
+                }
+                (Some(_), None) => after_traffic = true,
+            }
+            let weight = s.weight.unwrap_or(0);
+            if weight == 0 || weight > 100 {
+                bad(&format!("{path}.weight"), format!("{weight} is not a percentage from 1 to 100"), "use a weight from 1 to 100");
+            } else if weight <= previous {
                 bad(
                     &format!("{path}.weight"),
-                    format!("{} does not increase on the step before ({previous})", s.weight),
+                    format!("{weight} does not increase on the step before ({previous})"),
                     "list weights in increasing order, e.g. 1, 5, 25, 100",
                 );
             }
-            if s.weight <= 100 {
-                previous = previous.max(s.weight);
+            if weight <= 100 {
+                previous = previous.max(weight);
             }
-            if s.bake.0 > Duration::from_secs(24 * 3600) {
-                bad(
+            match s.bake {
+                None => bad(&format!("{path}.bake"), "is missing".into(), "say how long to hold this weight before verifying, e.g. `bake: 5m`"),
+                Some(bake) if bake.0 > Duration::from_secs(24 * 3600) => bad(
                     &format!("{path}.bake"),
-                    format!("{} is longer than a day", s.bake),
+                    format!("{bake} is longer than a day"),
                     "bake for at most 24h per step; add steps for longer observation",
-                );
+                ),
+                Some(_) => {}
+            }
+        }
+        if let Strategy::BlueGreen(b) = &self.strategy {
+            if let Some(gate) = &b.validation.approval {
+                validate_approval("strategy.blueGreen.validation.approval", gate, &mut bad);
+            }
+        }
+        if let Some(slack) = &self.slack {
+            if let Some(c) = &slack.channel {
+                if !slack_id(c, &['C', 'G']) {
+                    bad("slack.channel", format!("{c:?} is not a Slack channel id"), "give the channel id (e.g. C0123ABCD: channel details → About), not its name");
+                }
+            }
+            for (i, u) in slack.approvers.iter().enumerate() {
+                if !slack_id(u, &['U', 'W']) {
+                    bad(&format!("slack.approvers[{i}]"), format!("{u:?} is not a Slack user id"), "give the member id (e.g. U012AB3CD: profile → ⋮ → Copy member ID), not a name or email");
+                }
+            }
+            for (i, g) in slack.approver_groups.iter().enumerate() {
+                if !slack_id(g, &['S']) {
+                    bad(&format!("slack.approverGroups[{i}]"), format!("{g:?} is not a Slack user group id"), "give the user group id (e.g. S0614TZR7), not its @handle");
+                }
             }
         }
         if self.stabilization_timeout.0 < Duration::from_secs(10) || self.stabilization_timeout.0 > Duration::from_secs(3600) {
@@ -560,6 +695,20 @@ impl Policy {
         problems.extend(crate::schedule::validate(&self.schedules));
         problems
     }
+}
+
+fn validate_approval(path: &str, gate: &ApprovalGate, bad: &mut impl FnMut(&str, String, &str)) {
+    if gate.timeout.0 < Duration::from_secs(1) || gate.timeout.0 > MAX_APPROVAL_WAIT {
+        bad(&format!("{path}.timeout"), format!("{} is outside 1s..7 days", gate.timeout), "wait between 1s and 7 days, e.g. `1h`");
+    }
+}
+
+/// Slack ids are an uppercase prefix letter and uppercase letters or digits (U012AB3CD).
+fn slack_id(id: &str, prefixes: &[char]) -> bool {
+    id.len() >= 3
+        && id.len() <= 32
+        && id.starts_with(|c| prefixes.contains(&c))
+        && id.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
 }
 
 fn is_arn(s: &str, service: &str, marker: &str) -> bool {
@@ -674,7 +823,7 @@ fn default_latency_floor() -> f64 {
 }
 
 /// A duration written the way people write it: `30s`, `5m`, `1h 30m`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HumanDuration(pub Duration);
 
 impl HumanDuration {

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::Judgement;
 use crate::events::TaskFailure;
-use crate::policy::{Gate, Inconclusive, Policy, ServiceRef};
+use crate::policy::{ApprovalGate, Gate, Inconclusive, OnTimeout, Policy, ServiceRef};
 
 /// Rounds of observe → decide → act one action may take before it gives up. Every action
 /// converges in at most four when AWS does what it is told.
@@ -75,6 +75,24 @@ pub struct Rollout {
     /// What a blue/green validation hook answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hook: Option<HookResult>,
+    /// The image the stable task set runs (its task definition), for people: "old → new".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_image: Option<String>,
+    /// Present while the rollout must wait for a person before going on (an approval step
+    /// after the step just verified, or a blue/green approval gate). The state machine's
+    /// Choice states test it; every decision clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<PendingApproval>,
+}
+
+/// A wait for a person: how long (the state's `TimeoutSecondsPath`) and what a timeout means.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingApproval {
+    pub timeout_seconds: u64,
+    pub on_timeout: OnTimeout,
+    /// Percent of traffic on the new task set while waiting.
+    pub weight: u32,
 }
 
 impl Rollout {
@@ -100,6 +118,8 @@ impl Rollout {
             holds: 0,
             analysis: None,
             hook: None,
+            stable_image: None,
+            approval: None,
         }
     }
 }
@@ -221,6 +241,8 @@ pub struct Observation {
     pub analysis: Option<Judgement>,
     /// Weights on the blue/green test listener or rule.
     pub test_weights: Vec<(String, u32)>,
+    /// The image the primary task set runs in the policy's container (CreateGreen only).
+    pub stable_image: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -314,6 +336,8 @@ pub fn readiness_poll_seconds(checks: u32) -> u64 {
 pub fn decide(action: Action, rollout: &Rollout, obs: &Observation, now: u64) -> Result<Decision, Halt> {
     let mut next = rollout.clone();
     next.verdict = None;
+    // A wait for a person is asked for by the decision right before it, never carried on.
+    next.approval = None;
     let mut commands = Vec::new();
     match action {
         Action::CreateGreen => create_green(&mut next, obs, now, &mut commands)?,
@@ -350,7 +374,11 @@ pub fn decide(action: Action, rollout: &Rollout, obs: &Observation, now: u64) ->
                     commands.push(Command::SetTestWeights { weights: wanted });
                 } else {
                     next.wait_seconds = match rollout.policy.gate() {
-                        Some(Gate::Bake(secs)) | Some(Gate::Approval(secs)) => secs,
+                        Some(Gate::Bake(secs)) => secs,
+                        Some(Gate::Approval(gate)) => {
+                            next.approval = Some(pending(&gate, 0));
+                            gate.timeout.secs()
+                        }
                         _ => 0,
                     };
                     next.verdict = Some(Verdict::Done);
@@ -431,6 +459,10 @@ pub fn decide(action: Action, rollout: &Rollout, obs: &Observation, now: u64) ->
                 }
                 if next.verdict.is_none() {
                     next.holds = 0;
+                    // A person asked to promote has already given the go-ahead an approval
+                    // step would ask for.
+                    let gate = steps.get(rollout.step).and_then(|s| s.approval.as_ref()).filter(|_| !obs.promote_requested);
+                    next.approval = gate.map(|g| pending(g, rollout.weight));
                     if obs.promote_requested || rollout.step + 1 >= steps.len() {
                         next.verdict = Some(Verdict::Promote);
                     } else {
@@ -495,6 +527,7 @@ pub fn decide(action: Action, rollout: &Rollout, obs: &Observation, now: u64) ->
                         .clone()
                         .or(hook)
                         .or_else(|| failed_tasks_cause(rollout, obs))
+                        .or_else(|| approval_timeout_cause(rollout))
                         .unwrap_or_else(|| cause_from_error(rollout.error.as_ref())),
                 );
             }
@@ -566,6 +599,9 @@ fn create_green(next: &mut Rollout, obs: &Observation, now: u64, commands: &mut 
         )));
     }
     next.stable = Some(stable.clone());
+    if next.stable_image.is_none() {
+        next.stable_image = obs.stable_image.clone();
+    }
     if let Some(green) = ours {
         next.green = Some(TaskSetRef { id: green.id.clone(), arn: green.arn.clone(), target_group_arn: green_tg });
         next.task_definition_arn = Some(green.task_definition_arn.clone());
@@ -605,6 +641,23 @@ fn create_green(next: &mut Rollout, obs: &Observation, now: u64, commands: &mut 
         }
     }
     Ok(())
+}
+
+fn pending(gate: &ApprovalGate, weight: u32) -> PendingApproval {
+    PendingApproval { timeout_seconds: gate.timeout.secs().max(1), on_timeout: gate.on_timeout, weight }
+}
+
+/// The rollout waited for a person in vain and its policy says to roll back then.
+fn approval_timeout_cause(rollout: &Rollout) -> Option<String> {
+    let approval = rollout.approval.as_ref()?;
+    let timed_out = rollout.error.as_ref().is_some_and(|e| e.error == "States.Timeout");
+    (timed_out && approval.on_timeout == OnTimeout::Rollback).then(|| {
+        format!(
+            "nobody approved within {} at {}% traffic (the policy's approval rolls back on timeout)",
+            humantime::format_duration(std::time::Duration::from_secs(approval.timeout_seconds)),
+            approval.weight
+        )
+    })
 }
 
 fn created_by(rollout: &Rollout, t: &TaskSetView) -> bool {

@@ -35,8 +35,27 @@ def wait_for_token(comment, on_timeout, on_success, timeout_path="$.waitSeconds"
     }
 
 
+def wait_for_approval(comment):
+    """A person's go-ahead: rollout-step keeps the task token server-side under a random approval
+    id (the Slack buttons carry only that id). Approve → SendTaskSuccess; reject or the circuit
+    breaker → SendTaskFailure (then RollBack); no answer in time → the policy's onTimeout."""
+    return {
+        "Type": "Task", "Comment": comment,
+        "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+        "Parameters": {"FunctionName": FN, "Payload": {"action": "approval", "rollout.$": "$", "taskToken.$": "$$.Task.Token"}},
+        "TimeoutSecondsPath": "$.approval.timeoutSeconds",
+        "ResultPath": "$.approvalResult",
+        "Retry": RETRY,
+        "Catch": [{"ErrorEquals": ["States.Timeout"], "ResultPath": "$.error", "Next": "ApprovalTimedOut"}, TO_ROLLBACK],
+        "Next": "Approved",
+    }
+
+
 def verdict(v, nxt):
-    return {"Variable": "$.verdict", "StringEquals": v, "Next": nxt}
+    rule = {"Variable": "$.verdict", "StringEquals": v}
+    if nxt:
+        rule["Next"] = nxt
+    return rule
 
 
 BLUE_GREEN = "$.policy.strategy.blueGreen"
@@ -57,11 +76,15 @@ sm = {
     "TestTrafficRouted": {"Type": "Choice", "Choices": [
         verdict("rollback", "RollBack"),
         {"Variable": BLUE_GREEN + ".validation.hook", "IsPresent": True, "Next": "RunValidationHook"},
-        {"Variable": BLUE_GREEN + ".validation.approval", "IsPresent": True, "Next": "WaitForApproval"}],
+        {"Variable": "$.approval", "IsPresent": True, "Next": "WaitForApproval"}],
         "Default": "ValidateOnTestRoute"},
     "ValidateOnTestRoute": wait_for_token("Blue/green: watch the new task set on the test route for the validation bake.", "CheckValidation", "CheckValidation"),
-    "WaitForApproval": wait_for_token("Blue/green: wait for a person (kanaria promote); no answer in time rolls back.", "ApprovalTimedOut", "CheckValidation"),
-    "ApprovalTimedOut": {"Type": "Pass", "Comment": "No approval in time.", "Result": "no approval before the validation's approval timeout", "ResultPath": "$.cause", "Next": "RollBack"},
+    "WaitForApproval": wait_for_approval("Wait for a person (Slack buttons, kanaria approve/reject) before the next step, the promotion or the blue/green cutover."),
+    "ApprovalTimedOut": {"Type": "Choice", "Comment": "Nobody answered in time: the policy's onTimeout decides.",
+                         "Choices": [{"Variable": "$.approval.onTimeout", "StringEquals": "promote", "Next": "Approved"}], "Default": "RollBack"},
+    "Approved": {"Type": "Choice", "Comment": "Go on where the approval was asked for.", "Choices": [
+        {"Variable": BLUE_GREEN, "IsPresent": True, "Next": "CheckValidation"},
+        verdict("nextStep", "ShiftTraffic"), verdict("promote", "Promote")], "Default": "RollBack"},
     "RunValidationHook": {
         "Type": "Task", "Comment": "Blue/green: the policy's hook Lambda answers {pass, reason} about the new task set on the test route.",
         "Resource": "arn:aws:states:::lambda:invoke",
@@ -80,7 +103,9 @@ sm = {
     "TrafficShifted": {"Type": "Choice", "Choices": [verdict("rollback", "RollBack")], "Default": "Bake"},
     "Bake": wait_for_token("Hold the step's weight for its bake time. The circuit breaker (failed tasks, alarms, a newer push, kanaria abort) ends it early with a rollback; kanaria promote ends it early to go on.", "Verify", "Verify"),
     "Verify": task("verify", "StepHealthy", "No failed task of the new task set, all its tasks running, no alarm, canary analysis passes."),
-    "StepHealthy": {"Type": "Choice", "Choices": [verdict("nextStep", "ShiftTraffic"), verdict("hold", "Bake"), verdict("promote", "Promote")], "Default": "RollBack"},
+    "StepHealthy": {"Type": "Choice", "Choices": [
+        {"And": [{"Variable": "$.approval", "IsPresent": True}, {"Or": [verdict("nextStep", None), verdict("promote", None)]}], "Next": "WaitForApproval"},
+        verdict("nextStep", "ShiftTraffic"), verdict("hold", "Bake"), verdict("promote", "Promote")], "Default": "RollBack"},
     "Promote": task("promote", "PromoteDone", "100% to the new task set, make it primary, scale the old one to 0."),
     "PromoteDone": {"Type": "Choice", "Choices": [verdict("rollback", "RollBack")], "Default": "DrainOldTaskSet"},
     "DrainOldTaskSet": {"Type": "Wait", "Comment": "Let the old task set finish in-flight requests (the policy's drain).", "SecondsPath": "$.waitSeconds", "Next": "DeleteOldTaskSet"},

@@ -19,6 +19,7 @@ pub mod fixture;
 pub mod scheduling;
 pub mod server;
 pub mod simulator;
+pub mod slack;
 pub mod template;
 
 use std::collections::HashMap;
@@ -70,8 +71,10 @@ pub struct Shared {
     functions: HashMap<String, Function>,
     extra: Mutex<HashMap<String, ExtraFunction>>,
     invocations: Mutex<Vec<Invocation>>,
-    /// Bumped after every invocation, so waiters wake without polling.
+    /// Bumped after every invocation and Slack call, so waiters wake without polling.
     generation: watch::Sender<u64>,
+    /// What kanaria sent to "Slack".
+    pub slack: slack::SlackRecorder,
 }
 
 impl Shared {
@@ -102,6 +105,25 @@ impl Shared {
         self.invocations.lock().expect("invocation log").push(Invocation { function, input: payload, result: result.clone(), duration });
         self.generation.send_modify(|g| *g += 1);
         result
+    }
+
+    /// Wake everyone waiting on invocations or Slack calls.
+    pub fn notify_waiters(&self) {
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Wait until `done` holds for the Slack calls so far (re-checked after each call).
+    pub async fn wait_for_slack(&self, what: &str, timeout: Duration, done: impl Fn(&[slack::SlackCall]) -> bool) -> Result<()> {
+        let mut rx = self.generation.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if done(&self.slack.calls()) {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+                bail!("timed out after {timeout:?} waiting for {what}; Slack calls so far: {:?}", self.slack.calls().iter().map(|c| &c.method).collect::<Vec<_>>());
+            }
+        }
     }
 
     pub fn invocations(&self) -> Vec<Invocation> {
@@ -276,12 +298,14 @@ impl LocalAws {
 
         let config = sdk_config(&endpoint).await;
         let template = template::read(&options.root.join("template.yaml"))?;
+        let slack_secret_arn = slack::create_secret(&config).await?;
         let settings = Settings {
             table: "kanaria".into(),
             policy_prefix: kanaria::aws::DEFAULT_POLICY_PREFIX.into(),
             state_machine_arn: String::new(),
             // Notices go to an SNS topic whose SQS subscriber records them (see `notices`).
             alert_topic_arn: Some(format!("arn:aws:sns:{REGION}:{ACCOUNT}:kanaria-alerts")),
+            events_topic_arn: Some(format!("arn:aws:sns:{REGION}:{ACCOUNT}:kanaria-events")),
             scheduler: scheduling::settings(&template),
         };
         // Step Functions ARNs are deterministic, so the handlers' settings are complete before
@@ -293,18 +317,29 @@ impl LocalAws {
         let (generation, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             // The handlers' AWS calls carry the functions' app id, so the front server counts them.
-            ctx: Context { clients: Clients::new(&function_config(&config)), settings },
+            ctx: Context { clients: Clients::new(&function_config(&config)), settings, chatops: Arc::new(local_chatops(&endpoint, &slack_secret_arn)) },
             moto_addr,
             functions,
             extra: Mutex::new(HashMap::new()),
             invocations: Mutex::new(Vec::new()),
             generation,
+            slack: Default::default(),
         });
         let mut tasks = vec![tokio::spawn(server::serve(listener, shared.clone()))];
 
         create_table(&shared.ctx).await?;
         scheduling::create_resources(&config, &shared.ctx).await?;
         let alert_queue_url = record_notices(&config).await?;
+        // Rollout cards and alerts reach slack-notify through SNS, as in AWS.
+        let events_topic = aws_sdk_sns::Client::new(&config).create_topic().name("kanaria-events").send().await.context("creating the events topic")?;
+        if let Some(notify) = template.functions.iter().find(|f| f.function == Function::SlackNotify) {
+            let sqs = aws_sdk_sqs::Client::new(&config);
+            let alerts = format!("arn:aws:sns:{REGION}:{ACCOUNT}:kanaria-alerts");
+            for (topic, queue) in [(events_topic.topic_arn().unwrap_or_default(), "slack-notify-events"), (alerts.as_str(), "slack-notify-alerts")] {
+                let queue_url = slack::subscribe_queue(&config, topic, queue).await?;
+                tasks.push(tokio::spawn(slack::drain_sns(shared.clone(), sqs.clone(), queue_url, notify.function)));
+            }
+        }
         let sfn = aws_sdk_sfn::Client::new(&config);
         for sm in &template.state_machines {
             let mut definition =
@@ -372,6 +407,18 @@ impl LocalAws {
             }
         }
     }
+}
+
+/// Slack as the functions see it here: the recording stand-in on the front port.
+fn local_chatops(endpoint: &str, secret_arn: &str) -> kanaria::slack::api::ChatOps {
+    kanaria::slack::api::ChatOps::new(kanaria::slack::api::SlackConfig {
+        secret_arn: Some(secret_arn.to_string()),
+        team_id: slack::TEAM_ID.into(),
+        app_id: slack::APP_ID.into(),
+        default_channel: Some(slack::CHANNEL.into()),
+        api_url: format!("{endpoint}/slack/api"),
+        response_url_prefixes: vec![format!("{endpoint}/slack/response/")],
+    })
 }
 
 /// The alert topic and an SQS queue subscribed to it (the recording notification sink).

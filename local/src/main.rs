@@ -346,7 +346,8 @@ async fn verify_end_state(local: &LocalAws, sample: &fixture::SampleService, dig
             &sample.policy.container,
             &format!("{}.dkr.ecr.us-east-1.amazonaws.com/{}@{}", kanaria_local::ACCOUNT, sample.options.repository, digest),
         )
-        .await?;
+        .await?
+        .0;
         status == "SUCCEEDED"
             && live_tg.as_deref() == Some(sample.target_groups[1].as_str())
             && service.task_sets.len() == 1

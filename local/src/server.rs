@@ -74,7 +74,29 @@ fn percent_decode(s: &str) -> String {
 }
 
 async fn route(req: Request<Incoming>, shared: &Arc<Shared>, client: &Client<HttpConnector, Body>) -> Response<Body> {
+    if req.uri().path().starts_with("/slack/") {
+        let path = req.uri().path().to_string();
+        let authorization = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let (status, reply) = shared.slack.handle(&path, authorization, &body);
+        shared.notify_waiters();
+        return Response::builder()
+            .status(status)
+            .header("content-type", "application/json; charset=utf-8")
+            .body(Full::new(Bytes::from(reply)))
+            .expect("static response");
+    }
     if req.method() == Method::POST {
+        if let Some(name) = req.uri().path().strip_prefix("/function-url/") {
+            let name = name.trim_end_matches('/').to_string();
+            let headers: Vec<(String, String)> =
+                req.headers().iter().map(|(k, v)| (k.as_str().to_ascii_lowercase(), v.to_str().unwrap_or_default().to_string())).collect();
+            let body = match req.into_body().collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => return plain(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}")),
+            };
+            return function_url(shared, &name, &headers, &body).await;
+        }
         if let Some(target) = invocation_target(req.uri().path()) {
             let asynchronous = req.headers().get("x-amz-invocation-type").and_then(|v| v.to_str().ok()) == Some("Event");
             let body = match req.into_body().collect().await {
@@ -143,6 +165,32 @@ async fn invoke(shared: &Arc<Shared>, target: &str, body: Bytes, asynchronous: b
             .header("x-amz-function-error", "Unhandled")
             .body(Full::new(Bytes::from(serde_json::json!({"errorType": e.error_type, "errorMessage": e.message}).to_string())))
             .expect("static response"),
+    }
+}
+
+/// A Lambda Function URL: the HTTP request as a Function URL event, the function's answer
+/// (`statusCode`, `headers`, `body`, `isBase64Encoded`) as the HTTP response.
+async fn function_url(shared: &Arc<Shared>, name: &str, headers: &[(String, String)], body: &[u8]) -> Response<Body> {
+    let Some(Target::Kanaria(function)) = shared.function_for(name) else {
+        return plain(StatusCode::NOT_FOUND, format!("no function URL for {name}"));
+    };
+    let event = crate::slack::function_url_event(headers, body);
+    match shared.invoke(function, event).await {
+        Ok(answer) => {
+            let status = answer["statusCode"].as_u64().and_then(|s| StatusCode::from_u16(s as u16).ok()).unwrap_or(StatusCode::OK);
+            let text = answer["body"].as_str().unwrap_or_default().to_string();
+            let mut out = Response::builder().status(status);
+            if let Some(h) = answer["headers"].as_object() {
+                for (k, v) in h {
+                    if let Some(v) = v.as_str() {
+                        out = out.header(k.as_str(), v);
+                    }
+                }
+            }
+            out.body(Full::new(Bytes::from(text))).unwrap_or_else(|e| plain(StatusCode::BAD_GATEWAY, format!("bad function answer: {e}")))
+        }
+        // A function error behind a Function URL is an HTTP 502.
+        Err(e) => plain(StatusCode::BAD_GATEWAY, format!("{}: {}", e.error_type, e.message)),
     }
 }
 

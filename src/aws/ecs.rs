@@ -110,11 +110,19 @@ fn image_of<'a>(td: &'a TaskDefinition, container: &str) -> Option<&'a str> {
 
 /// The latest ACTIVE revision of `based_on`'s family, if its `container` already runs `image`.
 /// This makes registering idempotent: a retried rollout step reuses the revision it made.
-pub async fn revision_with_image(ecs: &Client, based_on: &str, container: &str, image: &str) -> Result<Option<String>, AwsError> {
+/// Also returns the image `based_on` runs in `container` (the stable image, for people).
+pub async fn revision_with_image(
+    ecs: &Client,
+    based_on: &str,
+    container: &str,
+    image: &str,
+) -> Result<(Option<String>, Option<String>), AwsError> {
     let (base, _) = describe_task_definition(ecs, based_on).await?;
+    let base_image = image_of(&base, container).map(str::to_string);
     let family = base.family().unwrap_or_default();
     let (latest, _) = describe_task_definition(ecs, family).await?;
-    Ok((image_of(&latest, container) == Some(image)).then(|| latest.task_definition_arn().unwrap_or_default().to_string()))
+    let revision = (image_of(&latest, container) == Some(image)).then(|| latest.task_definition_arn().unwrap_or_default().to_string());
+    Ok((revision, base_image))
 }
 
 /// Register a new revision of `based_on` that differs only in `container`'s image.

@@ -1,6 +1,7 @@
 //! Adapters: the only place that speaks AWS. Each turns SDK types into the domain's views
 //! (see [`crate::rollout::Observation`]) and domain commands into API calls.
 
+pub mod approvals;
 pub mod cloudwatch;
 pub mod ecs;
 pub mod elb;
@@ -9,6 +10,7 @@ pub mod policies;
 pub mod scale_log;
 pub mod scaling;
 pub mod scheduler;
+pub mod secrets;
 pub mod sfn;
 pub mod store;
 
@@ -28,6 +30,7 @@ pub struct Clients {
     pub sns: aws_sdk_sns::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub ssm: aws_sdk_ssm::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
 }
 
 impl Clients {
@@ -43,6 +46,7 @@ impl Clients {
             sns: aws_sdk_sns::Client::new(config),
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             ssm: aws_sdk_ssm::Client::new(config),
+            secrets: aws_sdk_secretsmanager::Client::new(config),
         }
     }
 }
@@ -58,6 +62,9 @@ pub struct Settings {
     pub state_machine_arn: String,
     /// SNS topic for alerts and notices (`KANARIA_ALERT_TOPIC_ARN`), if any.
     pub alert_topic_arn: Option<String>,
+    /// SNS topic for every rollout state change (`KANARIA_EVENTS_TOPIC_ARN`): the Slack message
+    /// of each rollout is rendered from these; dashboards may subscribe too.
+    pub events_topic_arn: Option<String>,
     /// EventBridge Scheduler: kanaria's schedule group and what its schedules invoke.
     pub scheduler: scheduler::SchedulerSettings,
 }
@@ -73,6 +80,7 @@ impl Settings {
             policy_prefix: normalize_prefix(&var("KANARIA_POLICY_PREFIX", DEFAULT_POLICY_PREFIX)),
             state_machine_arn: var("KANARIA_STATE_MACHINE_ARN", ""),
             alert_topic_arn: std::env::var("KANARIA_ALERT_TOPIC_ARN").ok().filter(|v| !v.is_empty()),
+            events_topic_arn: std::env::var("KANARIA_EVENTS_TOPIC_ARN").ok().filter(|v| !v.is_empty()),
             scheduler: scheduler::SchedulerSettings::from_env(),
         }
     }
@@ -94,6 +102,8 @@ pub fn normalize_prefix(prefix: &str) -> String {
 pub struct Context {
     pub clients: Clients,
     pub settings: Settings,
+    /// Slack configuration and cached credentials (used by the Slack functions only).
+    pub chatops: std::sync::Arc<crate::slack::api::ChatOps>,
 }
 
 impl Context {
@@ -101,7 +111,11 @@ impl Context {
     /// points it at emulated AWS) and build every client once.
     pub async fn from_env() -> Self {
         let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        Context { clients: Clients::new(&config), settings: Settings::from_env() }
+        Context {
+            clients: Clients::new(&config),
+            settings: Settings::from_env(),
+            chatops: std::sync::Arc::new(crate::slack::api::ChatOps::from_env()),
+        }
     }
 }
 

@@ -53,6 +53,8 @@ pub struct LockRecord {
     #[serde(skip)]
     pub bake_token: Option<TaskToken>,
     pub promote_requested: bool,
+    /// The approval the rollout waits for now, if it waits for a person.
+    pub approval_id: Option<String>,
     /// A newer push waiting for this rollout to end (JSON of the image), with `onNewerPush: queue`.
     pub queued: Option<String>,
 }
@@ -98,16 +100,16 @@ pub struct Store<'a> {
     pub table: &'a str,
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
+pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
-fn n(v: u64) -> AttributeValue {
+pub(crate) fn n(v: u64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
-fn get_s(item: &HashMap<String, AttributeValue>, k: &str) -> Option<String> {
+pub(crate) fn get_s(item: &HashMap<String, AttributeValue>, k: &str) -> Option<String> {
     item.get(k).and_then(|v| v.as_s().ok()).cloned()
 }
-fn get_n(item: &HashMap<String, AttributeValue>, k: &str) -> u64 {
+pub(crate) fn get_n(item: &HashMap<String, AttributeValue>, k: &str) -> u64 {
     item.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
@@ -136,6 +138,7 @@ fn lock_from(item: &HashMap<String, AttributeValue>) -> LockRecord {
         bake_token: get_s(item, "bakeToken").map(TaskToken),
         promote_requested: item.get("promoteRequested").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
         queued: get_s(item, "queued"),
+        approval_id: get_s(item, "approvalId"),
     }
 }
 
@@ -229,7 +232,7 @@ pub static WRITE_REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::Ato
 
 /// A conditional write's result: Some(output) when it was written, None when its condition did
 /// not hold (another writer got there first: not an error).
-fn conditional<T, E, R>(
+pub(crate) fn conditional<T, E, R>(
     result: Result<T, aws_smithy_runtime_api::client::result::SdkError<E, R>>,
     operation: &'static str,
     resource: impl Into<String>,
@@ -374,7 +377,19 @@ impl<'a> Store<'a> {
     /// Keep the current bake's task token (only while the rollout is in flight). Returns false
     /// when the rollout is being rolled back or no longer holds the lock.
     pub async fn set_bake_token(&self, service_key: &str, rollout_id: &str, token: &TaskToken) -> Result<bool, AwsError> {
-        self.update_lock_in_flight(service_key, rollout_id, "SET bakeToken = :token", vec![(":token", s(&token.0))]).await
+        self.update_lock_in_flight(service_key, rollout_id, "SET bakeToken = :token REMOVE approvalId", vec![(":token", s(&token.0))]).await
+    }
+
+    /// Keep the task token of a wait for a person, and which approval it is (`kanaria approve`
+    /// finds it from the service). Same fence as [`Store::set_bake_token`].
+    pub async fn set_approval_wait(&self, service_key: &str, rollout_id: &str, token: &TaskToken, approval_id: &str) -> Result<bool, AwsError> {
+        self.update_lock_in_flight(
+            service_key,
+            rollout_id,
+            "SET bakeToken = :token, approvalId = :approval",
+            vec![(":token", s(&token.0)), (":approval", s(approval_id))],
+        )
+        .await
     }
 
     /// Ask the in-flight rollout to skip its remaining steps. Returns the lock (for its bake

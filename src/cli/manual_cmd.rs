@@ -48,6 +48,43 @@ pub fn promote_outcome(service: &str, rollout_id: Option<&str>) -> (Exit, String
     }
 }
 
+/// The line to print after `kanaria approve` / `kanaria reject`, and the exit code. `None`: no
+/// rollout of the service waits for a person.
+pub fn decision_outcome(
+    service: &str,
+    approve: bool,
+    result: Option<&Result<crate::handlers::approval::Outcome, crate::handlers::approval::Refusal>>,
+) -> (Exit, String) {
+    use crate::handlers::approval::{Outcome, Refusal};
+    match result {
+        None => (Exit::Failure, format!("no rollout of {service} is waiting for an approval")),
+        Some(Ok(Outcome::Approved(r))) => {
+            (Exit::Success, format!("approved rollout {} of {service} at {}% traffic: it goes on now", r.rollout_id, r.weight))
+        }
+        Some(Ok(Outcome::RolledBack(r))) => (
+            Exit::Success,
+            format!("rejected rollout {} of {service}: all traffic is back on the stable task set and the new one is removed", r.rollout_id),
+        ),
+        Some(Ok(Outcome::TooLate(r))) => (
+            Exit::Failure,
+            format!("recorded, but rollout {} of {service} had already stopped waiting (timed out or rolled back); see `kanaria status {service}`", r.rollout_id),
+        ),
+        Some(Err(Refusal::Unknown)) => (Exit::Failure, format!("the approval of {service} is gone; see `kanaria status {service}`")),
+        Some(Err(Refusal::Expired(_))) => (Exit::Failure, format!("the approval of {service} has expired; the policy's onTimeout applies")),
+        Some(Err(Refusal::AlreadyDecided(r))) => {
+            let verb = if approve { "approve" } else { "reject" };
+            (
+                Exit::Failure,
+                format!(
+                    "cannot {verb}: the approval of {service} was already {} by {}",
+                    r.status.to_lowercase(),
+                    r.decided_by.as_deref().unwrap_or("someone")
+                ),
+            )
+        }
+    }
+}
+
 pub fn no_rollout(service: &str) -> String {
     format!("no rollout in flight for {service}")
 }

@@ -105,6 +105,20 @@ pub enum Command {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+    /// Approve the in-flight rollout's pending approval step (as the Slack Approve button does):
+    /// the rollout goes on. Recorded with your IAM identity. Exits 1 when nothing waits.
+    Approve {
+        /// The service, as CLUSTER/SERVICE (or the service's ARN).
+        #[arg(value_name = "CLUSTER/SERVICE")]
+        service: String,
+    },
+    /// Reject the in-flight rollout's pending approval step (as the Slack Roll back button does):
+    /// traffic returns to the stable task set now. Exits 1 when nothing waits.
+    Reject {
+        /// The service, as CLUSTER/SERVICE (or the service's ARN).
+        #[arg(value_name = "CLUSTER/SERVICE")]
+        service: String,
+    },
     /// Show the service's capacity schedules: the next fire times in each schedule's time zone
     /// (with the UTC offset), whether the EventBridge Scheduler schedule is in step, the last run.
     Schedules {
@@ -236,8 +250,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
                             policy_prefix: prefix.clone(),
                             state_machine_arn: String::new(),
                             alert_topic_arn: None,
+                            events_topic_arn: None,
                             scheduler: settings,
                         },
+                        chatops: Default::default(),
                     };
                     let failed = format!(
                         "the policy is stored ({name}), but bringing its EventBridge Scheduler schedules in step failed; check \
@@ -301,6 +317,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             })?;
             report(manual_cmd::abort_outcome(&key, result.as_ref()))
         }
+        Command::Approve { service } => decide_approval(&global, &service, true).await,
+        Command::Reject { service } => decide_approval(&global, &service, false).await,
         Command::Promote { service, yes } => {
             let key = status::parse_service_key(&service)?;
             let interactive = !yes;
@@ -423,6 +441,37 @@ pub async fn aws_config(global: &GlobalArgs) -> anyhow::Result<aws_config::SdkCo
     Ok(config)
 }
 
+/// `kanaria approve` / `kanaria reject`: the same single conditional decision as a Slack click,
+/// recorded with the caller's IAM identity (IAM decides who may call it).
+async fn decide_approval(global: &GlobalArgs, service: &str, approve: bool) -> anyhow::Result<Exit> {
+    let key = status::parse_service_key(service)?;
+    let config = aws_config(global).await?;
+    let ctx = context(global).await?;
+    let store = crate::aws::store::Store::new(&ctx.clients.dynamodb, &ctx.settings.table);
+    let lock = store.lock(&key).await.map_err(anyhow::Error::new).with_context(|| {
+        format!("reading the in-flight rollout of {key} from DynamoDB table {} failed; {}", global.table, status::table_hint())
+    })?;
+    let Some(approval_id) = lock.and_then(|l| l.approval_id) else {
+        return report(manual_cmd::decision_outcome(&key, approve, None));
+    };
+    let sts = aws_sdk_sts::Client::new(&config);
+    let who = match sts.get_caller_identity().send().await {
+        Ok(id) => id.arn().unwrap_or("unknown IAM identity").to_string(),
+        Err(e) => {
+            return Err(anyhow::anyhow!(
+                "STS GetCallerIdentity failed ({}); kanaria records who decided, so it needs your AWS identity: check your credentials",
+                aws_sdk_sts::error::DisplayErrorContext(&e)
+            ))
+        }
+    };
+    let via = if approve { "kanaria approve" } else { "kanaria reject" };
+    let result = crate::handlers::approval::decide(&ctx, &approval_id, approve, &who, via)
+        .await
+        .map_err(anyhow::Error::new)
+        .with_context(|| format!("deciding the approval of {key} failed; {}", handler_hint(&global.table)))?;
+    report(manual_cmd::decision_outcome(&key, approve, Some(&result)))
+}
+
 async fn clients(global: &GlobalArgs) -> anyhow::Result<Clients> {
     Ok(Clients::new(&aws_config(global).await?))
 }
@@ -436,8 +485,10 @@ async fn context(global: &GlobalArgs) -> anyhow::Result<crate::aws::Context> {
             policy_prefix: normalize_prefix(&global.policy_prefix),
             state_machine_arn: String::new(),
             alert_topic_arn: None,
+            events_topic_arn: None,
             scheduler: crate::aws::scheduler::SchedulerSettings::default(),
         },
+        chatops: Default::default(),
     })
 }
 

@@ -11,7 +11,8 @@
 use aws_sdk_sfn::Client as Sfn;
 use tracing::{info, warn};
 
-use super::{rollout_step, HandlerError};
+use super::{progress, rollout_step, HandlerError};
+use crate::slack::message::Phase;
 use crate::aws::store::{Store, TaskToken};
 use crate::aws::Context;
 use crate::rollout::{Action, Rollout};
@@ -36,7 +37,9 @@ pub async fn trip(ctx: &Context, service_key: &str, rollout_id: &str, cause: &st
     let snapshot: Option<Rollout> = lock.rollout_json.as_deref().and_then(|j| serde_json::from_str(j).ok());
     let outcome = match snapshot {
         Some(rollout) if rollout.stable.is_some() => {
-            rollout_step::run(ctx, Action::Restore, rollout).await?;
+            let restored = rollout_step::run(ctx, Action::Restore, rollout).await?;
+            let card = progress::card(&restored, Phase::RolledBack);
+            progress::publish(ctx, &restored, progress::RolloutCard { cause: Some(cause.to_string()), ..card }).await;
             Tripped::Restored
         }
         _ => Tripped::Fenced,

@@ -2,15 +2,19 @@
 //! built once in `main`) and the raw event, and returns JSON or a [`HandlerError`] whose type
 //! Step Functions `Retry`/`Catch` and Lambda's error reporting understand.
 
+pub mod approval;
 pub mod circuit_breaker;
 pub mod manual;
 pub mod on_alarm;
 pub mod on_image_push;
 pub mod on_task_event;
 pub mod policy_sync;
+pub mod progress;
 pub mod restart_loop;
 pub mod rollout_step;
 pub mod scheduled_scale;
+pub mod slack_interactions;
+pub mod slack_notify;
 
 use serde_json::Value;
 
@@ -25,16 +29,20 @@ pub enum Function {
     OnAlarm,
     ScheduledScale,
     PolicySync,
+    SlackInteractions,
+    SlackNotify,
 }
 
 impl Function {
-    pub const ALL: [Function; 6] = [
+    pub const ALL: [Function; 8] = [
         Function::OnImagePush,
         Function::RolloutStep,
         Function::OnTaskEvent,
         Function::OnAlarm,
         Function::ScheduledScale,
         Function::PolicySync,
+        Function::SlackInteractions,
+        Function::SlackNotify,
     ];
 
     pub fn crate_name(self) -> &'static str {
@@ -45,6 +53,8 @@ impl Function {
             Function::OnAlarm => "on-alarm",
             Function::ScheduledScale => "scheduled-scale",
             Function::PolicySync => "policy-sync",
+            Function::SlackInteractions => "slack-interactions",
+            Function::SlackNotify => "slack-notify",
         }
     }
 
@@ -60,6 +70,8 @@ impl Function {
             Function::OnAlarm => on_alarm::handle(ctx, event).await,
             Function::ScheduledScale => scheduled_scale::handle(ctx, event).await,
             Function::PolicySync => policy_sync::handle(ctx, event).await,
+            Function::SlackInteractions => slack_interactions::handle(ctx, event).await,
+            Function::SlackNotify => slack_notify::handle(ctx, event).await,
         }
     }
 }

@@ -136,7 +136,7 @@ async fn start_rollout(ctx: &Context, policy: Policy, image: &Image, pushed_at: 
     // Pushing a new tag onto the digest that already runs is not a release.
     let view = ecs::describe_service(&ctx.clients.ecs, &policy.service).await?;
     if let Some(primary) = view.task_sets.iter().find(|t| t.status == "PRIMARY") {
-        if ecs::revision_with_image(&ctx.clients.ecs, &primary.task_definition_arn, &policy.container, &image.uri).await?.as_deref()
+        if ecs::revision_with_image(&ctx.clients.ecs, &primary.task_definition_arn, &policy.container, &image.uri).await?.0.as_deref()
             == Some(primary.task_definition_arn.as_str())
         {
             info!(%service, image = %image.uri, "ignored: the service already runs this digest");

@@ -10,17 +10,20 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
-use super::{circuit_breaker, on_image_push, HandlerError};
+use super::{approval, circuit_breaker, on_image_push, progress, HandlerError};
 use crate::analysis::judge;
 use crate::aws::store::{LastRollout, Store, TaskToken, ABORTING};
 use crate::aws::{cloudwatch, ecs, elb, now_unix, Context};
 use crate::rollout::{self, Action, Command, Observation, Rollout, Verdict, MAX_ROUNDS};
+use crate::slack::message::Phase;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum StepAction {
     /// Wait for the bake (or a blue/green gate): keep the task token, return at once.
     Bake,
+    /// Wait for a person: keep the task token under an approval id, show the buttons.
+    Approval,
     #[serde(untagged)]
     Reconcile(Action),
 }
@@ -44,6 +47,10 @@ pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> 
         StepAction::Bake => {
             let token = input.task_token.ok_or_else(|| HandlerError::invalid_input("rollout-step bake", "no taskToken"))?;
             return bake(ctx, &input.rollout, TaskToken(token)).await;
+        }
+        StepAction::Approval => {
+            let token = input.task_token.ok_or_else(|| HandlerError::invalid_input("rollout-step approval", "no taskToken"))?;
+            return approval::request(ctx, &input.rollout, TaskToken(token)).await;
         }
         StepAction::Reconcile(action) => action,
     };
@@ -88,6 +95,7 @@ pub async fn run(ctx: &Context, action: Action, mut rollout: Rollout) -> Result<
         if decision.commands.is_empty() {
             let done = decision.rollout;
             record_progress(ctx, action, &done).await?;
+            show_progress(ctx, action, &done, &obs).await;
             info!(
                 rollout = %done.id,
                 service = %done.service,
@@ -173,7 +181,7 @@ async fn observe(ctx: &Context, action: Action, rollout: &Rollout) -> Result<Obs
     }
     if action == Action::CreateGreen && !obs.task_sets.iter().any(|t| t.external_id.as_deref() == Some(rollout.id.as_str())) {
         if let Some(primary) = obs.task_sets.iter().find(|t| t.status == "PRIMARY") {
-            obs.revision_with_image =
+            (obs.revision_with_image, obs.stable_image) =
                 ecs::revision_with_image(&clients.ecs, &primary.task_definition_arn, &rollout.policy.container, &rollout.image.uri).await?;
         }
     }
@@ -265,6 +273,27 @@ async fn start_queued(ctx: &Context, service_key: &str, push: &str, state_machin
     let outcome = on_image_push::start_queued(&ctx, service_key, &queued).await?;
     info!(service = %service_key, ?outcome, "started the push that was queued");
     Ok(())
+}
+
+/// Publish the rollout's picture for people after the states that change what they see.
+async fn show_progress(ctx: &Context, action: Action, rollout: &Rollout, obs: &Observation) {
+    let phase = match (action, rollout.verdict) {
+        (Action::Restore, _) => return,
+        (Action::Rollback, _) => Phase::RolledBack,
+        (_, Some(Verdict::Rollback)) => Phase::RollingBack,
+        (Action::CreateGreen, _) => Phase::Starting,
+        (Action::Shift, _) => Phase::Baking { until: rollout.step_started_at.unwrap_or_else(now_unix) + rollout.wait_seconds },
+        (Action::Verify, Some(Verdict::Hold)) => Phase::Baking { until: now_unix() + rollout.wait_seconds },
+        (Action::TestTraffic, _) => Phase::Verified,
+        (Action::Promote, _) => Phase::Promoting,
+        (Action::Finish, _) => Phase::Promoted,
+        // The next state's picture follows at once.
+        _ => return,
+    };
+    let mut card = progress::card(rollout, phase);
+    card.failed_tasks = obs.failures.iter().map(|f| f.describe()).collect();
+    card.alarms = obs.alarms_firing.iter().map(|a| (a.clone(), "ALARM".to_string())).collect();
+    progress::publish(ctx, rollout, card).await;
 }
 
 /// Keep the lock's progress and a snapshot of the rollout current, for `kanaria status` and for

@@ -1479,7 +1479,10 @@ fn blue_green_policy_is_one_cutover_baked_for_keep_old_for() {
     assert_eq!(steps_of(&p), vec![(100, 300)]);
     assert_eq!(p.gate(), Some(Gate::Bake(30)));
     assert_eq!(blue_green_policy(&format!("{{ hook: {HOOK_ARN} }}")).gate(), Some(Gate::Hook(HOOK_ARN.into())));
-    assert_eq!(blue_green_policy("{ approval: { timeout: 1h } }").gate(), Some(Gate::Approval(3600)));
+    assert_eq!(
+        blue_green_policy("{ approval: { timeout: 1h } }").gate(),
+        Some(Gate::Approval(ApprovalGate { timeout: policy::HumanDuration(std::time::Duration::from_secs(3600)), on_timeout: OnTimeout::Rollback }))
+    );
     assert_eq!(test_policy().gate(), None);
     assert_eq!(test_policy().failure_threshold, 1, "the documented default");
 }
@@ -2174,4 +2177,131 @@ fn validate_and_verify_never_call_zero_expected_tasks_healthy() {
     obs.task_sets[1].running_count = Some(0);
     let d = ok(Action::Verify, &Rollout { step: 1, weight: 50, ..canary_rollout() }, &obs, NOW);
     assert_eq!(d.rollout.verdict, Some(Verdict::Rollback), "Verify decided {:?}", d.rollout.verdict);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Approval steps: a person's go-ahead after a verified step
+// ---------------------------------------------------------------------------------------------
+
+const APPROVAL_STRATEGY: &str = "strategy:
+  canary:
+    steps:
+      - { weight: 10, bake: 1m }
+      - approval: { timeout: 1h }
+      - { weight: 50, bake: 2m }
+      - approval: { timeout: 30m, onTimeout: promote }
+";
+
+fn approval_rollout(step: usize, weight: u32) -> Rollout {
+    Rollout { policy: policy_with(APPROVAL_STRATEGY, ""), step, weight, ..canary_rollout() }
+}
+
+#[test]
+fn an_approval_step_belongs_to_the_traffic_step_before_it() {
+    let p = policy_with(APPROVAL_STRATEGY, "");
+    let steps = p.steps();
+    assert_eq!(steps.iter().map(|s| s.weight).collect::<Vec<_>>(), vec![10, 50]);
+    assert_eq!(steps[0].approval.as_ref().map(|a| (a.timeout.secs(), a.on_timeout)), Some((3600, OnTimeout::Rollback)));
+    assert_eq!(steps[1].approval.as_ref().map(|a| (a.timeout.secs(), a.on_timeout)), Some((1800, OnTimeout::Promote)));
+}
+
+#[test]
+fn verify_of_a_step_with_an_approval_asks_for_one_before_the_next_step() {
+    let d = ok(Action::Verify, &approval_rollout(0, 10), &canary_obs(10), NOW);
+    assert_eq!(d.rollout.verdict, Some(Verdict::NextStep));
+    assert_eq!(d.rollout.step, 1);
+    assert_eq!(d.rollout.approval, Some(PendingApproval { timeout_seconds: 3600, on_timeout: OnTimeout::Rollback, weight: 10 }));
+}
+
+#[test]
+fn a_trailing_approval_gates_the_promotion() {
+    let d = ok(Action::Verify, &approval_rollout(1, 50), &canary_obs(50), NOW);
+    assert_eq!(d.rollout.verdict, Some(Verdict::Promote));
+    assert_eq!(d.rollout.approval, Some(PendingApproval { timeout_seconds: 1800, on_timeout: OnTimeout::Promote, weight: 50 }));
+}
+
+#[test]
+fn a_failing_step_asks_for_no_approval_it_rolls_back() {
+    let obs = Observation { failures: vec![failure("t1", 1)], ..canary_obs(10) };
+    let d = ok(Action::Verify, &approval_rollout(0, 10), &obs, NOW);
+    assert_eq!(d.rollout.verdict, Some(Verdict::Rollback));
+    assert_eq!(d.rollout.approval, None);
+}
+
+#[test]
+fn kanaria_promote_counts_as_the_go_ahead() {
+    let obs = Observation { promote_requested: true, ..canary_obs(10) };
+    let d = ok(Action::Verify, &approval_rollout(0, 10), &obs, NOW);
+    assert_eq!(d.rollout.verdict, Some(Verdict::Promote));
+    assert_eq!(d.rollout.approval, None);
+}
+
+#[test]
+fn the_next_decision_clears_a_granted_approval() {
+    let pending = PendingApproval { timeout_seconds: 3600, on_timeout: OnTimeout::Rollback, weight: 10 };
+    let r = Rollout { approval: Some(pending), ..approval_rollout(1, 10) };
+    let d = ok(Action::Shift, &r, &canary_obs(10), NOW);
+    assert_eq!(d.rollout.approval, None);
+}
+
+#[test]
+fn an_approval_timeout_rolls_back_with_a_cause_people_understand() {
+    let pending = PendingApproval { timeout_seconds: 3600, on_timeout: OnTimeout::Rollback, weight: 10 };
+    let error = StateError { error: "States.Timeout".into(), cause: String::new() };
+    let r = Rollout { approval: Some(pending), error: Some(error), ..approval_rollout(1, 10) };
+    let d = ok(Action::Rollback, &r, &canary_obs(10), NOW);
+    assert_eq!(d.rollout.cause.as_deref(), Some("nobody approved within 1h at 10% traffic (the policy's approval rolls back on timeout)"));
+}
+
+#[test]
+fn blue_green_approval_gate_asks_for_an_approval_on_the_test_route() {
+    let r = Rollout { policy: blue_green_policy("{ approval: { timeout: 2h, onTimeout: promote } }"), ..canary_rollout() };
+    let green = green_ref_().target_group_arn;
+    let obs = Observation { test_weights: vec![(TG_A.into(), 0), (green, 100)], ..canary_obs(0) };
+    let d = ok(Action::TestTraffic, &r, &obs, NOW);
+    assert_eq!(d.rollout.verdict, Some(Verdict::Done));
+    assert_eq!(d.rollout.approval, Some(PendingApproval { timeout_seconds: 7200, on_timeout: OnTimeout::Promote, weight: 0 }));
+}
+
+#[test]
+fn create_green_remembers_the_stable_image_for_people() {
+    let obs = Observation { stable_image: Some("123456789012.dkr.ecr.us-east-1.amazonaws.com/team/web:v1.4.2".into()), ..fresh_obs() };
+    let d = ok(Action::CreateGreen, &new_rollout(), &obs, NOW);
+    assert_eq!(d.rollout.stable_image.as_deref(), Some("123456789012.dkr.ecr.us-east-1.amazonaws.com/team/web:v1.4.2"));
+}
+
+#[test]
+fn approval_step_policies_that_cannot_work_are_refused_with_a_fix() {
+    let bad = |strategy: &str, extra: &str| -> Vec<String> {
+        let text = format!("{}{extra}", POLICY.replace(CANARY_STRATEGY, strategy));
+        match policy::parse("t", &text) {
+            Ok(_) => vec![],
+            Err(e) => e.problems().iter().map(|p| format!("{}: {}", p.path, p.message)).collect(),
+        }
+    };
+    let first = bad("strategy:\n  canary:\n    steps:\n      - approval: { timeout: 1h }\n      - { weight: 10, bake: 1m }\n", "");
+    assert_eq!(first, vec!["strategy.canary.steps[0]: comes before any traffic step"]);
+    let twice = bad(
+        "strategy:\n  canary:\n    steps:\n      - { weight: 10, bake: 1m }\n      - approval: { timeout: 1h }\n      - approval: { timeout: 1h }\n",
+        "",
+    );
+    assert_eq!(twice, vec!["strategy.canary.steps[2]: follows another approval"]);
+    let after_100 = bad("strategy:\n  canary:\n    steps:\n      - { weight: 100, bake: 1m }\n      - approval: { timeout: 1h }\n", "");
+    assert_eq!(after_100, vec!["strategy.canary.steps[1]: follows the 100% step, so there is nothing left to approve"]);
+    let both = bad("strategy:\n  canary:\n    steps:\n      - { weight: 10, bake: 1m, approval: { timeout: 1h } }\n", "");
+    assert_eq!(both, vec!["strategy.canary.steps[0]: is both a traffic step and an approval"]);
+    let long = bad("strategy:\n  canary:\n    steps:\n      - { weight: 10, bake: 1m }\n      - approval: { timeout: 8d }\n", "");
+    assert_eq!(long, vec!["strategy.canary.steps[1].approval.timeout: 8days is outside 1s..7 days"]);
+    let no_bake = bad("strategy:\n  canary:\n    steps:\n      - { weight: 10 }\n", "");
+    assert_eq!(no_bake, vec!["strategy.canary.steps[0].bake: is missing"]);
+    let slack = bad(CANARY_STRATEGY, "slack: { channel: '#deploys', approvers: [alice, U012AB3CD], approverGroups: ['@sre'] }\n");
+    assert_eq!(
+        slack,
+        vec![
+            "slack.channel: \"#deploys\" is not a Slack channel id",
+            "slack.approvers[0]: \"alice\" is not a Slack user id",
+            "slack.approverGroups[0]: \"@sre\" is not a Slack user group id"
+        ]
+    );
+    assert!(bad(APPROVAL_STRATEGY, "slack: { channel: C0123ABCD, approvers: [U012AB3CD], approverGroups: [S0614TZR7] }\n").is_empty());
 }

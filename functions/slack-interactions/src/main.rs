@@ -1,0 +1,12 @@
+//! Lambda entry point of `slack-interactions` (behind a Function URL): configuration, AWS
+//! clients and the Slack HTTP client are built once, at init; the signing secret is fetched on
+//! first use and cached.
+
+use kanaria::handlers::{self, Function};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    kanaria::telemetry::init_json();
+    let ctx = kanaria::aws::Context::from_env().await;
+    lambda_runtime::run(lambda_runtime::service_fn(|event| handlers::lambda(&ctx, Function::SlackInteractions, event))).await
+}

@@ -1,0 +1,222 @@
+//! `slack-interactions`: the Slack app's interactivity endpoint, behind a Lambda Function URL.
+//! A click on Approve / Roll back arrives here; the answer must reach Slack within 3 seconds.
+//!
+//! In order, each failing check answering with its status and changing nothing:
+//! 1. size (400) and Slack's signature over the raw body with the signing secret from Secrets
+//!    Manager, timestamp within 5 minutes (401);
+//! 2. the body is a `block_actions` click on one of our buttons (400);
+//! 3. it comes from our workspace and app (403), the approval exists and is open (403), and the
+//!    user is one of the policy's approvers (403);
+//! 4. then the one conditional write that decides, SendTaskSuccess or the circuit breaker, and
+//!    the message is replaced through `response_url` to say who decided and when.
+//!
+//! Authentic but refused clicks get an ephemeral note saying why; unauthenticated requests get
+//! nothing but the status. Logs carry the reason, never the body, signature, secret or token.
+
+use base64::Engine;
+use serde_json::{json, Value};
+use tracing::{info, warn};
+
+use super::approval::{self, Outcome, Refusal};
+use super::{progress, HandlerError};
+use crate::aws::approvals::{ApprovalRecord, Approvals};
+use crate::aws::store::Store;
+use crate::aws::{now_unix, Context};
+use crate::rollout::Rollout;
+use crate::slack::message::{self, Phase};
+use crate::slack::request::{self, Choice, Interaction, Rejection, SignedRequest, MAX_BODY_BYTES};
+
+/// Lambda Function URL in, Function URL response out. Never an error for anything a request
+/// contains: those are HTTP statuses.
+pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> {
+    let (status, body) = match answer(ctx, &event).await {
+        Ok(()) => (200, String::new()),
+        Err(Answer { status, note }) => (status, note),
+    };
+    Ok(json!({
+        "statusCode": status,
+        "headers": { "content-type": "text/plain; charset=utf-8" },
+        "body": body,
+        "isBase64Encoded": false,
+    }))
+}
+
+/// A refusal: the HTTP status and a short reason for the response body (never echoing input).
+struct Answer {
+    status: u16,
+    note: String,
+}
+
+impl From<Rejection> for Answer {
+    fn from(r: Rejection) -> Self {
+        Answer { status: r.status(), note: r.to_string() }
+    }
+}
+
+fn header<'a>(event: &'a Value, name: &str) -> Option<&'a str> {
+    // Function URLs deliver header names in lower case; accept any case anyway.
+    event.get("headers")?.as_object()?.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).and_then(|(_, v)| v.as_str())
+}
+
+async fn answer(ctx: &Context, event: &Value) -> Result<(), Answer> {
+    let method = event.pointer("/requestContext/http/method").and_then(Value::as_str).unwrap_or("POST");
+    if !method.eq_ignore_ascii_case("POST") {
+        return Err(Rejection::Malformed(format!("{method} is not POST")).into());
+    }
+    let raw = event.get("body").and_then(Value::as_str).unwrap_or("");
+    // Reject before decoding or parsing anything: base64 of MAX_BODY_BYTES is 4/3 as long.
+    if raw.len() > MAX_BODY_BYTES / 3 * 4 + 4 {
+        return Err(Rejection::BodyTooLarge { len: raw.len() }.into());
+    }
+    let body: Vec<u8> = if event.get("isBase64Encoded").and_then(Value::as_bool).unwrap_or(false) {
+        base64::engine::general_purpose::STANDARD.decode(raw).map_err(|_| Rejection::Malformed("body is not base64".into()))?
+    } else {
+        raw.as_bytes().to_vec()
+    };
+    let chatops = &ctx.chatops;
+    let config = &chatops.config;
+    let secret_arn = match &config.secret_arn {
+        Some(arn) if !config.team_id.is_empty() && !config.app_id.is_empty() => arn,
+        _ => {
+            warn!("Slack interaction refused: KANARIA_SLACK_SECRET_ARN, KANARIA_SLACK_TEAM_ID and KANARIA_SLACK_APP_ID must all be set");
+            return Err(Rejection::NotConfigured.into());
+        }
+    };
+    let credentials = chatops.credentials.get(&ctx.clients.secrets, secret_arn).await.map_err(|e| {
+        warn!(error = %e, "Slack signing secret not available");
+        Answer { status: 500, note: "signing secret not available".into() }
+    })?;
+    let signed = SignedRequest { timestamp: header(event, request::TIMESTAMP_HEADER), signature: header(event, request::SIGNATURE_HEADER), body: &body };
+    if let Err(r) = request::verify(credentials.signing_secret.expose().as_bytes(), &signed, now_unix()) {
+        warn!(reason = %r, "Slack interaction refused");
+        return Err(r.into());
+    }
+    let prefixes: Vec<&str> = config.response_url_prefixes.iter().map(String::as_str).collect();
+    let click = request::parse_interaction(&body, &prefixes).inspect_err(|r| warn!(reason = %r, "Slack interaction refused"))?;
+    request::check_workspace(&click, &config.team_id, &config.app_id).inspect_err(|r| warn!(reason = %r, user = %click.user_id, "Slack interaction refused"))?;
+
+    // From here on the request is authentic: a refusal also tells the person why.
+    let approvals = Approvals::new(&ctx.clients.dynamodb, &ctx.settings.table);
+    let record = match approvals.get(&click.approval_id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return refuse(ctx, &click, Rejection::UnknownApproval, "kanaria does not know this approval (it may have been cleaned up).").await,
+        Err(e) => return Err(internal(e.into())),
+    };
+    if !record.is_pending(now_unix()) {
+        let (r, note) = closed(&record);
+        return refuse(ctx, &click, r, &note).await;
+    }
+    if !may_decide(ctx, &record, &click.user_id, &credentials).await {
+        let note = format!("You are not an approver of {}. Approvers: {}.", record.service, approvers_text(&record));
+        return refuse(ctx, &click, Rejection::NotAnApprover, &note).await;
+    }
+    let approve = click.choice == Choice::Approve;
+    // Read before deciding: a rejection ends the rollout and releases its record.
+    let rollout = rollout_of(ctx, &record).await;
+    match approval::decide(ctx, &click.approval_id, approve, &click.user_id, "Slack").await {
+        Err(e) => Err(internal(e)),
+        Ok(Err(Refusal::Unknown)) => refuse(ctx, &click, Rejection::UnknownApproval, "kanaria does not know this approval.").await,
+        Ok(Err(Refusal::Expired(r) | Refusal::AlreadyDecided(r))) => {
+            let (reason, note) = closed(&r);
+            refuse(ctx, &click, reason, &note).await
+        }
+        Ok(Ok(outcome)) => {
+            let (record, phase) = match &outcome {
+                Outcome::Approved(r) => (r, Phase::Approved { by: click.user_id.clone(), at: now_unix() }),
+                Outcome::RolledBack(r) => (r, Phase::Rejected { by: click.user_id.clone(), at: now_unix() }),
+                Outcome::TooLate(r) => {
+                    info!(approval = %r.id, "decision recorded after the wait had ended");
+                    ephemeral(ctx, &click, "Recorded, but the rollout had already stopped waiting (it timed out or was rolled back).").await;
+                    return Ok(());
+                }
+            };
+            replace_message(ctx, &click, rollout.as_ref(), phase).await;
+            info!(approval = %record.id, service = %record.service, user = %click.user_id, approve, "Slack decision applied");
+            Ok(())
+        }
+    }
+}
+
+/// An authentic click that is not allowed: log why, tell the person, answer the status.
+async fn refuse(ctx: &Context, click: &Interaction, reason: Rejection, note: &str) -> Result<(), Answer> {
+    warn!(reason = %reason, user = %click.user_id, approval = %click.approval_id, "Slack interaction refused");
+    ephemeral(ctx, click, note).await;
+    Err(Answer::from(reason))
+}
+
+/// Is `user` allowed to decide? One of the policy's approvers, or a member of one of its
+/// approver groups (asked of Slack; a failed lookup counts as "no").
+async fn may_decide(ctx: &Context, record: &ApprovalRecord, user: &str, credentials: &crate::aws::secrets::SlackCredentials) -> bool {
+    if record.approvers.iter().any(|a| a == user) {
+        return true;
+    }
+    let Some(token) = &credentials.bot_token else { return false };
+    for group in &record.approver_groups {
+        match ctx.chatops.api().user_group_members(token, group).await {
+            Ok(members) if members.iter().any(|m| m == user) => return true,
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "approver group not read"),
+        }
+    }
+    false
+}
+
+fn approvers_text(record: &ApprovalRecord) -> String {
+    let mut who: Vec<String> = record.approvers.iter().map(|u| format!("<@{u}>")).collect();
+    who.extend(record.approver_groups.iter().map(|g| format!("<!subteam^{g}>")));
+    if who.is_empty() {
+        "none in Slack (the policy's slack.approvers is empty; use `kanaria approve`)".into()
+    } else {
+        who.join(", ")
+    }
+}
+
+fn closed(record: &ApprovalRecord) -> (Rejection, String) {
+    match &record.decided_by {
+        Some(by) => {
+            let decision = record.status.to_lowercase();
+            let who = if by.starts_with('U') || by.starts_with('W') { format!("<@{by}>") } else { format!("`{by}`") };
+            (Rejection::AlreadyDecided { decision: decision.clone(), by: by.clone() }, format!("Already {decision} by {who}."))
+        }
+        None => (Rejection::Expired, format!("This approval expired; the policy's timeout applied ({}).", record.on_timeout)),
+    }
+}
+
+fn internal(e: HandlerError) -> Answer {
+    warn!(error = %e, "Slack interaction failed");
+    Answer { status: 500, note: "kanaria could not complete the decision; try again".into() }
+}
+
+/// A note only the clicking person sees.
+async fn ephemeral(ctx: &Context, click: &Interaction, text: &str) {
+    let body = json!({ "response_type": "ephemeral", "replace_original": false, "text": text });
+    if let Err(e) = ctx.chatops.api().respond(&click.response_url, &body).await {
+        warn!(error = %e, "Slack note not sent");
+    }
+}
+
+/// The rollout as of its last completed step.
+async fn rollout_of(ctx: &Context, record: &ApprovalRecord) -> Option<Rollout> {
+    let store = Store::new(&ctx.clients.dynamodb, &ctx.settings.table);
+    match store.lock(&record.service).await {
+        Ok(lock) => lock.filter(|l| l.rollout_id == record.rollout_id).and_then(|l| l.rollout_json).and_then(|j| serde_json::from_str(&j).ok()),
+        Err(e) => {
+            warn!(error = %e, "rollout not read for the Slack message");
+            None
+        }
+    }
+}
+
+/// The message the button was on now says who decided and when (no more buttons).
+async fn replace_message(ctx: &Context, click: &Interaction, rollout: Option<&Rollout>, phase: Phase) {
+    let body = match rollout {
+        Some(rollout) => {
+            let card = progress::card(rollout, phase);
+            json!({ "replace_original": true, "text": message::fallback_text(&card), "blocks": message::blocks(&card) })
+        }
+        None => json!({ "replace_original": false, "response_type": "ephemeral", "text": "Decision recorded." }),
+    };
+    if let Err(e) = ctx.chatops.api().respond(&click.response_url, &body).await {
+        warn!(error = %e, "Slack message not updated after the decision");
+    }
+}
