@@ -298,7 +298,9 @@ impl LocalAws {
 
         let config = sdk_config(&endpoint).await;
         let template = template::read(&options.root.join("template.yaml"))?;
-        let slack_secret_arn = slack::create_secret(&config).await?;
+        // Secrets Manager takes the name as well as the ARN; the secret is created once the
+        // front server answers (below).
+        let slack_secret_arn = slack::SECRET_NAME.to_string();
         let settings = Settings {
             table: "kanaria".into(),
             policy_prefix: kanaria::aws::DEFAULT_POLICY_PREFIX.into(),
@@ -328,6 +330,7 @@ impl LocalAws {
         let mut tasks = vec![tokio::spawn(server::serve(listener, shared.clone()))];
 
         create_table(&shared.ctx).await?;
+        slack::create_secret(&config).await?;
         scheduling::create_resources(&config, &shared.ctx).await?;
         let alert_queue_url = record_notices(&config).await?;
         // Rollout cards and alerts reach slack-notify through SNS, as in AWS.
