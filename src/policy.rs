@@ -611,7 +611,11 @@ impl Policy {
             let path = format!("strategy.canary.steps[{i}]");
             match (s.weight, &s.approval) {
                 (Some(_), Some(_)) => {
-                    bad(&path, "is both a traffic step and an approval".into(), "split it: `- {weight: 10, bake: 5m}` then `- approval: {timeout: 1h}`");
+                    bad(
+                        &path,
+                        "is both a traffic step and an approval".into(),
+                        "split it: `- {weight: 10, bake: 5m}` then `- approval: {timeout: 1h}`",
+                    );
                     continue;
                 }
                 (None, None) => {
@@ -620,7 +624,11 @@ impl Policy {
                 }
                 (None, Some(gate)) => {
                     if s.bake.is_some() {
-                        bad(&format!("{path}.bake"), "is set on an approval step".into(), "remove it: an approval step holds the weight before it until someone answers");
+                        bad(
+                            &format!("{path}.bake"),
+                            "is set on an approval step".into(),
+                            "remove it: an approval step holds the weight before it until someone answers",
+                        );
                     }
                     if !after_traffic {
                         bad(
@@ -629,7 +637,11 @@ impl Policy {
                             "put each approval after a traffic step, e.g. after `- {weight: 10, bake: 5m}`; for a gate before any production traffic use `blueGreen` with `validation.approval`",
                         );
                     } else if i + 1 == entries.len() && previous >= 100 {
-                        bad(&path, "follows the 100% step, so there is nothing left to approve".into(), "put it before the last step, or make the last step less than 100% (promotion follows it)");
+                        bad(
+                            &path,
+                            "follows the 100% step, so there is nothing left to approve".into(),
+                            "put it before the last step, or make the last step less than 100% (promotion follows it)",
+                        );
                     }
                     validate_approval(&format!("{path}.approval"), gate, &mut bad);
                     after_traffic = false;
@@ -651,7 +663,9 @@ impl Policy {
                 previous = previous.max(weight);
             }
             match s.bake {
-                None => bad(&format!("{path}.bake"), "is missing".into(), "say how long to hold this weight before verifying, e.g. `bake: 5m`"),
+                None => {
+                    bad(&format!("{path}.bake"), "is missing".into(), "say how long to hold this weight before verifying, e.g. `bake: 5m`")
+                }
                 Some(bake) if bake.0 > Duration::from_secs(24 * 3600) => bad(
                     &format!("{path}.bake"),
                     format!("{bake} is longer than a day"),
@@ -668,17 +682,29 @@ impl Policy {
         if let Some(slack) = &self.slack {
             if let Some(c) = &slack.channel {
                 if !slack_id(c, &['C', 'G']) {
-                    bad("slack.channel", format!("{c:?} is not a Slack channel id"), "give the channel id (e.g. C0123ABCD: channel details → About), not its name");
+                    bad(
+                        "slack.channel",
+                        format!("{c:?} is not a Slack channel id"),
+                        "give the channel id (e.g. C0123ABCD: channel details → About), not its name",
+                    );
                 }
             }
             for (i, u) in slack.approvers.iter().enumerate() {
                 if !slack_id(u, &['U', 'W']) {
-                    bad(&format!("slack.approvers[{i}]"), format!("{u:?} is not a Slack user id"), "give the member id (e.g. U012AB3CD: profile → ⋮ → Copy member ID), not a name or email");
+                    bad(
+                        &format!("slack.approvers[{i}]"),
+                        format!("{u:?} is not a Slack user id"),
+                        "give the member id (e.g. U012AB3CD: profile → ⋮ → Copy member ID), not a name or email",
+                    );
                 }
             }
             for (i, g) in slack.approver_groups.iter().enumerate() {
                 if !slack_id(g, &['S']) {
-                    bad(&format!("slack.approverGroups[{i}]"), format!("{g:?} is not a Slack user group id"), "give the user group id (e.g. S0614TZR7), not its @handle");
+                    bad(
+                        &format!("slack.approverGroups[{i}]"),
+                        format!("{g:?} is not a Slack user group id"),
+                        "give the user group id (e.g. S0614TZR7), not its @handle",
+                    );
                 }
             }
         }

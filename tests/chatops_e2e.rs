@@ -91,7 +91,8 @@ async fn click(env: &Env, user: &str, action: &str, approval_id: &str) -> u16 {
 async fn waiting_at_approval(env: &Env, execution: &str) -> bool {
     let sfn = aws_sdk_sfn::Client::new(&env.local.config);
     let history = sfn.get_execution_history().execution_arn(execution).max_results(1000).send().await.unwrap();
-    let entered = history.events().iter().filter(|e| e.state_entered_event_details().is_some_and(|d| d.name() == "WaitForApproval")).count();
+    let entered =
+        history.events().iter().filter(|e| e.state_entered_event_details().is_some_and(|d| d.name() == "WaitForApproval")).count();
     let exited = history.events().iter().filter(|e| e.state_exited_event_details().is_some_and(|d| d.name() == "WaitForApproval")).count();
     entered == 1 && exited == 0
 }

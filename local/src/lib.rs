@@ -121,7 +121,10 @@ impl Shared {
                 return Ok(());
             }
             if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
-                bail!("timed out after {timeout:?} waiting for {what}; Slack calls so far: {:?}", self.slack.calls().iter().map(|c| &c.method).collect::<Vec<_>>());
+                bail!(
+                    "timed out after {timeout:?} waiting for {what}; Slack calls so far: {:?}",
+                    self.slack.calls().iter().map(|c| &c.method).collect::<Vec<_>>()
+                );
             }
         }
     }
@@ -321,7 +324,11 @@ impl LocalAws {
         let (generation, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             // The handlers' AWS calls carry the functions' app id, so the front server counts them.
-            ctx: Context { clients: Clients::new(&function_config(&config)), settings, chatops: Arc::new(local_chatops(&endpoint, &slack_secret_arn)) },
+            ctx: Context {
+                clients: Clients::new(&function_config(&config)),
+                settings,
+                chatops: Arc::new(local_chatops(&endpoint, &slack_secret_arn)),
+            },
             moto_addr,
             functions,
             extra: Mutex::new(HashMap::new()),
@@ -336,11 +343,14 @@ impl LocalAws {
         scheduling::create_resources(&config, &shared.ctx).await?;
         let alert_queue_url = record_notices(&config).await?;
         // Rollout cards and alerts reach slack-notify through SNS, as in AWS.
-        let events_topic = aws_sdk_sns::Client::new(&config).create_topic().name("kanaria-events").send().await.context("creating the events topic")?;
+        let events_topic =
+            aws_sdk_sns::Client::new(&config).create_topic().name("kanaria-events").send().await.context("creating the events topic")?;
         if let Some(notify) = template.functions.iter().find(|f| f.function == Function::SlackNotify) {
             let sqs = aws_sdk_sqs::Client::new(&config);
             let alerts = format!("arn:aws:sns:{REGION}:{ACCOUNT}:kanaria-alerts");
-            for (topic, queue) in [(events_topic.topic_arn().unwrap_or_default(), "slack-notify-events"), (alerts.as_str(), "slack-notify-alerts")] {
+            for (topic, queue) in
+                [(events_topic.topic_arn().unwrap_or_default(), "slack-notify-events"), (alerts.as_str(), "slack-notify-alerts")]
+            {
                 let queue_url = slack::subscribe_queue(&config, topic, queue).await?;
                 tasks.push(tokio::spawn(slack::drain_sns(shared.clone(), sqs.clone(), queue_url, notify.function)));
             }

@@ -72,7 +72,12 @@ impl SlackRecorder {
             Some(m) => (m.to_string(), String::new()),
             None => ("response_url".to_string(), path.strip_prefix("/slack/response/").unwrap_or(path).to_string()),
         };
-        self.calls.lock().expect("slack calls").push(SlackCall { method: method.clone(), path: rest, authorization: authorization.clone(), body: body.clone() });
+        self.calls.lock().expect("slack calls").push(SlackCall {
+            method: method.clone(),
+            path: rest,
+            authorization: authorization.clone(),
+            body: body.clone(),
+        });
         if self.down.load(Ordering::SeqCst) {
             return (503, "{\"ok\":false,\"error\":\"service_unavailable\"}".into());
         }
@@ -90,7 +95,10 @@ impl SlackRecorder {
             }
             "chat.update" => json!({"ok": true}),
             "usergroups.users.list" => {
-                let group = form_urlencoded::parse(body.as_bytes()).find(|(k, _)| k == "usergroup").map(|(_, v)| v.into_owned()).unwrap_or_default();
+                let group = form_urlencoded::parse(body.as_bytes())
+                    .find(|(k, _)| k == "usergroup")
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default();
                 match self.groups.lock().expect("slack groups").get(&group) {
                     Some(users) => json!({"ok": true, "users": users}),
                     None => json!({"ok": false, "error": "no_such_subteam"}),
@@ -133,7 +141,13 @@ pub async fn subscribe_queue(config: &SdkConfig, topic_arn: &str, queue_name: &s
         .attributes()
         .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
         .unwrap_or_default();
-    sns.subscribe().topic_arn(topic_arn).protocol("sqs").endpoint(queue_arn).send().await.with_context(|| format!("subscribing {queue_name}"))?;
+    sns.subscribe()
+        .topic_arn(topic_arn)
+        .protocol("sqs")
+        .endpoint(queue_arn)
+        .send()
+        .await
+        .with_context(|| format!("subscribing {queue_name}"))?;
     Ok(queue_url)
 }
 

@@ -134,7 +134,8 @@ impl<'a> Approvals<'a> {
             // The table's TTL attribute.
             ("expiresAt".to_string(), n(a.expires_at + APPROVAL_RETENTION_SECONDS)),
         ]);
-        let out = self.ddb.put_item().table_name(self.table).set_item(Some(item)).condition_expression("attribute_not_exists(pk)").send().await;
+        let out =
+            self.ddb.put_item().table_name(self.table).set_item(Some(item)).condition_expression("attribute_not_exists(pk)").send().await;
         match conditional(out, "PutItem", format!("{} approval {}", self.table, a.id))? {
             Some(_) => Ok(()),
             None => Err(AwsError {

@@ -64,13 +64,20 @@ impl CredentialsCache {
 }
 
 async fn fetch(sm: &aws_sdk_secretsmanager::Client, secret_id: &str) -> Result<SlackCredentials, AwsError> {
-    let out = sm.get_secret_value().secret_id(secret_id).send().await.map_err(|e| AwsError::new("Secrets Manager", "GetSecretValue", secret_id, e))?;
-    let bad = |message: &str| AwsError {
+    let out = sm
+        .get_secret_value()
+        .secret_id(secret_id)
+        .send()
+        .await
+        .map_err(|e| AwsError::new("Secrets Manager", "GetSecretValue", secret_id, e))?;
+    let bad = |message: &str| {
+        AwsError {
         service: "Secrets Manager",
         operation: "GetSecretValue",
         resource: secret_id.to_string(),
         message: format!("{message}; store JSON {{\"signingSecret\": \"…\", \"botToken\": \"xoxb-…\"}} from the Slack app's Basic Information and OAuth pages (docs/slack.md)"),
         transient: false,
+    }
     };
     let text = out.secret_string().ok_or_else(|| bad("the secret has no SecretString"))?;
     // The parse error would quote the secret; say only that it is not the expected JSON.

@@ -382,7 +382,13 @@ impl<'a> Store<'a> {
 
     /// Keep the task token of a wait for a person, and which approval it is (`kanaria approve`
     /// finds it from the service). Same fence as [`Store::set_bake_token`].
-    pub async fn set_approval_wait(&self, service_key: &str, rollout_id: &str, token: &TaskToken, approval_id: &str) -> Result<bool, AwsError> {
+    pub async fn set_approval_wait(
+        &self,
+        service_key: &str,
+        rollout_id: &str,
+        token: &TaskToken,
+        approval_id: &str,
+    ) -> Result<bool, AwsError> {
         self.update_lock_in_flight(
             service_key,
             rollout_id,

@@ -62,11 +62,10 @@ pub async fn request(ctx: &Context, rollout: &Rollout, token: TaskToken) -> Resu
             Vec::new()
         }
     };
-    let mut card = progress::card(rollout, Phase::AwaitingApproval {
-        approval_id: record.id.clone(),
-        expires_at: record.expires_at,
-        on_timeout: record.on_timeout.clone(),
-    });
+    let mut card = progress::card(
+        rollout,
+        Phase::AwaitingApproval { approval_id: record.id.clone(), expires_at: record.expires_at, on_timeout: record.on_timeout.clone() },
+    );
     card.failed_tasks = failed;
     card.alarms = rollout
         .policy
@@ -111,8 +110,12 @@ pub async fn decide(ctx: &Context, id: &str, approve: bool, who: &str, via: &str
     };
     info!(approval = %id, rollout = %record.rollout_id, service = %record.service, decision = status, by = %who, via, "approval decided");
     let store = Store::new(&ctx.clients.dynamodb, &ctx.settings.table);
-    let snapshot: Option<Rollout> =
-        store.lock(&record.service).await?.filter(|l| l.rollout_id == record.rollout_id).and_then(|l| l.rollout_json).and_then(|j| serde_json::from_str(&j).ok());
+    let snapshot: Option<Rollout> = store
+        .lock(&record.service)
+        .await?
+        .filter(|l| l.rollout_id == record.rollout_id)
+        .and_then(|l| l.rollout_json)
+        .and_then(|j| serde_json::from_str(&j).ok());
     if approve {
         let output = json!({ "approvedBy": who, "via": via, "at": now }).to_string();
         match ctx.clients.sfn.send_task_success().task_token(&record.token.0).output(output).send().await {
@@ -126,7 +129,10 @@ pub async fn decide(ctx: &Context, id: &str, approve: bool, who: &str, via: &str
                 approvals.undo(id, who).await?;
                 return Err(HandlerError::new(
                     "Kanaria.Transient",
-                    format!("Step Functions SendTaskSuccess for approval {id} of {} failed ({code}); the approval is open again, try again", record.service),
+                    format!(
+                        "Step Functions SendTaskSuccess for approval {id} of {} failed ({code}); the approval is open again, try again",
+                        record.service
+                    ),
                 ));
             }
         }

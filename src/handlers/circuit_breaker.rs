@@ -12,10 +12,10 @@ use aws_sdk_sfn::Client as Sfn;
 use tracing::{info, warn};
 
 use super::{progress, rollout_step, HandlerError};
-use crate::slack::message::Phase;
 use crate::aws::store::{Store, TaskToken};
 use crate::aws::Context;
 use crate::rollout::{Action, Rollout};
+use crate::slack::message::Phase;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tripped {

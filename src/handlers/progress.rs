@@ -54,7 +54,10 @@ pub fn card(rollout: &Rollout, phase: Phase) -> RolloutCard {
         analysis: rollout.analysis.clone(),
         cause: rollout.cause.clone(),
         console_url: region.map(|r| {
-            format!("https://{r}.console.aws.amazon.com/ecs/v2/clusters/{}/services/{}/deployments?region={r}", rollout.service.cluster, rollout.service.name)
+            format!(
+                "https://{r}.console.aws.amazon.com/ecs/v2/clusters/{}/services/{}/deployments?region={r}",
+                rollout.service.cluster, rollout.service.name
+            )
         }),
         updated_at: now_unix(),
     }

@@ -86,20 +86,28 @@ async fn answer(ctx: &Context, event: &Value) -> Result<(), Answer> {
         warn!(error = %e, "Slack signing secret not available");
         Answer { status: 500, note: "signing secret not available".into() }
     })?;
-    let signed = SignedRequest { timestamp: header(event, request::TIMESTAMP_HEADER), signature: header(event, request::SIGNATURE_HEADER), body: &body };
+    let signed = SignedRequest {
+        timestamp: header(event, request::TIMESTAMP_HEADER),
+        signature: header(event, request::SIGNATURE_HEADER),
+        body: &body,
+    };
     if let Err(r) = request::verify(credentials.signing_secret.expose().as_bytes(), &signed, now_unix()) {
         warn!(reason = %r, "Slack interaction refused");
         return Err(r.into());
     }
     let prefixes: Vec<&str> = config.response_url_prefixes.iter().map(String::as_str).collect();
     let click = request::parse_interaction(&body, &prefixes).inspect_err(|r| warn!(reason = %r, "Slack interaction refused"))?;
-    request::check_workspace(&click, &config.team_id, &config.app_id).inspect_err(|r| warn!(reason = %r, user = %click.user_id, "Slack interaction refused"))?;
+    request::check_workspace(&click, &config.team_id, &config.app_id)
+        .inspect_err(|r| warn!(reason = %r, user = %click.user_id, "Slack interaction refused"))?;
 
     // From here on the request is authentic: a refusal also tells the person why.
     let approvals = Approvals::new(&ctx.clients.dynamodb, &ctx.settings.table);
     let record = match approvals.get(&click.approval_id).await {
         Ok(Some(r)) => r,
-        Ok(None) => return refuse(ctx, &click, Rejection::UnknownApproval, "kanaria does not know this approval (it may have been cleaned up).").await,
+        Ok(None) => {
+            return refuse(ctx, &click, Rejection::UnknownApproval, "kanaria does not know this approval (it may have been cleaned up).")
+                .await
+        }
         Err(e) => return Err(internal(e.into())),
     };
     if !record.is_pending(now_unix()) {
@@ -126,7 +134,8 @@ async fn answer(ctx: &Context, event: &Value) -> Result<(), Answer> {
                 Outcome::RolledBack(r) => (r, Phase::Rejected { by: click.user_id.clone(), at: now_unix() }),
                 Outcome::TooLate(r) => {
                     info!(approval = %r.id, "decision recorded after the wait had ended");
-                    ephemeral(ctx, &click, "Recorded, but the rollout had already stopped waiting (it timed out or was rolled back).").await;
+                    ephemeral(ctx, &click, "Recorded, but the rollout had already stopped waiting (it timed out or was rolled back).")
+                        .await;
                     return Ok(());
                 }
             };
@@ -199,7 +208,9 @@ async fn ephemeral(ctx: &Context, click: &Interaction, text: &str) {
 async fn rollout_of(ctx: &Context, record: &ApprovalRecord) -> Option<Rollout> {
     let store = Store::new(&ctx.clients.dynamodb, &ctx.settings.table);
     match store.lock(&record.service).await {
-        Ok(lock) => lock.filter(|l| l.rollout_id == record.rollout_id).and_then(|l| l.rollout_json).and_then(|j| serde_json::from_str(&j).ok()),
+        Ok(lock) => {
+            lock.filter(|l| l.rollout_id == record.rollout_id).and_then(|l| l.rollout_json).and_then(|j| serde_json::from_str(&j).ok())
+        }
         Err(e) => {
             warn!(error = %e, "rollout not read for the Slack message");
             None

@@ -23,7 +23,10 @@ use crate::slack::message;
 const STALE_CLAIM_SECONDS: u64 = 60;
 
 pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> {
-    let records = event.get("Records").and_then(Value::as_array).ok_or_else(|| HandlerError::invalid_input("slack-notify event", "no Records: not an SNS event"))?;
+    let records = event
+        .get("Records")
+        .and_then(Value::as_array)
+        .ok_or_else(|| HandlerError::invalid_input("slack-notify event", "no Records: not an SNS event"))?;
     let config = &ctx.chatops.config;
     let Some(secret_arn) = config.secret_arn.as_deref() else {
         info!("Slack is not configured (KANARIA_SLACK_SECRET_ARN); nothing posted");
@@ -89,7 +92,11 @@ async fn show_card(ctx: &Context, token: &Secret, event: CardEvent) -> Result<bo
             Ok(true)
         }
         _ => {
-            if !approvals.claim_message(&rollout_id, &channel, now, now.saturating_sub(STALE_CLAIM_SECONDS)).await.map_err(|e| e.to_string())? {
+            if !approvals
+                .claim_message(&rollout_id, &channel, now, now.saturating_sub(STALE_CLAIM_SECONDS))
+                .await
+                .map_err(|e| e.to_string())?
+            {
                 // Another invocation is posting the first message right now: give it a moment,
                 // then update that message (never post a second one).
                 for _ in 0..10 {

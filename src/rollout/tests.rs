@@ -1481,7 +1481,10 @@ fn blue_green_policy_is_one_cutover_baked_for_keep_old_for() {
     assert_eq!(blue_green_policy(&format!("{{ hook: {HOOK_ARN} }}")).gate(), Some(Gate::Hook(HOOK_ARN.into())));
     assert_eq!(
         blue_green_policy("{ approval: { timeout: 1h } }").gate(),
-        Some(Gate::Approval(ApprovalGate { timeout: policy::HumanDuration(std::time::Duration::from_secs(3600)), on_timeout: OnTimeout::Rollback }))
+        Some(Gate::Approval(ApprovalGate {
+            timeout: policy::HumanDuration(std::time::Duration::from_secs(3600)),
+            on_timeout: OnTimeout::Rollback
+        }))
     );
     assert_eq!(test_policy().gate(), None);
     assert_eq!(test_policy().failure_threshold, 1, "the documented default");

@@ -109,7 +109,11 @@ impl SlackApi {
         let form: String = form_urlencoded::Serializer::new(String::new()).append_pair("usergroup", group).finish();
         let req = self.http.post(url).bearer_auth(token.expose()).header("content-type", "application/x-www-form-urlencoded").body(form);
         let reply = self.send("usergroups.users.list", target, req).await?;
-        Ok(reply.get("users").and_then(Value::as_array).map(|a| a.iter().filter_map(|u| u.as_str().map(str::to_string)).collect()).unwrap_or_default())
+        Ok(reply
+            .get("users")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|u| u.as_str().map(str::to_string)).collect())
+            .unwrap_or_default())
     }
 
     /// Replace the message a button was clicked on (or add an ephemeral note) through the
@@ -122,13 +126,23 @@ impl SlackApi {
         } else {
             let status = resp.status();
             let text = resp.text().await.unwrap_or_default();
-            Err(SlackError { method: "response_url", target: String::new(), error: format!("HTTP {status} {}", text.chars().take(100).collect::<String>()), fix: fix_for(text.trim()) })
+            Err(SlackError {
+                method: "response_url",
+                target: String::new(),
+                error: format!("HTTP {status} {}", text.chars().take(100).collect::<String>()),
+                fix: fix_for(text.trim()),
+            })
         }
     }
 
     async fn call(&self, method: &'static str, target: String, token: &Secret, body: &Value) -> Result<Value, SlackError> {
         let url = format!("{}/{method}", self.base_url);
-        let req = self.http.post(url).bearer_auth(token.expose()).header("content-type", "application/json; charset=utf-8").body(body.to_string());
+        let req = self
+            .http
+            .post(url)
+            .bearer_auth(token.expose())
+            .header("content-type", "application/json; charset=utf-8")
+            .body(body.to_string());
         self.send(method, target, req).await
     }
 

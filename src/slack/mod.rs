@@ -10,6 +10,6 @@
 //!   updated in place as it progresses, with Approve / Roll back buttons only while the rollout
 //!   waits for approval.
 
+pub mod api;
 pub mod message;
 pub mod request;
-pub mod api;
