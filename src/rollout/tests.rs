@@ -941,11 +941,15 @@ fn action_and_verdict_names_match_the_state_machine() {
     let mut actions = Vec::new();
     let mut verdicts = Vec::new();
     for (name, state) in asl["States"].as_object().unwrap() {
-        // Reconciles pass `action`; callback states (bake, gates) pass it inside `Payload`.
+        // Reconciles pass `action`; callback states (bake, gates, approval) pass it inside
+        // `Payload`. Every one must be something the rollout-step function accepts.
         let action = state["Parameters"]["action"].as_str().or(state["Parameters"]["Payload"]["action"].as_str());
-        if let Some(action) = action.filter(|a| *a != "bake") {
-            let parsed: Action = serde_json::from_value(action.into()).unwrap_or_else(|e| panic!("state {name}: action {action:?}: {e}"));
-            actions.push(parsed);
+        if let Some(action) = action {
+            let parsed: crate::handlers::rollout_step::StepAction =
+                serde_json::from_value(action.into()).unwrap_or_else(|e| panic!("state {name}: action {action:?}: {e}"));
+            if let crate::handlers::rollout_step::StepAction::Reconcile(parsed) = parsed {
+                actions.push(parsed);
+            }
         }
         let mut choices: Vec<&serde_json::Value> = state["Choices"].as_array().into_iter().flatten().collect();
         while let Some(choice) = choices.pop() {
