@@ -4,7 +4,7 @@
 //!   no clock, no I/O. [`rollout`] shows a rollout's whole lifecycle (observe → decide → act).
 //! - [`aws`] holds the adapters: the only code that calls AWS.
 //! - [`handlers`] are the Lambda entry points (one binary per function under `functions/`).
-//! - [`cli`] is the `kanaria` command.
+//! - [`cli`] is the `kanaria` command; [`verify`] judges whether a service is ready for kanaria.
 
 pub mod analysis;
 pub mod aws;
@@ -16,3 +16,4 @@ pub mod policy;
 pub mod rollout;
 pub mod schedule;
 pub mod telemetry;
+pub mod verify;

@@ -29,6 +29,9 @@ pub struct SampleOptions {
     pub strategy_yaml: Option<String>,
     /// More top-level policy fields (YAML), e.g. `alarms: [web-5xx]`.
     pub extra_policy_yaml: String,
+    /// Give the container an awslogs log configuration to this group (created too). Off by
+    /// default so the other tests' task definition stays as it always was.
+    pub awslogs_group: Option<String>,
 }
 
 impl Default for SampleOptions {
@@ -43,6 +46,7 @@ impl Default for SampleOptions {
             stabilization_seconds: 60,
             strategy_yaml: None,
             extra_policy_yaml: String::new(),
+            awslogs_group: None,
         }
     }
 }
@@ -59,6 +63,82 @@ pub struct SampleService {
     pub policy_yaml: String,
     pub initial_image: String,
     pub initial_task_set: String,
+    /// The default VPC the service runs in, its subnets (two) and security group.
+    pub vpc: String,
+    pub subnets: Vec<String>,
+    pub security_group: String,
+    /// `{service}-execution` (AmazonECSTaskExecutionRolePolicy attached) and `{service}-task`
+    /// (no permissions), both trusting ecs-tasks.amazonaws.com.
+    pub execution_role_arn: String,
+    pub task_role_arn: String,
+}
+
+/// The trust policy of an ECS task's roles.
+pub const ECS_TASKS_TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+
+/// The service's execution and task roles, as a team would create them (`kanaria verify` checks
+/// them). moto attaches AWS managed policies only when started with
+/// MOTO_IAM_LOAD_MANAGED_POLICIES=true, which [`crate::LocalAws::start`] sets.
+async fn create_roles(config: &SdkConfig, name: &str) -> Result<(String, String)> {
+    let iam = aws_sdk_iam::Client::new(config);
+    let mut arns = Vec::new();
+    for role in [format!("{name}-execution"), format!("{name}-task")] {
+        let out = iam
+            .create_role()
+            .role_name(&role)
+            .assume_role_policy_document(ECS_TASKS_TRUST)
+            .send()
+            .await
+            .with_context(|| format!("creating IAM role {role}"))?;
+        arns.push(out.role().map(|r| r.arn().to_string()).unwrap_or_default());
+    }
+    iam.attach_role_policy()
+        .role_name(format!("{name}-execution"))
+        .policy_arn(kanaria::verify::EXECUTION_ROLE_POLICY_ARN)
+        .send()
+        .await
+        .context("attaching AmazonECSTaskExecutionRolePolicy (is moto running with MOTO_IAM_LOAD_MANAGED_POLICIES=true?)")?;
+    Ok((arns[0].clone(), arns[1].clone()))
+}
+
+/// moto's default VPC has no internet gateway route and the task set asks for no public IP,
+/// so, as in a private subnet, the tasks reach ECR through VPC endpoints: ECR API and Docker
+/// registry, S3 (image layers) on the main route table, CloudWatch Logs. Created once per VPC.
+async fn create_endpoints(config: &SdkConfig, vpc: &str, subnets: &[String], security_group: &str) -> Result<()> {
+    use aws_sdk_ec2::types::{Filter, VpcEndpointType};
+    let ec2 = aws_sdk_ec2::Client::new(config);
+    let existing = ec2.describe_vpc_endpoints().filters(Filter::builder().name("vpc-id").values(vpc).build()).send().await?;
+    if !existing.vpc_endpoints().is_empty() {
+        return Ok(());
+    }
+    for service in ["ecr.api", "ecr.dkr", "logs"] {
+        ec2.create_vpc_endpoint()
+            .vpc_id(vpc)
+            .vpc_endpoint_type(VpcEndpointType::Interface)
+            .service_name(format!("com.amazonaws.{REGION}.{service}"))
+            .set_subnet_ids(Some(subnets.to_vec()))
+            .security_group_ids(security_group)
+            .private_dns_enabled(true)
+            .send()
+            .await
+            .with_context(|| format!("creating the {service} VPC endpoint"))?;
+    }
+    let main = ec2
+        .describe_route_tables()
+        .filters(Filter::builder().name("vpc-id").values(vpc).build())
+        .filters(Filter::builder().name("association.main").values("true").build())
+        .send()
+        .await?;
+    let main = main.route_tables().first().and_then(|t| t.route_table_id()).ok_or_else(|| anyhow!("{vpc} has no main route table"))?;
+    ec2.create_vpc_endpoint()
+        .vpc_id(vpc)
+        .vpc_endpoint_type(VpcEndpointType::Gateway)
+        .service_name(format!("com.amazonaws.{REGION}.s3"))
+        .route_table_ids(main)
+        .send()
+        .await
+        .context("creating the S3 gateway endpoint")?;
+    Ok(())
 }
 
 /// Two EC2 look-ups through moto's query API: the default VPC's subnets and security group.
@@ -143,9 +223,27 @@ pub async fn provision(config: &SdkConfig, endpoint: &str, ctx: &Context, option
     }
     let (listener_arn, test_listener_arn) = (listeners[0].clone(), listeners[1].clone());
 
+    let (execution_role_arn, task_role_arn) = create_roles(config, name).await?;
+    create_endpoints(config, &vpc, &subnets, &security_group).await?;
+
     let ecs = aws_sdk_ecs::Client::new(config);
     ecs.create_cluster().cluster_name(&options.cluster).send().await.context("creating the cluster")?;
     let initial_image = format!("{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{}:v1", options.repository);
+    let mut container = ContainerDefinition::builder()
+        .name(name)
+        .image(&initial_image)
+        .essential(true)
+        .memory(512)
+        .port_mappings(PortMapping::builder().container_port(8080).build());
+    if let Some(group) = &options.awslogs_group {
+        aws_sdk_cloudwatchlogs::Client::new(config)
+            .create_log_group()
+            .log_group_name(group)
+            .send()
+            .await
+            .context("creating the log group")?;
+        container = container.log_configuration(awslogs(group)?);
+    }
     let td = ecs
         .register_task_definition()
         .family(name)
@@ -153,17 +251,9 @@ pub async fn provision(config: &SdkConfig, endpoint: &str, ctx: &Context, option
         .requires_compatibilities(Compatibility::Fargate)
         .cpu("256")
         .memory("512")
-        .execution_role_arn(format!("arn:aws:iam::{ACCOUNT}:role/{name}-execution"))
-        .task_role_arn(format!("arn:aws:iam::{ACCOUNT}:role/{name}-task"))
-        .container_definitions(
-            ContainerDefinition::builder()
-                .name(name)
-                .image(&initial_image)
-                .essential(true)
-                .memory(512)
-                .port_mappings(PortMapping::builder().container_port(8080).build())
-                .build(),
-        )
+        .execution_role_arn(&execution_role_arn)
+        .task_role_arn(&task_role_arn)
+        .container_definitions(container.build())
         .send()
         .await
         .context("registering the task definition")?;
@@ -177,7 +267,7 @@ pub async fn provision(config: &SdkConfig, endpoint: &str, ctx: &Context, option
         .await
         .context("creating the service")?;
     let network = NetworkConfiguration::builder()
-        .awsvpc_configuration(AwsVpcConfiguration::builder().set_subnets(Some(subnets)).security_groups(&security_group).build()?)
+        .awsvpc_configuration(AwsVpcConfiguration::builder().set_subnets(Some(subnets.clone())).security_groups(&security_group).build()?)
         .build();
     let ts = ecs
         .create_task_set()
@@ -229,7 +319,22 @@ pub async fn provision(config: &SdkConfig, endpoint: &str, ctx: &Context, option
         policy_yaml,
         initial_image,
         initial_task_set: ts.task_set().and_then(|t| t.id()).unwrap_or_default().to_string(),
+        vpc,
+        subnets,
+        security_group,
+        execution_role_arn,
+        task_role_arn,
     })
+}
+
+/// An awslogs log configuration to `group` (stream prefix `ecs`).
+pub fn awslogs(group: &str) -> Result<aws_sdk_ecs::types::LogConfiguration> {
+    Ok(aws_sdk_ecs::types::LogConfiguration::builder()
+        .log_driver(aws_sdk_ecs::types::LogDriver::Awslogs)
+        .options("awslogs-group", group)
+        .options("awslogs-region", REGION)
+        .options("awslogs-stream-prefix", "ecs")
+        .build()?)
 }
 
 /// A fresh, valid-looking digest (so every demo run pushes a new image).

@@ -250,6 +250,8 @@ impl LocalAws {
             .args(["-H", "127.0.0.1", "-p", &moto_addr.port().to_string()])
             // moto's Step Functions interpreter sends its Lambda invokes to localhost:MOTO_PORT.
             .env("MOTO_PORT", front.port().to_string())
+            // AWS managed IAM policies (AmazonECSTaskExecutionRolePolicy) exist only with this.
+            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
             .stdout(stdout)
             .stderr(stderr)
             .kill_on_drop(true)

@@ -4,6 +4,7 @@
 pub mod cloudwatch;
 pub mod ecs;
 pub mod elb;
+pub mod inspect;
 pub mod notify;
 pub mod policies;
 pub mod scale_log;

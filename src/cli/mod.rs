@@ -6,6 +6,7 @@
 //! - `kanaria history CLUSTER/SERVICE [--limit N]`
 //! - `kanaria abort CLUSTER/SERVICE`, `kanaria promote CLUSTER/SERVICE [--yes]`
 //! - `kanaria schedules CLUSTER/SERVICE [--count N]`
+//! - `kanaria verify CLUSTER/SERVICE [--policy FILE]`
 //!
 //! [`run`] does the work and returns an [`Exit`]; formatting lives in pure functions
 //! ([`policy_cmd`], [`status`], [`history`], [`manual_cmd`]) so it is unit-tested without AWS.
@@ -15,6 +16,7 @@ pub mod manual_cmd;
 pub mod policy_cmd;
 pub mod schedules;
 pub mod status;
+pub mod verify;
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -118,6 +120,23 @@ pub enum Command {
         output: Output,
         #[command(flatten)]
         scheduler: schedules::SchedulerArgs,
+    },
+    /// Check that a service is ready for kanaria (EXTERNAL controller, listener and ip target
+    /// groups wired as the policy says, task size, execution role, network path to ECR, logs,
+    /// the policy) and say what to change. Exits 0 when ready, 1 when a check fails, 2 when
+    /// something could not be read.
+    Verify {
+        /// The service, as CLUSTER/SERVICE (or the service's ARN).
+        #[arg(value_name = "CLUSTER/SERVICE")]
+        service: String,
+        /// Check against this policy file (YAML or JSON) instead of the one in Parameter Store.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// Same as `--output json`.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -263,6 +282,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 Output::Json => emit(&pretty(&schedules::to_json(&report))?)?,
             }
             Ok(Exit::Success)
+        }
+        Command::Verify { service, policy, output, json } => {
+            verify::run(&global, &service, policy.as_deref(), if json { Output::Json } else { output }).await
         }
         Command::Status { service, output } => {
             let only = service.as_deref().map(status::parse_service_key).transpose()?;
