@@ -16,6 +16,7 @@ pub mod bench;
 pub mod bridge;
 pub mod coldstart;
 pub mod fixture;
+pub mod iam_calls;
 pub mod scheduling;
 pub mod server;
 pub mod simulator;
@@ -66,6 +67,9 @@ pub enum Target {
 /// What the front server, the queue drainers and the simulator share.
 pub struct Shared {
     pub ctx: Context,
+    /// What the hosted functions run with: `ctx` with each function's name in its clients' app
+    /// id, so the front server knows which function made each AWS call ([`iam_calls`]).
+    function_ctx: Vec<(Function, Context)>,
     pub moto_addr: SocketAddr,
     /// Function name (the template's logical id) → handler.
     functions: HashMap<String, Function>,
@@ -97,7 +101,8 @@ impl Shared {
 
     pub async fn invoke(&self, function: Function, payload: Value) -> Result<Value, HandlerError> {
         let started = Instant::now();
-        let result = function.handle(&self.ctx, payload.clone()).await;
+        let ctx = self.function_ctx.iter().find(|(f, _)| *f == function).map(|(_, c)| c).unwrap_or(&self.ctx);
+        let result = function.handle(ctx, payload.clone()).await;
         let duration = started.elapsed();
         if let Err(e) = &result {
             warn!(function = function.crate_name(), error_type = %e.error_type, error = %e.message, "function error");
@@ -227,9 +232,11 @@ pub async fn sdk_config(endpoint: &str) -> SdkConfig {
         .await
 }
 
-/// The SDK config of the functions' clients: `config` with their app id in the user agent.
-fn function_config(config: &SdkConfig) -> SdkConfig {
-    config.to_builder().app_name(aws_config::AppName::new(server::FUNCTION_APP_NAME).expect("a valid app name")).build()
+/// The SDK config of the functions' clients: `config` with their app id in the user agent
+/// (one function's, or that of all of them).
+fn function_config(config: &SdkConfig, function: Option<Function>) -> SdkConfig {
+    let name = function.map(|f| iam_calls::app_name(f.crate_name())).unwrap_or_else(|| server::FUNCTION_APP_NAME.to_string());
+    config.to_builder().app_name(aws_config::AppName::new(name).expect("a valid app name")).build()
 }
 
 async fn moto_api(
@@ -322,13 +329,18 @@ impl LocalAws {
         let settings = Settings { state_machine_arn: state_machine_arn.clone(), ..settings };
         let functions: HashMap<String, Function> = template.functions.iter().map(|f| (f.logical_id.clone(), f.function)).collect();
         let (generation, _) = watch::channel(0);
+        let chatops = Arc::new(local_chatops(&endpoint, &slack_secret_arn));
+        let function_ctx = Function::ALL
+            .into_iter()
+            .map(|f| {
+                let clients = Clients::new(&function_config(&config, Some(f)));
+                (f, Context { clients, settings: settings.clone(), chatops: chatops.clone() })
+            })
+            .collect();
         let shared = Arc::new(Shared {
             // The handlers' AWS calls carry the functions' app id, so the front server counts them.
-            ctx: Context {
-                clients: Clients::new(&function_config(&config)),
-                settings,
-                chatops: Arc::new(local_chatops(&endpoint, &slack_secret_arn)),
-            },
+            ctx: Context { clients: Clients::new(&function_config(&config, None)), settings, chatops },
+            function_ctx,
             moto_addr,
             functions,
             extra: Mutex::new(HashMap::new()),

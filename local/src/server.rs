@@ -204,6 +204,7 @@ async fn forward(req: Request<Incoming>, moto: SocketAddr, client: &Client<HttpC
         Ok(b) => b.to_bytes(),
         Err(e) => return plain(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}")),
     };
+    crate::iam_calls::record(&parts, &body);
     let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let uri: hyper::Uri = match format!("http://{moto}{path}").parse() {
         Ok(u) => u,

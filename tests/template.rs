@@ -1,0 +1,720 @@
+//! `template.yaml` read as data: least-privilege IAM, and a dead-letter destination for every
+//! asynchronous invocation. cfn-lint and the SAM transform check that the template is valid;
+//! these tests check what it grants and where failed events go.
+//!
+//! IAM: no wildcard action anywhere; no `"*"` resource on a mutating ECS, ELB, Scheduler or Step
+//! Functions action that supports resource-level permissions; `iam:PassRole` only with an
+//! `iam:PassedToService` condition, and on `"*"`-like resources only to ECS tasks and only roles
+//! tagged `kanaria:managed=true`. Every function and state machine has a role written out in the
+//! template (no SAM `Policies`, no AWS-managed policies), so nothing granted escapes these checks.
+//! The checks run on bad snippets too, so they can fail.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use serde_yaml_ng::Value;
+
+/// The services whose mutating actions must be scoped when they can be (the issue's list).
+const SCOPED_SERVICES: &[&str] = &["ecs", "elasticloadbalancing", "scheduler", "states"];
+
+/// Mutating actions of those services that support resource-level permissions: the "Resource
+/// types" column of the AWS Service Authorization Reference is not empty for them
+/// (docs.aws.amazon.com/service-authorization/latest/reference/list_amazonelasticcontainerservice.html,
+/// list_elasticloadbalancingv2.html, list_amazoneventbridgescheduler.html,
+/// list_awsstepfunctions.html). A `"*"` resource on any of them fails. The list covers what
+/// kanaria uses and its neighbours; `classification_matches_the_service_authorization_reference`
+/// checks it against the reference as cfn-lint ships it.
+const SCOPABLE_WRITES: &[&str] = &[
+    "ecs:CreateService",
+    "ecs:UpdateService",
+    "ecs:DeleteService",
+    "ecs:CreateTaskSet",
+    "ecs:UpdateTaskSet",
+    "ecs:DeleteTaskSet",
+    "ecs:UpdateServicePrimaryTaskSet",
+    "ecs:RegisterTaskDefinition",
+    "ecs:RunTask",
+    "ecs:StartTask",
+    "ecs:StopTask",
+    "ecs:TagResource",
+    "ecs:UntagResource",
+    "elasticloadbalancing:ModifyListener",
+    "elasticloadbalancing:ModifyRule",
+    "elasticloadbalancing:CreateRule",
+    "elasticloadbalancing:DeleteRule",
+    "elasticloadbalancing:SetRulePriorities",
+    "elasticloadbalancing:RegisterTargets",
+    "elasticloadbalancing:DeregisterTargets",
+    "elasticloadbalancing:ModifyTargetGroup",
+    "elasticloadbalancing:AddTags",
+    "elasticloadbalancing:RemoveTags",
+    "scheduler:CreateSchedule",
+    "scheduler:UpdateSchedule",
+    "scheduler:DeleteSchedule",
+    "scheduler:CreateScheduleGroup",
+    "scheduler:DeleteScheduleGroup",
+    "states:StartExecution",
+    "states:StartSyncExecution",
+    "states:StopExecution",
+    "states:RedriveExecution",
+    "states:UpdateStateMachine",
+    "states:DeleteStateMachine",
+];
+
+/// Mutating actions of those services with no resource types in the reference: `"*"` is the
+/// only resource that always matches. (kanaria still scopes `states:SendTask*` to its state
+/// machine, which Step Functions evaluates them against in practice; see template.yaml.)
+const UNSCOPABLE_WRITES: &[&str] =
+    &["states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat", "ecs:DeregisterTaskDefinition"];
+
+/// Read-only verbs (Describe*, List*, Get*): a `"*"` resource on them is allowed, since several
+/// (DescribeTaskDefinition, DescribeListeners, ListSchedules) support nothing else.
+fn is_read_only(action: &str) -> bool {
+    let name = action.split_once(':').map(|(_, n)| n).unwrap_or(action);
+    ["Describe", "List", "Get", "BatchGet", "Query", "Scan"].iter().any(|verb| name.starts_with(verb))
+}
+
+const MANAGED_TAG_CONDITION: &str = "iam:ResourceTag/kanaria:managed";
+
+fn template_text() -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("template.yaml");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn parse(text: &str) -> Value {
+    serde_yaml_ng::from_str(text).expect("template.yaml is YAML")
+}
+
+/// An intrinsic function in either form: `!Sub x` (a YAML tag) or `{Fn::Sub: x}`.
+fn intrinsic(value: &Value) -> Option<(String, &Value)> {
+    match value {
+        Value::Tagged(t) => Some((t.tag.to_string().trim_start_matches('!').to_string(), &t.value)),
+        Value::Mapping(m) if m.len() == 1 => {
+            let (k, v) = m.iter().next()?;
+            let k = k.as_str()?;
+            match k {
+                "Ref" => Some(("Ref".into(), v)),
+                _ => k.strip_prefix("Fn::").map(|name| (name.to_string(), v)),
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The strings a value can take, intrinsics rendered as CloudFormation would write them
+/// (`!Ref X` → `${X}`, `!GetAtt X.Arn` → `${X.Arn}`, `!Sub s` → `s`); both branches of `!If`.
+fn render(value: &Value) -> Vec<String> {
+    if let Some((name, arg)) = intrinsic(value) {
+        return match name.as_str() {
+            "Ref" if arg.as_str() == Some("AWS::NoValue") => vec![],
+            "Ref" => vec![format!("${{{}}}", arg.as_str().unwrap_or("?"))],
+            "GetAtt" => match arg {
+                Value::String(s) => vec![format!("${{{s}}}")],
+                Value::Sequence(parts) => {
+                    vec![format!("${{{}}}", parts.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("."))]
+                }
+                _ => vec!["<GetAtt?>".into()],
+            },
+            "Sub" => match arg {
+                Value::String(s) => vec![s.clone()],
+                Value::Sequence(parts) => parts.first().map(render).unwrap_or_default(),
+                _ => vec!["<Sub?>".into()],
+            },
+            "If" => arg.as_sequence().map(|p| p.iter().skip(1).flat_map(render).collect()).unwrap_or_default(),
+            other => vec![format!("<{other}>")],
+        };
+    }
+    match value {
+        Value::String(s) => vec![s.clone()],
+        Value::Number(n) => vec![n.to_string()],
+        Value::Bool(b) => vec![b.to_string()],
+        Value::Sequence(items) => items.iter().flat_map(render).collect(),
+        _ => vec![],
+    }
+}
+
+/// `!If [cond, a, b]` → [a, b] (without `AWS::NoValue`); anything else → [itself].
+fn branches(value: &Value) -> Vec<&Value> {
+    match intrinsic(value) {
+        Some((name, Value::Sequence(parts))) if name == "If" && parts.len() == 3 => {
+            parts[1..].iter().flat_map(branches).filter(|v| !is_no_value(v)).collect()
+        }
+        _ => vec![value],
+    }
+}
+
+fn is_no_value(value: &Value) -> bool {
+    matches!(intrinsic(value), Some((name, arg)) if name == "Ref" && arg.as_str() == Some("AWS::NoValue"))
+}
+
+fn list(value: Option<&Value>) -> Vec<&Value> {
+    match value {
+        None => vec![],
+        Some(Value::Sequence(items)) => items.iter().flat_map(branches).collect(),
+        Some(v) => branches(v),
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Statement {
+    origin: String,
+    actions: Vec<String>,
+    resources: Vec<String>,
+    /// condition key → (operator, values)
+    conditions: BTreeMap<String, (String, Vec<String>)>,
+    negated: Vec<&'static str>,
+}
+
+impl Statement {
+    fn condition(&self, key: &str) -> Option<&(String, Vec<String>)> {
+        self.conditions.get(key)
+    }
+}
+
+fn statements_of(document: &Value, origin: &str) -> Vec<Statement> {
+    list(document.get("Statement"))
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let sid = s.get("Sid").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| format!("#{i}"));
+            let mut conditions = BTreeMap::new();
+            if let Some(Value::Mapping(ops)) = s.get("Condition") {
+                for (op, keys) in ops {
+                    if let Value::Mapping(keys) = keys {
+                        for (key, values) in keys {
+                            conditions
+                                .insert(key.as_str().unwrap_or("?").to_string(), (op.as_str().unwrap_or("?").to_string(), render(values)));
+                        }
+                    }
+                }
+            }
+            let negated = ["NotAction", "NotResource", "NotPrincipal"].into_iter().filter(|k| s.get(*k).is_some()).collect();
+            Statement {
+                origin: format!("{origin} statement {sid}"),
+                actions: list(s.get("Action")).into_iter().flat_map(render).collect(),
+                resources: list(s.get("Resource")).into_iter().flat_map(render).collect(),
+                conditions,
+                negated,
+            }
+        })
+        .collect()
+}
+
+fn resources(template: &Value) -> Vec<(String, &Value)> {
+    template
+        .get("Resources")
+        .and_then(Value::as_mapping)
+        .map(|m| m.iter().map(|(k, v)| (k.as_str().unwrap_or("?").to_string(), v)).collect())
+        .unwrap_or_default()
+}
+
+fn resource_type(resource: &Value) -> &str {
+    resource.get("Type").and_then(Value::as_str).unwrap_or("")
+}
+
+fn props(resource: &Value) -> Option<&Value> {
+    resource.get("Properties")
+}
+
+/// Every permission statement of the template: managed and inline policies of roles (trust
+/// policies excluded), and resource policies of queues and topics.
+fn all_statements(template: &Value) -> Vec<Statement> {
+    let mut found = Vec::new();
+    for (id, resource) in resources(template) {
+        let Some(p) = props(resource) else { continue };
+        match resource_type(resource) {
+            "AWS::IAM::ManagedPolicy" | "AWS::IAM::Policy" | "AWS::SQS::QueuePolicy" | "AWS::SNS::TopicPolicy" => {
+                if let Some(doc) = p.get("PolicyDocument") {
+                    found.extend(statements_of(doc, &id));
+                }
+            }
+            "AWS::IAM::Role" => {
+                for policy in list(p.get("Policies")) {
+                    let name = policy.get("PolicyName").and_then(Value::as_str).unwrap_or("?");
+                    if let Some(doc) = policy.get("PolicyDocument") {
+                        found.extend(statements_of(doc, &format!("{id}/{name}")));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+/// What is wrong with the template's permissions (empty: nothing).
+fn iam_problems(template: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let ids: BTreeMap<String, String> = resources(template).into_iter().map(|(id, r)| (id, resource_type(r).to_string())).collect();
+
+    for s in all_statements(template) {
+        for key in &s.negated {
+            problems.push(format!("{}: uses {key}; list what is allowed instead", s.origin));
+        }
+        for action in &s.actions {
+            if action.contains('*') {
+                problems.push(format!("{}: wildcard action {action:?}; name each action the code calls", s.origin));
+                continue;
+            }
+            let Some((service, _)) = action.split_once(':') else {
+                problems.push(format!("{}: {action:?} is not service:Action", s.origin));
+                continue;
+            };
+            let star = s.resources.iter().any(|r| r == "*");
+            if SCOPED_SERVICES.contains(&service) && !is_read_only(action) {
+                let scopable = SCOPABLE_WRITES.contains(&action.as_str());
+                if !scopable && !UNSCOPABLE_WRITES.contains(&action.as_str()) {
+                    problems.push(format!(
+                        "{}: {action} is a mutating action this test does not know: add it to SCOPABLE_WRITES or UNSCOPABLE_WRITES \
+                         (Service Authorization Reference)",
+                        s.origin
+                    ));
+                } else if scopable && star {
+                    problems.push(format!("{}: {action} on \"*\"; it supports resource-level permissions, scope it", s.origin));
+                }
+            }
+            if action == "iam:PassRole" {
+                let passed_to = s.condition("iam:PassedToService").map(|(_, v)| v.clone()).unwrap_or_default();
+                if passed_to.is_empty() {
+                    problems.push(format!("{}: iam:PassRole without an iam:PassedToService condition", s.origin));
+                }
+                let broad = s.resources.iter().any(|r| r == "*" || r.ends_with(":role/*"));
+                if broad {
+                    let tagged = s.condition(MANAGED_TAG_CONDITION).is_some_and(|(_, v)| v == &["true"]);
+                    if passed_to != ["ecs-tasks.amazonaws.com"] || !tagged {
+                        problems.push(format!(
+                            "{}: iam:PassRole on any role must be limited to ecs-tasks.amazonaws.com and to roles with \
+                             {MANAGED_TAG_CONDITION} = true",
+                            s.origin
+                        ));
+                    }
+                }
+            }
+        }
+        if s.actions.is_empty() {
+            problems.push(format!("{}: no Action", s.origin));
+        }
+    }
+
+    // Nothing granted outside the statements above: every function and state machine names a
+    // role of this template, and roles attach only this template's managed policies.
+    for (id, resource) in resources(template) {
+        let Some(p) = props(resource) else { continue };
+        match resource_type(resource) {
+            "AWS::Serverless::Function" | "AWS::Serverless::StateMachine" => {
+                if p.get("Policies").is_some() {
+                    problems.push(format!(
+                        "{id}: SAM Policies (SAM then generates the role, adds AWSLambdaBasicExecutionRole and may look managed \
+                         policy names up in IAM); write the role out and set Role"
+                    ));
+                }
+                match p.get("Role").map(render).as_deref() {
+                    Some([role]) => {
+                        let role_id = role.trim_start_matches("${").trim_end_matches(".Arn}");
+                        if ids.get(role_id).map(String::as_str) != Some("AWS::IAM::Role") {
+                            problems.push(format!("{id}: Role {role} is not !GetAtt <a role of this template>.Arn"));
+                        }
+                    }
+                    _ => problems.push(format!("{id}: no Role of this template")),
+                }
+            }
+            "AWS::IAM::Role" => {
+                for arn in list(p.get("ManagedPolicyArns")).into_iter().flat_map(render) {
+                    let policy_id = arn.trim_start_matches("${").trim_end_matches('}');
+                    if ids.get(policy_id).map(String::as_str) != Some("AWS::IAM::ManagedPolicy") {
+                        problems.push(format!("{id}: attaches {arn}, not a managed policy of this template"));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    problems
+}
+
+/// What is wrong with where failed work goes (empty: nothing).
+fn delivery_problems(template: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let all = resources(template);
+    // Functions invoked synchronously only: by a state machine (DefinitionSubstitutions) or
+    // through a function URL. Every other function is invoked asynchronously (EventBridge, SNS,
+    // Scheduler) and needs an on-failure destination.
+    let mut synchronous: BTreeSet<String> = BTreeSet::new();
+    for (_, r) in &all {
+        if resource_type(r) == "AWS::Serverless::StateMachine" {
+            if let Some(Value::Mapping(subs)) = props(r).and_then(|p| p.get("DefinitionSubstitutions")) {
+                for v in subs.values().flat_map(render) {
+                    synchronous.insert(v.trim_start_matches("${").trim_end_matches(".Arn}").to_string());
+                }
+            }
+        }
+    }
+    let mut dead_letter_targets: BTreeSet<String> = BTreeSet::new();
+    for (id, r) in &all {
+        if resource_type(r) != "AWS::Serverless::Function" {
+            continue;
+        }
+        let Some(p) = props(r) else { continue };
+        let events: Vec<(String, &Value)> = p
+            .get("Events")
+            .and_then(Value::as_mapping)
+            .map(|m| m.iter().map(|(k, v)| (k.as_str().unwrap_or("?").to_string(), v)).collect())
+            .unwrap_or_default();
+        let url = p.get("FunctionUrlConfig").is_some();
+        let sync_only = (url || synchronous.contains(id)) && events.is_empty();
+        let on_failure = p.get("EventInvokeConfig").and_then(|c| c.get("DestinationConfig")).and_then(|d| d.get("OnFailure"));
+        match on_failure.and_then(|f| f.get("Destination")) {
+            Some(dest) => dead_letter_targets.extend(render(dest)),
+            None if !sync_only => problems.push(format!(
+                "{id}: invoked asynchronously but has no EventInvokeConfig.DestinationConfig.OnFailure (failed events would be dropped)"
+            )),
+            None => {}
+        }
+        for (name, event) in events {
+            let kind = event.get("Type").and_then(Value::as_str).unwrap_or("");
+            let ep = event.get("Properties");
+            match kind {
+                "EventBridgeRule" | "Schedule" | "CloudWatchEvent" => match ep.and_then(|p| p.get("DeadLetterConfig")) {
+                    Some(dlc) => match dlc.get("Arn") {
+                        Some(arn) => dead_letter_targets.extend(render(arn)),
+                        None => problems.push(format!(
+                            "{id}.{name}: DeadLetterConfig without Arn (a SAM-made queue has no alarm); use Arn: !GetAtt <queue>.Arn"
+                        )),
+                    },
+                    None => problems.push(format!("{id}.{name}: EventBridge target without DeadLetterConfig")),
+                },
+                "SNS" => match ep.and_then(|p| p.get("RedrivePolicy")).and_then(|r| r.get("deadLetterTargetArn")) {
+                    Some(arn) => dead_letter_targets.extend(render(arn)),
+                    None => problems.push(format!("{id}.{name}: SNS subscription without RedrivePolicy.deadLetterTargetArn")),
+                },
+                other => problems.push(format!("{id}.{name}: event type {other} is not checked here; add its dead-letter rule")),
+            }
+        }
+    }
+    // Every dead-letter queue is watched by an alarm.
+    let mut watched: BTreeSet<String> = BTreeSet::new();
+    for (_, r) in &all {
+        if resource_type(r) == "AWS::CloudWatch::Alarm" {
+            let text = serde_yaml_ng::to_string(r).unwrap_or_default();
+            for (qid, q) in &all {
+                if resource_type(q) == "AWS::SQS::Queue" && text.contains(&format!("{qid}.QueueName")) {
+                    watched.insert(format!("${{{qid}.Arn}}"));
+                }
+            }
+        }
+    }
+    for target in &dead_letter_targets {
+        if !watched.contains(target) {
+            problems.push(format!("dead-letter target {target} is not a queue of this template with an alarm on its depth"));
+        }
+    }
+    problems
+}
+
+/// What is wrong with how functions are built and run (empty: nothing).
+fn function_problems(template: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let globals = template.get("Globals").and_then(|g| g.get("Function"));
+    let global = |k: &str| globals.and_then(|g| g.get(k));
+    for (id, r) in resources(template) {
+        if resource_type(r) != "AWS::Serverless::Function" {
+            continue;
+        }
+        let p = props(r);
+        let get = |k: &str| p.and_then(|p| p.get(k)).or_else(|| global(k));
+        if get("Runtime").and_then(Value::as_str) != Some("provided.al2023") {
+            problems.push(format!("{id}: Runtime is not provided.al2023"));
+        }
+        if get("Architectures").map(render) != Some(vec!["arm64".to_string()]) {
+            problems.push(format!("{id}: Architectures is not [arm64]"));
+        }
+        let metadata = r.get("Metadata");
+        if metadata.and_then(|m| m.get("BuildMethod")).and_then(Value::as_str) != Some("rust-cargolambda") {
+            problems.push(format!("{id}: Metadata.BuildMethod is not rust-cargolambda"));
+        }
+        let binary = metadata.and_then(|m| m.get("BuildProperties")).and_then(|b| b.get("Binary")).and_then(Value::as_str);
+        let code_uri = p.and_then(|p| p.get("CodeUri")).and_then(Value::as_str);
+        match binary {
+            // cargo-lambda runs `cargo lambda build --bin NAME` in CodeUri: from the workspace
+            // root cargo looks for NAME in the root package only and fails.
+            Some(b) if code_uri == Some(&format!("functions/{b}")) => {}
+            _ => problems.push(format!("{id}: CodeUri {code_uri:?} must be functions/<Metadata.BuildProperties.Binary> ({binary:?})")),
+        }
+        let log_group = p.and_then(|p| p.get("LoggingConfig")).and_then(|l| l.get("LogGroup")).map(render);
+        let retained = log_group.as_deref().and_then(|g| g.first()).is_some_and(|g| {
+            let gid = g.trim_start_matches("${").trim_end_matches('}');
+            template
+                .get("Resources")
+                .and_then(|rs| rs.get(gid))
+                .is_some_and(|lg| resource_type(lg) == "AWS::Logs::LogGroup" && props(lg).and_then(|p| p.get("RetentionInDays")).is_some())
+        });
+        if !retained {
+            problems.push(format!("{id}: LoggingConfig.LogGroup must be a log group of this template with RetentionInDays"));
+        }
+        if get("LoggingConfig").and_then(|l| l.get("LogFormat")).and_then(Value::as_str) != Some("JSON")
+            && global("LoggingConfig").and_then(|l| l.get("LogFormat")).and_then(Value::as_str) != Some("JSON")
+        {
+            problems.push(format!("{id}: logs are not JSON"));
+        }
+    }
+    problems
+}
+
+fn assert_none(what: &str, problems: Vec<String>) {
+    assert!(problems.is_empty(), "template.yaml: {what}:\n  - {}", problems.join("\n  - "));
+}
+
+#[test]
+fn iam_is_least_privilege() {
+    assert_none("IAM", iam_problems(&parse(&template_text())));
+}
+
+#[test]
+fn every_asynchronous_invocation_has_a_dead_letter_destination_with_an_alarm() {
+    assert_none("delivery", delivery_problems(&parse(&template_text())));
+}
+
+#[test]
+fn functions_are_arm64_rust_with_retained_json_logs() {
+    assert_none("functions", function_problems(&parse(&template_text())));
+}
+
+#[test]
+fn outputs_and_alarms_people_need() {
+    let t = parse(&template_text());
+    for output in ["SlackInteractionsUrl", "RolloutStateMachineArn", "AlertTopicArn", "AlarmTopicArn"] {
+        assert!(t.get("Outputs").and_then(|o| o.get(output)).is_some(), "output {output} is missing");
+    }
+    let alarms: Vec<String> = resources(&t)
+        .into_iter()
+        .filter(|(_, r)| resource_type(r) == "AWS::CloudWatch::Alarm")
+        .map(|(_, r)| serde_yaml_ng::to_string(r).unwrap())
+        .collect();
+    assert!(
+        alarms.iter().any(|a| a.contains("ExecutionsFailed") && a.contains("RolloutStateMachine")),
+        "no alarm on failed rollout executions"
+    );
+    // Every parameter says what it is for.
+    for (name, p) in t.get("Parameters").and_then(Value::as_mapping).expect("parameters") {
+        assert!(p.get("Description").and_then(Value::as_str).is_some_and(|d| d.len() > 20), "parameter {name:?} has no description");
+    }
+}
+
+/// The checks fail on what they are meant to catch.
+#[test]
+fn the_checks_catch_bad_templates() {
+    let bad = parse(
+        r#"
+Globals:
+  Function:
+    Runtime: provided.al2023
+    Architectures: [x86_64]
+Resources:
+  Everything:
+    Type: AWS::IAM::ManagedPolicy
+    Properties:
+      PolicyDocument:
+        Statement:
+          - Effect: Allow
+            Action: "*"
+            Resource: "*"
+          - Effect: Allow
+            Action: ecs:*
+            Resource: !Sub "arn:${AWS::Partition}:ecs:*:*:service/*"
+          - Sid: UnscopedWrites
+            Effect: Allow
+            Action: [ecs:UpdateTaskSet, elasticloadbalancing:ModifyListener, scheduler:CreateSchedule, states:StartExecution]
+            Resource: "*"
+          - Sid: UnknownWrite
+            Effect: Allow
+            Action: ecs:ExecuteCommand
+            Resource: !Sub "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task/*"
+          - Sid: ReadsAreFine
+            Effect: Allow
+            Action: [ecs:DescribeTaskDefinition, elasticloadbalancing:DescribeListeners]
+            Resource: "*"
+  FnRole:
+    Type: AWS::IAM::Role
+    Properties:
+      ManagedPolicyArns: [arn:aws:iam::aws:policy/AdministratorAccess]
+      Policies:
+        - PolicyName: p
+          PolicyDocument:
+            Statement:
+              - !If
+                - SomeCondition
+                - Sid: PassAnything
+                  Effect: Allow
+                  Action: iam:PassRole
+                  Resource: "*"
+                - !Ref AWS::NoValue
+              - Sid: PassAnyRoleToTasks
+                Effect: Allow
+                Action: iam:PassRole
+                Resource: "*"
+                Condition:
+                  StringEquals:
+                    iam:PassedToService: ecs-tasks.amazonaws.com
+  Queue:
+    Type: AWS::SQS::Queue
+  Fn:
+    Type: AWS::Serverless::Function
+    Metadata:
+      BuildMethod: rust-cargolambda
+      BuildProperties: { Binary: fn }
+    Properties:
+      CodeUri: .
+      Policies: [AmazonECS_FullAccess]
+      Events:
+        Push:
+          Type: EventBridgeRule
+          Properties:
+            Pattern: { source: [aws.ecr] }
+        Notices:
+          Type: SNS
+          Properties: { Topic: arn:aws:sns:us-east-1:123456789012:t }
+        Tick:
+          Type: Schedule
+          Properties:
+            Schedule: rate(1 hour)
+            DeadLetterConfig: { Arn: !GetAtt Queue.Arn }
+"#,
+    );
+    let iam = iam_problems(&bad).join("\n");
+    for expected in [
+        "wildcard action \"*\"",
+        "wildcard action \"ecs:*\"",
+        "ecs:UpdateTaskSet on \"*\"",
+        "elasticloadbalancing:ModifyListener on \"*\"",
+        "scheduler:CreateSchedule on \"*\"",
+        "states:StartExecution on \"*\"",
+        "ecs:ExecuteCommand is a mutating action this test does not know",
+        "FnRole/p statement PassAnything: iam:PassRole without an iam:PassedToService condition",
+        "FnRole/p statement PassAnyRoleToTasks: iam:PassRole on any role must be limited",
+        "FnRole: attaches arn:aws:iam::aws:policy/AdministratorAccess",
+        "Fn: SAM Policies",
+        "Fn: no Role of this template",
+    ] {
+        assert!(iam.contains(expected), "expected a problem containing {expected:?} in:\n{iam}");
+    }
+    assert!(!iam.contains("ReadsAreFine"), "reads on \"*\" are allowed:\n{iam}");
+
+    let delivery = delivery_problems(&bad).join("\n");
+    for expected in [
+        "Fn: invoked asynchronously but has no EventInvokeConfig",
+        "Fn.Push: EventBridge target without DeadLetterConfig",
+        "Fn.Notices: SNS subscription without RedrivePolicy",
+        "dead-letter target ${Queue.Arn} is not a queue of this template with an alarm",
+    ] {
+        assert!(delivery.contains(expected), "expected a problem containing {expected:?} in:\n{delivery}");
+    }
+
+    let functions = function_problems(&bad).join("\n");
+    for expected in ["Fn: Architectures is not [arm64]", "Fn: CodeUri Some(\".\") must be functions/", "Fn: LoggingConfig.LogGroup"] {
+        assert!(functions.contains(expected), "expected a problem containing {expected:?} in:\n{functions}");
+    }
+}
+
+/// SCOPABLE_WRITES and UNSCOPABLE_WRITES agree with the Service Authorization Reference as
+/// cfn-lint ships it (data/AdditionalSpecs/Policies.json, installed by scripts/setup). Skipped,
+/// with a note, where cfn-lint is not installed.
+#[test]
+fn classification_matches_the_service_authorization_reference() {
+    let venv = std::env::var("KANARIA_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/kanaria/venv"));
+    let spec = std::fs::read_dir(venv.join("lib"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|d| d.path().join("site-packages/cfnlint/data/AdditionalSpecs/Policies.json"))
+        .find(|p| p.exists());
+    let Some(spec) = spec else {
+        eprintln!("skipped: cfn-lint's Policies.json not found under {} (run scripts/setup)", venv.display());
+        return;
+    };
+    let data: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&spec).unwrap()).unwrap();
+    let resource_types = |action: &str| -> Option<usize> {
+        let (service, name) = action.split_once(':')?;
+        let entry = data.get(service)?.get("Actions")?.get(name.to_ascii_lowercase())?;
+        Some(entry.get("Resources").and_then(|r| r.as_array()).map(|r| r.len()).unwrap_or(0))
+    };
+    for action in SCOPABLE_WRITES {
+        assert!(resource_types(action).is_some_and(|n| n > 0), "{action}: no resource types in {}", spec.display());
+    }
+    for action in UNSCOPABLE_WRITES {
+        assert_eq!(resource_types(action), Some(0), "{action}: has resource types in {}", spec.display());
+    }
+}
+
+/// The actions a function's role allows (Allow statements of its inline and managed policies,
+/// both branches of `!If`), by the function's binary name.
+fn granted_by_binary(template: &Value) -> BTreeMap<String, BTreeSet<String>> {
+    let all = resources(template);
+    let by_id: BTreeMap<&str, &Value> = all.iter().map(|(id, r)| (id.as_str(), *r)).collect();
+    let mut granted = BTreeMap::new();
+    for (id, r) in &all {
+        if resource_type(r) != "AWS::Serverless::Function" {
+            continue;
+        }
+        let Some(binary) = r.get("Metadata").and_then(|m| m.get("BuildProperties")).and_then(|b| b.get("Binary")).and_then(Value::as_str)
+        else {
+            continue;
+        };
+        let role_id = props(r).and_then(|p| p.get("Role")).map(render).and_then(|v| v.first().cloned()).unwrap_or_default();
+        let role_id = role_id.trim_start_matches("${").trim_end_matches(".Arn}");
+        let Some(role) = by_id.get(role_id).and_then(|r| props(r)) else { panic!("{id}: no role {role_id}") };
+        let mut statements = Vec::new();
+        for policy in list(role.get("Policies")) {
+            if let Some(doc) = policy.get("PolicyDocument") {
+                statements.extend(statements_of(doc, role_id));
+            }
+        }
+        for arn in list(role.get("ManagedPolicyArns")).into_iter().flat_map(render) {
+            let policy_id = arn.trim_start_matches("${").trim_end_matches('}');
+            if let Some(doc) = by_id.get(policy_id).and_then(|p| props(p)).and_then(|p| p.get("PolicyDocument")) {
+                statements.extend(statements_of(doc, policy_id));
+            }
+        }
+        let actions: BTreeSet<String> = statements.into_iter().flat_map(|s| s.actions).collect();
+        granted.insert(binary.to_string(), actions);
+    }
+    granted
+}
+
+/// Every AWS call the hosted functions made during the tests on emulated AWS is allowed by the
+/// function's role in template.yaml (a call it does not allow would be AccessDenied in AWS).
+/// The calls are recorded by the local runtime's front server (`kanaria_local::iam_calls`) into
+/// the file `KANARIA_IAM_CALL_LOG` names; `scripts/test` runs this after all other tests. Only
+/// actions are compared: resource scoping is reviewed in the template and checked above.
+#[test]
+#[ignore = "needs the calls of a full test run: scripts/test runs it with KANARIA_IAM_CALL_LOG"]
+fn calls_made_on_emulated_aws_are_granted() {
+    let path = std::env::var("KANARIA_IAM_CALL_LOG").expect("KANARIA_IAM_CALL_LOG names the calls recorded by a test run");
+    let log = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut called: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in log.lines().filter(|l| !l.is_empty()) {
+        let (function, action) = line.split_once('\t').unwrap_or_else(|| panic!("{path}: bad line {line:?}"));
+        called.entry(function.to_string()).or_default().insert(action.to_string());
+    }
+    assert!(!called.is_empty(), "{path} holds no calls: did the tests on emulated AWS run with KANARIA_IAM_CALL_LOG set?");
+    let granted = granted_by_binary(&parse(&template_text()));
+    let mut missing = Vec::new();
+    for (function, actions) in &called {
+        let Some(allowed) = granted.get(function) else {
+            missing.push(format!("{function}: not a function of template.yaml (calls {actions:?})"));
+            continue;
+        };
+        for action in actions.iter().filter(|a| !allowed.contains(*a)) {
+            missing.push(format!("{function} calls {action}, which its role does not allow"));
+        }
+    }
+    // Granted but not seen is expected (paths the tests do not take, Slack without a workspace);
+    // printed for review, not a failure.
+    for (function, allowed) in &granted {
+        let seen = called.get(function).cloned().unwrap_or_default();
+        let unseen: Vec<&String> = allowed.iter().filter(|a| !seen.contains(*a)).collect();
+        eprintln!("{function}: {} actions called in the tests; granted but not called: {unseen:?}", seen.len());
+    }
+    assert!(missing.is_empty(), "template.yaml denies calls the functions make:\n  - {}", missing.join("\n  - "));
+}
