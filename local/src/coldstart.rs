@@ -27,6 +27,20 @@ use tokio::task::JoinSet;
 
 /// The hello-world reference binary (crate `bench/hello-lambda`).
 pub const HELLO: &str = "hello-lambda";
+/// The second reference: hello-world plus the AWS SDK, one DynamoDB call per event (crate
+/// `bench/hello-sdk`): the floor for any function that calls AWS through the Rust SDK.
+pub const HELLO_SDK: &str = "hello-sdk";
+
+/// Whether a binary is one of the references rather than a kanaria function.
+pub fn is_reference(name: &str) -> bool {
+    name == HELLO || name == HELLO_SDK
+}
+
+/// The CA bundle the functions are deployed with (template.yaml `Globals`: `SSL_CERT_FILE`, the
+/// bundle of Lambda's provided.al2023), or this machine's equivalent when it has no such file.
+pub fn deployed_ca_bundle() -> Option<PathBuf> {
+    ["/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/certs/ca-certificates.crt"].iter().map(PathBuf::from).find(|p| p.is_file())
+}
 
 /// What the Runtime API saw, in order.
 #[derive(Debug, Clone)]
@@ -447,6 +461,7 @@ pub fn sample_event(root: &Path, function: &str) -> Result<(Value, String)> {
     };
     Ok(match function {
         HELLO => (json!({"hello": "world"}), "echo".into()),
+        HELLO_SDK => (json!({"hello": "world"}), "one DynamoDB ListTables (limit 1)".into()),
         "on-image-push" => (file("ecr-push.json")?, "events/ecr-push.json: reads the policies from SSM (none match)".into()),
         "on-task-event" => (
             file("ecs-task-stopped.json")?,
