@@ -229,7 +229,9 @@ impl CostAt {
 
 /// Cost per rollout as a straight line in the total bake, through two measured runs with
 /// different bakes: `count(B) = count(B_short) + slope × (B − B_short)` for transitions,
-/// invocations, billed milliseconds and AWS API calls; the slope is what the runs measured.
+/// invocations and AWS API calls; the slope is what the runs measured. Billed Lambda time follows
+/// the invocations, each billed at the larger of the two runs' mean per invocation: a handler's
+/// duration does not depend on the bake, and extrapolating the runs' noise would.
 /// Readiness checks depend on how fast the new tasks start, not on the bake, so the longer run
 /// is first brought to the shorter run's number of checks (3 transitions and 1 invocation each;
 /// see [`RolloutCost::with_task_start`]). Slopes are never taken below zero: a longer bake is not
@@ -237,8 +239,10 @@ impl CostAt {
 #[derive(Debug, Clone)]
 pub struct BakeModel {
     pub base: CostAt,
-    /// Per second of bake: (transitions, invocations, billed ms, API calls).
-    pub slope: (f64, f64, f64, f64),
+    /// Per second of bake: (transitions, invocations, API calls).
+    pub slope: (f64, f64, f64),
+    /// Billed ms per invocation (the larger of the two runs' means).
+    pub ms_per_invocation: f64,
 }
 
 impl BakeModel {
@@ -249,23 +253,22 @@ impl BakeModel {
         b.transitions -= 3.0 * extra_checks;
         b.invocations -= extra_checks;
         let per_second = |x: f64, y: f64| ((y - x) / span).max(0.0);
-        let slope = (
-            per_second(a.transitions, b.transitions),
-            per_second(a.invocations, b.invocations),
-            per_second(a.billed_ms, b.billed_ms),
-            per_second(a.api_calls, b.api_calls),
-        );
-        Some(BakeModel { base: a, slope })
+        let slope =
+            (per_second(a.transitions, b.transitions), per_second(a.invocations, b.invocations), per_second(a.api_calls, b.api_calls));
+        let ms_per_invocation = (short.billed_ms as f64 / short.lambda_invocations().max(1) as f64)
+            .max(long.billed_ms as f64 / long.lambda_invocations().max(1) as f64);
+        Some(BakeModel { base: a, slope, ms_per_invocation })
     }
 
     pub fn at(&self, total_bake_seconds: u64) -> CostAt {
         let d = total_bake_seconds as f64 - self.base.total_bake_seconds as f64;
+        let invocations = self.base.invocations + self.slope.1 * d;
         CostAt {
             total_bake_seconds,
             transitions: self.base.transitions + self.slope.0 * d,
-            invocations: self.base.invocations + self.slope.1 * d,
-            billed_ms: self.base.billed_ms + self.slope.2 * d,
-            api_calls: self.base.api_calls + self.slope.3 * d,
+            invocations,
+            billed_ms: invocations * self.ms_per_invocation,
+            api_calls: self.base.api_calls + self.slope.2 * d,
         }
     }
 }
@@ -1160,14 +1163,16 @@ impl Report {
             self.options.bakes[0], self.options.bakes[1]
         ));
         if let Some(m) = self.bake_model() {
-            let (t, i, ms, api) = m.slope;
+            let (t, i, api) = m.slope;
             md.push_str(&format!(
                 "  **15 minutes and 2 hours of bake are computed, not waited for**, from the two measured runs with the \
                  bake as the only variable: each count is a straight line in the total bake through the two runs \
                  (`bench::BakeModel`), `count(B) = count({} s) + slope × (B − {} s)`, the longer run first brought to \
                  the shorter's number of readiness checks (they depend on the tasks' start, not on the bake), slopes \
-                 not taken below zero. Measured slopes per hour of bake: {:.1} transitions, {:.1} invocations, {:.0} \
-                 billed Lambda ms, {:.1} AWS API calls. That they are zero is what the state machine predicts: \
+                 not taken below zero. Measured slopes per hour of bake: {:.1} transitions, {:.1} invocations, {:.1} \
+                 AWS API calls; billed Lambda time follows the invocations, each at the larger of the two runs' mean \
+                 ({:.1} ms per invocation: handler durations do not depend on the bake, and the runs' difference is \
+                 noise). That they are zero is what the state machine predicts: \
                  `Bake` is a `lambda:invoke.waitForTaskToken` task whose timeout is the bake (`TimeoutSecondsPath`), \
                  one state entered and one short rollout-step invocation whatever its length, and nothing runs while \
                  it waits (Step Functions Standard bills transitions, not waiting time). What does change the count \
@@ -1176,8 +1181,8 @@ impl Report {
                 m.base.total_bake_seconds,
                 t * 3600.0,
                 i * 3600.0,
-                ms * 3600.0,
                 api * 3600.0,
+                m.ms_per_invocation,
             ));
         }
         md.push_str(&format!(
@@ -1418,8 +1423,11 @@ mod tests {
         // Same counts at a longer bake: nothing grows with it; 15 min and 2 h cost the same.
         let long = RolloutCost { total_bake_seconds: 60, billed_ms: 480, ..cost(24, 1) };
         let model = BakeModel::fit(&short, &long).expect("two bakes");
-        assert_eq!(model.slope, (0.0, 0.0, 0.0, 0.0), "shorter handler durations are noise, not a trend");
-        assert_eq!(model.at(900), model.at(7200));
+        assert_eq!(model.slope, (0.0, 0.0, 0.0));
+        assert_eq!(model.ms_per_invocation, 500.0 / 15.0, "the larger mean: shorter handler durations are noise, not a trend");
+        let (quarter_hour, two_hours) = (model.at(900), model.at(7200));
+        assert_eq!((quarter_hour.transitions, quarter_hour.invocations), (two_hours.transitions, two_hours.invocations));
+        assert_eq!((quarter_hour.billed_ms, quarter_hour.api_calls), (two_hours.billed_ms, two_hours.api_calls));
         assert!((model.at(7200).usd() - short.usd()).abs() < 1e-12);
         // One more readiness check in the longer run is the tasks' start, not the bake.
         let slow_start = RolloutCost { total_bake_seconds: 60, readiness_checks: 2, ..cost(27, 1) };
