@@ -27,6 +27,20 @@ use tokio::task::JoinSet;
 
 /// The hello-world reference binary (crate `bench/hello-lambda`).
 pub const HELLO: &str = "hello-lambda";
+/// The second reference: hello-world plus the AWS SDK, one DynamoDB call per event (crate
+/// `bench/hello-sdk`): the floor for any function that calls AWS through the Rust SDK.
+pub const HELLO_SDK: &str = "hello-sdk";
+
+/// Whether a binary is one of the references rather than a kanaria function.
+pub fn is_reference(name: &str) -> bool {
+    name == HELLO || name == HELLO_SDK
+}
+
+/// The CA bundle the functions are deployed with (template.yaml `Globals`: `SSL_CERT_FILE`, the
+/// bundle of Lambda's provided.al2023), or this machine's equivalent when it has no such file.
+pub fn deployed_ca_bundle() -> Option<PathBuf> {
+    ["/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/certs/ca-certificates.crt"].iter().map(PathBuf::from).find(|p| p.is_file())
+}
 
 /// What the Runtime API saw, in order.
 #[derive(Debug, Clone)]
@@ -447,6 +461,7 @@ pub fn sample_event(root: &Path, function: &str) -> Result<(Value, String)> {
     };
     Ok(match function {
         HELLO => (json!({"hello": "world"}), "echo".into()),
+        HELLO_SDK => (json!({"hello": "world"}), "one DynamoDB ListTables (limit 1)".into()),
         "on-image-push" => (file("ecr-push.json")?, "events/ecr-push.json: reads the policies from SSM (none match)".into()),
         "on-task-event" => (
             file("ecs-task-stopped.json")?,
@@ -484,6 +499,18 @@ pub fn sample_event(root: &Path, function: &str) -> Result<(Value, String)> {
                 .into(),
         ),
         "policy-sync" => (json!({"syncAll": true}), "{\"syncAll\": true}: policies from SSM, schedules from Scheduler".into()),
+        "slack-interactions" => (
+            file("slack-interaction-function-url.json")?,
+            "events/slack-interaction-function-url.json (an Approve click, signed but hours old): the signing secret read \
+             from Secrets Manager, the signature checked, then 401 (stale timestamp)"
+                .into(),
+        ),
+        "slack-notify" => (
+            file("sns-rollout-card.json")?,
+            "events/sns-rollout-card.json (a canary baking at 10%): the bot token read from Secrets Manager, the \
+             rollout's message claimed in DynamoDB, one chat.postMessage to the local Slack recorder"
+                .into(),
+        ),
         other => (json!({}), format!("`{{}}` (no sample event known for {other})")),
     })
 }
@@ -514,6 +541,33 @@ mod tests {
             assert!(event.is_object(), "{}", f.crate_name());
             assert!(!note.starts_with('`'), "{} has no sample event of its own", f.crate_name());
         }
+    }
+
+    /// The Slack sample events are what Slack and SNS deliver and what the handlers read: the
+    /// click is signed with the local signing secret (stale now, as the bench expects) and parses
+    /// as an Approve click; the SNS message is a rollout card.
+    #[test]
+    fn slack_sample_events_are_real_format() {
+        use base64::Engine;
+        use kanaria::slack::request;
+        let root = crate::project_root();
+        let (click, _) = sample_event(&root, "slack-interactions").unwrap();
+        let body = base64::engine::general_purpose::STANDARD.decode(click["body"].as_str().unwrap()).unwrap();
+        let timestamp = click["headers"]["x-slack-request-timestamp"].as_str().unwrap();
+        let signed =
+            request::SignedRequest { timestamp: Some(timestamp), signature: click["headers"]["x-slack-signature"].as_str(), body: &body };
+        let sent_at: u64 = timestamp.parse().unwrap();
+        assert_eq!(request::verify(crate::slack::SIGNING_SECRET.as_bytes(), &signed, sent_at + 10), Ok(()));
+        assert!(request::verify(crate::slack::SIGNING_SECRET.as_bytes(), &signed, sent_at + 3600).is_err(), "stale an hour later");
+        let parsed = request::parse_interaction(&body, &["https://hooks.slack.com/actions/"]).unwrap();
+        assert_eq!(parsed.choice, request::Choice::Approve);
+        assert_eq!(parsed.team_id, crate::slack::TEAM_ID);
+
+        let (sns, _) = sample_event(&root, "slack-notify").unwrap();
+        let record = &sns["Records"][0]["Sns"];
+        assert_eq!(record["MessageAttributes"]["kind"]["Value"], kanaria::handlers::progress::CARD_KIND);
+        let card: kanaria::handlers::progress::CardEvent = serde_json::from_str(record["Message"].as_str().unwrap()).unwrap();
+        assert_eq!(card.card.service, "demo/web");
     }
 
     #[test]

@@ -111,7 +111,7 @@ async fn bench(
             .join("release")
     });
     println!("kanaria benchmarks: release binaries from {}, emulated AWS (moto); figures, not assertions\n", release_dir.display());
-    let report = run(BenchOptions { runs, starts, release_dir, stream_events, bakes: [2, 8] }).await?;
+    let report = run(BenchOptions { runs, starts, release_dir, stream_events, bakes: kanaria_local::bench::BAKES }).await?;
     println!("\n{}", report.text());
     if let Some(path) = write {
         std::fs::write(&path, report.markdown()).with_context(|| format!("writing {}", path.display()))?;

@@ -15,40 +15,121 @@ pub mod secrets;
 pub mod sfn;
 pub mod store;
 
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Every AWS client a kanaria function may use, built once per process (Lambda init) and shared.
-/// Clients are cheap handles; building one per invocation would redo config loading and TLS.
+/// Every AWS client a kanaria function may use. Each is built from the shared configuration the
+/// first time a handler touches it (`ctx.clients.ecs.describe_services()`, `&ctx.clients.dynamodb`
+/// where a `&aws_sdk_dynamodb::Client` is expected: [`LazyClient`] derefs to the SDK client), and
+/// then reused for the life of the process. Building all of them at init cost every function the
+/// clients it never calls (BENCHMARKS.md, cold start); building per invocation would be worse.
+///
+/// To add a client: a field here, a line in [`Clients::new`] and one in the `sdk_clients!` list.
 #[derive(Clone, Debug)]
 pub struct Clients {
-    pub autoscaling: aws_sdk_applicationautoscaling::Client,
-    pub cloudwatch: aws_sdk_cloudwatch::Client,
-    pub logs: aws_sdk_cloudwatchlogs::Client,
-    pub ecs: aws_sdk_ecs::Client,
-    pub elb: aws_sdk_elasticloadbalancingv2::Client,
-    pub scheduler: aws_sdk_scheduler::Client,
-    pub sfn: aws_sdk_sfn::Client,
-    pub sns: aws_sdk_sns::Client,
-    pub dynamodb: aws_sdk_dynamodb::Client,
-    pub ssm: aws_sdk_ssm::Client,
-    pub secrets: aws_sdk_secretsmanager::Client,
+    pub autoscaling: LazyClient<aws_sdk_applicationautoscaling::Client>,
+    pub cloudwatch: LazyClient<aws_sdk_cloudwatch::Client>,
+    pub logs: LazyClient<aws_sdk_cloudwatchlogs::Client>,
+    pub ecs: LazyClient<aws_sdk_ecs::Client>,
+    pub elb: LazyClient<aws_sdk_elasticloadbalancingv2::Client>,
+    pub scheduler: LazyClient<aws_sdk_scheduler::Client>,
+    pub sfn: LazyClient<aws_sdk_sfn::Client>,
+    pub sns: LazyClient<aws_sdk_sns::Client>,
+    pub dynamodb: LazyClient<aws_sdk_dynamodb::Client>,
+    pub ssm: LazyClient<aws_sdk_ssm::Client>,
+    pub secrets: LazyClient<aws_sdk_secretsmanager::Client>,
 }
 
 impl Clients {
+    /// Nothing is built here: each client is built on its first use, from `config`.
     pub fn new(config: &aws_config::SdkConfig) -> Self {
+        let config = Arc::new(config.clone());
         Clients {
-            autoscaling: aws_sdk_applicationautoscaling::Client::new(config),
-            cloudwatch: aws_sdk_cloudwatch::Client::new(config),
-            logs: aws_sdk_cloudwatchlogs::Client::new(config),
-            ecs: aws_sdk_ecs::Client::new(config),
-            elb: aws_sdk_elasticloadbalancingv2::Client::new(config),
-            scheduler: aws_sdk_scheduler::Client::new(config),
-            sfn: aws_sdk_sfn::Client::new(config),
-            sns: aws_sdk_sns::Client::new(config),
-            dynamodb: aws_sdk_dynamodb::Client::new(config),
-            ssm: aws_sdk_ssm::Client::new(config),
-            secrets: aws_sdk_secretsmanager::Client::new(config),
+            autoscaling: LazyClient::new(&config),
+            cloudwatch: LazyClient::new(&config),
+            logs: LazyClient::new(&config),
+            ecs: LazyClient::new(&config),
+            elb: LazyClient::new(&config),
+            scheduler: LazyClient::new(&config),
+            sfn: LazyClient::new(&config),
+            sns: LazyClient::new(&config),
+            dynamodb: LazyClient::new(&config),
+            ssm: LazyClient::new(&config),
+            secrets: LazyClient::new(&config),
         }
+    }
+}
+
+/// An SDK client that kanaria builds from the shared [`aws_config::SdkConfig`] on first use.
+pub trait SdkClient: Send + Sync + 'static {
+    fn from_sdk_config(config: &aws_config::SdkConfig) -> Self;
+}
+
+macro_rules! sdk_clients {
+    ($($krate:ident),* $(,)?) => {
+        $(impl SdkClient for $krate::Client {
+            fn from_sdk_config(config: &aws_config::SdkConfig) -> Self {
+                $krate::Client::new(config)
+            }
+        })*
+    };
+}
+
+sdk_clients!(
+    aws_sdk_applicationautoscaling,
+    aws_sdk_cloudwatch,
+    aws_sdk_cloudwatchlogs,
+    aws_sdk_ecs,
+    aws_sdk_elasticloadbalancingv2,
+    aws_sdk_scheduler,
+    aws_sdk_secretsmanager,
+    aws_sdk_sfn,
+    aws_sdk_sns,
+    aws_sdk_dynamodb,
+    aws_sdk_ssm,
+);
+
+/// One SDK client, built the first time it is dereferenced. Clones share it (a cloned
+/// [`Context`] does not build its clients again). Building is generic over the client type, so a
+/// function binary links the constructor, endpoint rules and operations of the clients its
+/// handler uses only: the others are never instantiated.
+pub struct LazyClient<C> {
+    inner: Arc<LazyInner<C>>,
+}
+
+struct LazyInner<C> {
+    config: Arc<aws_config::SdkConfig>,
+    client: OnceLock<C>,
+}
+
+impl<C> LazyClient<C> {
+    pub fn new(config: &Arc<aws_config::SdkConfig>) -> Self {
+        LazyClient { inner: Arc::new(LazyInner { config: config.clone(), client: OnceLock::new() }) }
+    }
+
+    /// Whether the client has been built yet (it is on first use).
+    pub fn is_built(&self) -> bool {
+        self.inner.client.get().is_some()
+    }
+}
+
+impl<C: SdkClient> std::ops::Deref for LazyClient<C> {
+    type Target = C;
+    fn deref(&self) -> &C {
+        self.inner.client.get_or_init(|| C::from_sdk_config(&self.inner.config))
+    }
+}
+
+impl<C> Clone for LazyClient<C> {
+    fn clone(&self) -> Self {
+        LazyClient { inner: self.inner.clone() }
+    }
+}
+
+impl<C> std::fmt::Debug for LazyClient<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the client's own Debug: that would build it.
+        f.debug_struct("LazyClient").field("client", &std::any::type_name::<C>()).field("built", &self.is_built()).finish()
     }
 }
 
@@ -109,7 +190,7 @@ pub struct Context {
 
 impl Context {
     /// Load AWS config the standard way (env, profile, IMDS/Lambda role; `AWS_ENDPOINT_URL`
-    /// points it at emulated AWS) and build every client once.
+    /// points it at emulated AWS). Clients are built on first use ([`Clients`]).
     pub async fn from_env() -> Self {
         let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         Context {
@@ -172,5 +253,42 @@ impl AwsError {
     /// The service answered with this error code.
     pub fn is_code(&self, code: &str) -> bool {
         self.message.starts_with(&format!("{code}:"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> aws_config::SdkConfig {
+        aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("eu-west-1"))
+            .build()
+    }
+
+    #[test]
+    fn clients_are_built_on_first_use_only_and_shared_by_clones() {
+        let clients = Clients::new(&config());
+        assert!(!clients.ecs.is_built() && !clients.dynamodb.is_built());
+        // Field access and method calls reach the SDK client, built from the shared config.
+        assert_eq!(clients.ecs.config().region().map(|r| r.as_ref()), Some("eu-west-1"));
+        assert!(clients.ecs.is_built());
+        assert!(!clients.dynamodb.is_built(), "an unused client stays unbuilt");
+        // Where a `&Client` is expected, `&clients.x` coerces.
+        let ssm: &aws_sdk_ssm::Client = &clients.ssm;
+        assert_eq!(ssm.config().region().map(|r| r.as_ref()), Some("eu-west-1"));
+        let copy = clients.clone();
+        assert!(copy.ecs.is_built() && copy.ssm.is_built());
+        let _ = copy.dynamodb.config();
+        assert!(clients.dynamodb.is_built(), "a clone builds for both");
+    }
+
+    #[test]
+    fn debug_does_not_build_a_client() {
+        let clients = Clients::new(&config());
+        let text = format!("{clients:?}");
+        assert!(text.contains("aws_sdk_sns::client::Client") && text.contains("built: false"), "{text}");
+        assert!(!clients.sns.is_built());
     }
 }

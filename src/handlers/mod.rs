@@ -62,6 +62,8 @@ impl Function {
         Function::ALL.into_iter().find(|f| f.crate_name() == name)
     }
 
+    /// Dispatch by function, for the local runtime and tests. Not for `functions/*`: see
+    /// [`LambdaEvent`].
     pub async fn handle(self, ctx: &Context, event: Value) -> Result<Value, HandlerError> {
         match self {
             Function::OnImagePush => on_image_push::handle(ctx, event).await,
@@ -76,7 +78,14 @@ impl Function {
     }
 }
 
-/// Adapter for `lambda_runtime::service_fn`.
+/// What a Lambda function's `main` receives: the raw event. Each binary under `functions/` passes
+/// it to its own handler (`kanaria::handlers::on_alarm::handle(&ctx, event.payload)`), never
+/// through [`Function::handle`]: that `match` names every handler, so a binary calling it links
+/// all of them and every SDK operation they use (BENCHMARKS.md, size and cold start).
+pub type LambdaEvent = lambda_runtime::LambdaEvent<Value>;
+
+/// Adapter for `lambda_runtime::service_fn` by [`Function`], for hosts that serve every function
+/// in one process (the local runtime); Lambda binaries call their own handler instead.
 pub async fn lambda(
     ctx: &Context,
     function: Function,

@@ -1,11 +1,14 @@
-//! Lambda entry point of `on-task-event`: configuration and AWS clients are built once, at init, and
-//! every invocation borrows them.
+//! Lambda entry point of `on-task-event`: the AWS configuration is loaded once, at init, each client the
+//! handler uses is built on its first call, and every invocation borrows them.
+//!
+//! It calls its own handler, not `handlers::Function::handle` (a `match` over every handler):
+//! that way this binary links only what `on_task_event` uses (BENCHMARKS.md, size and cold start).
 
-use kanaria::handlers::{self, Function};
+use kanaria::handlers::{on_task_event, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     kanaria::telemetry::init_json();
     let ctx = kanaria::aws::Context::from_env().await;
-    lambda_runtime::run(lambda_runtime::service_fn(|event| handlers::lambda(&ctx, Function::OnTaskEvent, event))).await
+    lambda_runtime::run(lambda_runtime::service_fn(|event: LambdaEvent| on_task_event::handle(&ctx, event.payload))).await
 }

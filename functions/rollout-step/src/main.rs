@@ -1,11 +1,14 @@
-//! Lambda entry point of `rollout-step`: configuration and AWS clients are built once, at init, and
-//! every invocation borrows them.
+//! Lambda entry point of `rollout-step`: the AWS configuration is loaded once, at init, each client the
+//! handler uses is built on its first call, and every invocation borrows them.
+//!
+//! It calls its own handler, not `handlers::Function::handle` (a `match` over every handler):
+//! that way this binary links only what `rollout_step` uses (BENCHMARKS.md, size and cold start).
 
-use kanaria::handlers::{self, Function};
+use kanaria::handlers::{rollout_step, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     kanaria::telemetry::init_json();
     let ctx = kanaria::aws::Context::from_env().await;
-    lambda_runtime::run(lambda_runtime::service_fn(|event| handlers::lambda(&ctx, Function::RolloutStep, event))).await
+    lambda_runtime::run(lambda_runtime::service_fn(|event: LambdaEvent| rollout_step::handle(&ctx, event.payload))).await
 }

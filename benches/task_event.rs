@@ -1,0 +1,78 @@
+//! Criterion benchmark of `on-task-event`'s per-event decision: the CPU an ECS Task State Change
+//! costs the handler before (and, for most events, instead of) any AWS call. `make bench` runs
+//! it and BENCHMARKS.md reports it next to the release binary's CPU per event.
+//!
+//! The events are the benchmark's 10,000-event mixed stream (`kanaria_local::bench::mixed_task_events`:
+//! nine in ten irrelevant, one in ten a CannotPullContainerError failure), cycled through one
+//! per iteration so the figures are averages over the stream, not one event's.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use kanaria::events::{EcsTaskStateChange, Envelope, TaskFailure};
+use serde_json::{json, Value};
+
+/// What `kanaria::handlers::on_task_event::handle` does with an ECS Task State Change before its
+/// first AWS call, step for step (dispatch on `detail-type`, envelope parse and check, required
+/// fields, failure classification, service key). Irrelevant events end here with the handler's
+/// `ignored` answer; failures go on to DynamoDB with the key and failure computed here. Kept in
+/// step with the handler by hand: the handler itself cannot run without AWS clients.
+fn decide(event: Value) -> Result<(String, TaskFailure), Value> {
+    match event.get("detail-type").and_then(Value::as_str) {
+        Some("ECS Service Action") | Some("Scheduled Event") => return Err(json!({ "ignored": "other detail-type" })),
+        _ => {}
+    }
+    let event = Envelope::<EcsTaskStateChange>::parse(event, "aws.ecs", "ECS Task State Change").map_err(|e| json!({ "invalid": e }))?;
+    let task = &event.detail;
+    if task.task_arn.is_empty() || task.cluster_arn.is_empty() {
+        return Err(json!({ "invalid": "detail.taskArn and detail.clusterArn are required" }));
+    }
+    let Some(failure) = task.failure() else {
+        return Err(json!({ "ignored": "not a failed task" }));
+    };
+    let Some(service) = task.service_name() else {
+        return Err(json!({ "ignored": "not a service task" }));
+    };
+    Ok((format!("{}/{service}", task.cluster_name()), failure))
+}
+
+fn events() -> (Vec<Value>, Vec<Value>) {
+    let (irrelevant, failures): (Vec<_>, Vec<_>) = kanaria_local::bench::mixed_task_events(10_000).into_iter().partition(|(i, _)| *i);
+    (irrelevant.into_iter().map(|(_, e)| e).collect(), failures.into_iter().map(|(_, e)| e).collect())
+}
+
+fn per_event(c: &mut Criterion) {
+    let (irrelevant, failures) = events();
+    // The stream is what it claims to be: otherwise the figures below measure something else.
+    assert!(irrelevant.iter().all(|e| decide(e.clone()).is_err()), "an irrelevant event was taken for a failure");
+    assert!(failures.iter().all(|e| decide(e.clone()).is_ok()), "a failure event was not recognised");
+    let bytes: Vec<Vec<u8>> = irrelevant.iter().map(|e| serde_json::to_vec(e).expect("JSON")).collect();
+
+    let mut group = c.benchmark_group("on_task_event");
+    for (name, stream) in [("irrelevant", &irrelevant), ("failure", &failures)] {
+        let mut next = 0;
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                // The handler owns its event: clone outside the timed part.
+                || {
+                    next = (next + 1) % stream.len();
+                    stream[next].clone()
+                },
+                |event| black_box(decide(event)),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    // For scale: decoding the event's JSON, which lambda_runtime does before the handler runs.
+    let mut next = 0;
+    group.bench_function("json_decode", |b| {
+        b.iter(|| {
+            next = (next + 1) % bytes.len();
+            black_box(serde_json::from_slice::<Value>(&bytes[next]).expect("JSON"))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, per_event);
+criterion_main!(benches);
