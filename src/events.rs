@@ -61,6 +61,68 @@ impl EcrImageAction {
     }
 }
 
+/// `detail` of an `AWS API Call via CloudTrail` event for ECR's `PutImage` (source `aws.ecr`):
+/// who pushed an image. Only the fields kanaria reads.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CloudTrailPutImage {
+    pub event_source: String,
+    pub event_name: String,
+    /// Set when the call failed (then there is no image).
+    pub error_code: Option<String>,
+    pub user_identity: CloudTrailUserIdentity,
+    pub response_elements: Option<PutImageResponse>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CloudTrailUserIdentity {
+    /// `IAMUser`, `AssumedRole`, `FederatedUser`, `Root`, `AWSService`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub arn: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PutImageResponse {
+    pub image: PutImageImage,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PutImageImage {
+    pub repository_name: String,
+    pub image_id: PutImageId,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PutImageId {
+    pub image_digest: String,
+    pub image_tag: Option<String>,
+}
+
+impl CloudTrailPutImage {
+    /// `(repository, digest, pusher ARN)` of a successful push, else why not.
+    pub fn push(&self) -> Result<(&str, &str, &str), String> {
+        if self.event_source != "ecr.amazonaws.com" || self.event_name != "PutImage" {
+            return Err(format!("{} {} is not ECR's PutImage", self.event_source, self.event_name));
+        }
+        if let Some(code) = &self.error_code {
+            return Err(format!("PutImage failed ({code})"));
+        }
+        let image = &self.response_elements.as_ref().ok_or("PutImage without responseElements")?.image;
+        let digest = image.image_id.image_digest.as_str();
+        let valid = digest.strip_prefix("sha256:").is_some_and(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()));
+        if image.repository_name.is_empty() || !valid {
+            return Err(format!("PutImage names no repository and sha256 digest ({:?}, {digest:?})", image.repository_name));
+        }
+        let arn = self.user_identity.arn.as_deref().filter(|a| a.starts_with("arn:")).ok_or("PutImage without userIdentity.arn")?;
+        Ok((&image.repository_name, digest, arn))
+    }
+}
+
 /// `detail` of an `ECS Task State Change` event.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -207,6 +269,30 @@ mod tests {
             version: 5,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn cloudtrail_put_image_says_who_pushed() {
+        let text = include_str!("../events/ecr-put-image-cloudtrail.json");
+        let event: Envelope<CloudTrailPutImage> =
+            Envelope::parse(serde_json::from_str(text).unwrap(), "aws.ecr", "AWS API Call via CloudTrail").unwrap();
+        let (repository, digest, arn) = event.detail.push().unwrap();
+        assert_eq!(repository, "team/web");
+        assert_eq!(digest, format!("sha256:{}", "5f".repeat(32)));
+        assert_eq!(arn, "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Deployers_0123456789abcdef/ana@example.com");
+
+        let mut failed = event.detail.clone();
+        failed.error_code = Some("ImageAlreadyExistsException".into());
+        assert!(failed.push().is_err());
+        let mut other = event.detail.clone();
+        other.event_name = "BatchDeleteImage".into();
+        assert!(other.push().is_err());
+        let mut no_arn = event.detail.clone();
+        no_arn.user_identity.arn = None;
+        assert!(no_arn.push().is_err());
+        let mut bad_digest = event.detail;
+        bad_digest.response_elements.as_mut().unwrap().image.image_id.image_digest = "sha256:zz".into();
+        assert!(bad_digest.push().is_err());
     }
 
     #[test]

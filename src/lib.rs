@@ -1,7 +1,7 @@
 //! kanaria: progressive delivery for Amazon ECS.
 //!
-//! - [`policy`], [`events`] and [`rollout`] are the domain core: pure decisions, no AWS types,
-//!   no clock, no I/O. [`rollout`] shows a rollout's whole lifecycle (observe → decide → act).
+//! - [`policy`], [`events`], [`identity`] and [`rollout`] are the domain core: pure decisions, no
+//!   AWS types, no clock, no I/O. [`rollout`] shows a rollout's whole lifecycle (observe → decide → act).
 //! - [`aws`] holds the adapters: the only code that calls AWS.
 //! - [`handlers`] are the Lambda entry points (one binary per function under `functions/`).
 //! - [`cli`] is the `kanaria` command; [`verify`] judges whether a service is ready for kanaria.
@@ -12,6 +12,7 @@ pub mod cli;
 pub mod diagnosis;
 pub mod events;
 pub mod handlers;
+pub mod identity;
 pub mod policy;
 pub mod rollout;
 pub mod schedule;

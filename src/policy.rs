@@ -275,6 +275,12 @@ pub struct ApprovalGate {
     /// approved).
     #[serde(default)]
     pub on_timeout: OnTimeout,
+    /// The person who pushed the image may not approve or reject it (default false). Who pushed
+    /// comes from CloudTrail's PutImage event (needs a trail); in Slack the clicking user's email
+    /// is compared with the pusher's IAM user or role session name (the app needs the
+    /// users:read.email scope). When either is unknown, the decision is refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forbid_self_approval: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

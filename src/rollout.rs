@@ -93,6 +93,9 @@ pub struct PendingApproval {
     pub on_timeout: OnTimeout,
     /// Percent of traffic on the new task set while waiting.
     pub weight: u32,
+    /// The person who pushed the image may not decide (`approval.forbidSelfApproval`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forbid_self_approval: bool,
 }
 
 impl Rollout {
@@ -644,7 +647,12 @@ fn create_green(next: &mut Rollout, obs: &Observation, now: u64, commands: &mut 
 }
 
 fn pending(gate: &ApprovalGate, weight: u32) -> PendingApproval {
-    PendingApproval { timeout_seconds: gate.timeout.secs().max(1), on_timeout: gate.on_timeout, weight }
+    PendingApproval {
+        timeout_seconds: gate.timeout.secs().max(1),
+        on_timeout: gate.on_timeout,
+        weight,
+        forbid_self_approval: gate.forbid_self_approval,
+    }
 }
 
 /// The rollout waited for a person in vain and its policy says to roll back then.

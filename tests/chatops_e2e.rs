@@ -247,3 +247,67 @@ async fn kanaria_approve_works_without_slack_even_when_slack_is_down() {
     assert!(env.local.shared.slack.calls().iter().any(|c| c.method == "chat.postMessage"));
     assert!(env.results_of(Function::RolloutStep).iter().all(|r| r.is_ok()), "no rollout step failed over Slack");
 }
+
+/// `forbidSelfApproval`: who pushed comes from CloudTrail's PutImage record. The pusher cannot
+/// decide — in Slack (matched by the email Slack has for them) nor with `kanaria approve`
+/// (matched by IAM identity) — and neither can someone Slack gives no email for, since the rule
+/// could not be checked; each refusal changes nothing. Another approver's click goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_pusher_may_not_approve_their_own_push() {
+    const OTHER: &str = "U0OTHER01";
+    const NO_EMAIL: &str = "U0NOEMAIL";
+    let options = SampleOptions {
+        strategy_yaml: Some(
+            "  canary:\n    steps:\n      - { weight: 10, bake: 1s }\n      - approval: { timeout: 10m, forbidSelfApproval: true }\n      - { weight: 50, bake: 1s }\n"
+                .into(),
+        ),
+        extra_policy_yaml: format!("slack: {{ approvers: [{APPROVER}, {OTHER}, {NO_EMAIL}] }}\n"),
+        ..SampleOptions::default()
+    };
+    let env = start(options).await;
+    // The IAM identity `kanaria approve` runs as here is the one that pushed.
+    let sts = aws_sdk_sts::Client::new(&env.local.config);
+    let pusher = sts.get_caller_identity().send().await.unwrap().arn().unwrap().to_string();
+    let person = kanaria::identity::Principal::from_arn(&pusher).person.expect("the caller names a person");
+    env.local.shared.slack.set_user_email(APPROVER, &format!("{person}@example.com"));
+    env.local.shared.slack.set_user_email(OTHER, "someone.else@example.com");
+
+    let digest = fixture::new_digest("self-approval");
+    env.push("v2", &digest).await;
+    env.cloudtrail_put_image("v2", &digest, &pusher).await;
+    env.wait_invocations(Function::OnImagePush, 2).await;
+    assert!(
+        env.results_of(Function::OnImagePush).iter().any(|r| r.as_ref().is_ok_and(|v| v["pusher"] == pusher.as_str())),
+        "the CloudTrail record is taken: {:?}",
+        env.results_of(Function::OnImagePush)
+    );
+    let execution = env.started_execution().await;
+    let approval_id = approval_id_from_slack(&env).await;
+    let approvals = Approvals::new(&env.local.ctx().clients.dynamodb, &env.local.ctx().settings.table);
+
+    // The pusher, in Slack: refused, told why.
+    assert_eq!(click(&env, APPROVER, "kanaria.approve", &approval_id).await, 403);
+    assert_eq!(click(&env, APPROVER, "kanaria.reject", &approval_id).await, 403, "nor may they reject it");
+    let told =
+        env.local.shared.slack.calls().iter().filter(|c| c.method == "response_url").any(|c| c.body.contains("You pushed this image"));
+    assert!(told, "the pusher is told why");
+    // Someone Slack has no email for: the rule cannot be checked, so refused too.
+    assert_eq!(click(&env, NO_EMAIL, "kanaria.approve", &approval_id).await, 403);
+    // The pusher, with kanaria approve.
+    let (endpoint, service) = (env.local.endpoint.clone(), env.sample.policy.service.key());
+    let out = tokio::task::spawn_blocking(move || kanaria(&endpoint, &["approve", &service])).await.unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("forbids approving your own push"), "{said}");
+
+    assert!(waiting_at_approval(&env, &execution).await, "refusals change nothing");
+    assert_eq!(approvals.get(&approval_id).await.unwrap().unwrap().status, "PENDING");
+    assert_eq!(env.shifted_weights(), vec![10]);
+
+    // Another approver.
+    assert_eq!(click(&env, OTHER, "kanaria.approve", &approval_id).await, 200);
+    env.assert_promoted(&execution, &digest).await;
+    let record = approvals.get(&approval_id).await.unwrap().unwrap();
+    assert_eq!((record.status.as_str(), record.decided_by.as_deref()), ("APPROVED", Some(OTHER)));
+    assert_one_message_no_token(&env.local.shared.slack.calls(), &record.token.0);
+}

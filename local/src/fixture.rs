@@ -365,6 +365,37 @@ pub fn ecr_push_event(repository: &str, tag: &str, digest: &str) -> serde_json::
     })
 }
 
+/// CloudTrail's record of the same push (`AWS API Call via CloudTrail`, ECR `PutImage`), as
+/// EventBridge delivers it when the account has a trail: it says who pushed (`pusher_arn`).
+pub fn ecr_put_image_cloudtrail_event(repository: &str, tag: &str, digest: &str, pusher_arn: &str) -> serde_json::Value {
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    serde_json::json!({
+        "version": "0",
+        "id": format!("ct-{}", digest.trim_start_matches("sha256:").get(..24).unwrap_or("0")),
+        "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws.ecr",
+        "account": ACCOUNT,
+        "time": now,
+        "region": REGION,
+        "resources": [],
+        "detail": {
+            "eventVersion": "1.10",
+            "userIdentity": {"type": if pusher_arn.contains(":assumed-role/") { "AssumedRole" } else { "IAMUser" }, "arn": pusher_arn, "accountId": ACCOUNT},
+            "eventTime": now,
+            "eventSource": "ecr.amazonaws.com",
+            "eventName": "PutImage",
+            "awsRegion": REGION,
+            "requestParameters": {"repositoryName": repository, "imageTag": tag, "registryId": ACCOUNT},
+            "responseElements": {"image": {"registryId": ACCOUNT, "repositoryName": repository, "imageId": {"imageDigest": digest, "imageTag": tag}}},
+            "readOnly": false,
+            "eventType": "AwsApiCall",
+            "managementEvent": true,
+            "recipientAccountId": ACCOUNT,
+            "eventCategory": "Management"
+        }
+    })
+}
+
 /// Publish an event the way AWS services do (to the default bus), so it reaches functions
 /// through the template's rules.
 pub async fn put_event(config: &SdkConfig, event: &serde_json::Value) -> Result<()> {

@@ -29,7 +29,7 @@ pub const SECRET_NAME: &str = "kanaria/slack";
 /// One request kanaria made to "Slack".
 #[derive(Debug, Clone)]
 pub struct SlackCall {
-    /// `chat.postMessage`, `chat.update`, `usergroups.users.list`, or `response_url`.
+    /// `chat.postMessage`, `chat.update`, `usergroups.users.list`, `users.info`, or `response_url`.
     pub method: String,
     /// The response_url path after `/slack/response/` (for `response_url` calls).
     pub path: String,
@@ -48,6 +48,7 @@ pub struct SlackRecorder {
     calls: Mutex<Vec<SlackCall>>,
     next_ts: AtomicU64,
     groups: Mutex<HashMap<String, Vec<String>>>,
+    emails: Mutex<HashMap<String, String>>,
     down: AtomicBool,
 }
 
@@ -58,6 +59,11 @@ impl SlackRecorder {
 
     pub fn set_group_members(&self, group: &str, users: &[&str]) {
         self.groups.lock().expect("slack groups").insert(group.into(), users.iter().map(|u| u.to_string()).collect());
+    }
+
+    /// The email `users.info` gives for `user` (users without one have no email in Slack).
+    pub fn set_user_email(&self, user: &str, email: &str) {
+        self.emails.lock().expect("slack emails").insert(user.into(), email.into());
     }
 
     /// While down, every call answers HTTP 503.
@@ -103,6 +109,15 @@ impl SlackRecorder {
                     Some(users) => json!({"ok": true, "users": users}),
                     None => json!({"ok": false, "error": "no_such_subteam"}),
                 }
+            }
+            "users.info" => {
+                let user =
+                    form_urlencoded::parse(body.as_bytes()).find(|(k, _)| k == "user").map(|(_, v)| v.into_owned()).unwrap_or_default();
+                let profile = match self.emails.lock().expect("slack emails").get(&user) {
+                    Some(email) => json!({"real_name": user, "email": email}),
+                    None => json!({"real_name": user}),
+                };
+                json!({"ok": true, "user": {"id": user, "name": user, "profile": profile}})
             }
             _ => json!({"ok": false, "error": "unknown_method"}),
         };

@@ -4,6 +4,8 @@
 //!   here, server-side; Slack buttons carry only the random approval id. Deciding is one
 //!   conditional write (PENDING → APPROVED | REJECTED, only before its `deadline`), so a double
 //!   click, a replayed request or a race between Slack and `kanaria approve` decides once.
+//! - `push#REPOSITORY@DIGEST` / `pusher`: who pushed an image (the IAM principal ARN from
+//!   CloudTrail's PutImage), for `approval.forbidSelfApproval`.
 //! - `slack#ROLLOUT_ID` / `message`: the rollout's one Slack message (channel, ts) and the
 //!   sequence number of the last state rendered into it, so late notices never overwrite newer
 //!   ones.
@@ -23,6 +25,8 @@ pub const REJECTED: &str = "REJECTED";
 /// Approval records stay a while after they expire, so a late click is told "expired" rather
 /// than "unknown" (DynamoDB TTL on `expiresAt`).
 const APPROVAL_RETENTION_SECONDS: u64 = 14 * 24 * 3600;
+/// Who pushed an image is kept long enough for any approval of a rollout of it.
+const PUSHER_RETENTION_SECONDS: u64 = 30 * 24 * 3600;
 /// Slack message records outlive any rollout.
 const MESSAGE_RETENTION_SECONDS: u64 = 30 * 24 * 3600;
 
@@ -46,6 +50,11 @@ pub struct ApprovalRecord {
     pub approver_groups: Vec<String>,
     pub decided_by: Option<String>,
     pub decided_at: Option<u64>,
+    /// The person who pushed `repository@digest` may not decide.
+    pub forbid_self_approval: bool,
+    /// The image being rolled out (who pushed it is looked up by this).
+    pub repository: String,
+    pub digest: String,
 }
 
 impl ApprovalRecord {
@@ -84,6 +93,10 @@ fn approval_key(id: &str) -> [(String, AttributeValue); 2] {
     [("pk".into(), s(format!("approval#{id}"))), ("sk".into(), s("approval"))]
 }
 
+fn pusher_key(repository: &str, digest: &str) -> [(String, AttributeValue); 2] {
+    [("pk".into(), s(format!("push#{repository}@{digest}"))), ("sk".into(), s("pusher"))]
+}
+
 fn message_key(rollout_id: &str) -> [(String, AttributeValue); 2] {
     [("pk".into(), s(format!("slack#{rollout_id}"))), ("sk".into(), s("message"))]
 }
@@ -107,6 +120,9 @@ fn approval_from(item: &HashMap<String, AttributeValue>) -> ApprovalRecord {
         approver_groups: list(item, "approverGroups"),
         decided_by: get_s(item, "decidedBy"),
         decided_at: item.contains_key("decidedAt").then(|| get_n(item, "decidedAt")),
+        forbid_self_approval: item.get("forbidSelfApproval").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
+        repository: get_s(item, "repository").unwrap_or_default(),
+        digest: get_s(item, "digest").unwrap_or_default(),
     }
 }
 
@@ -131,6 +147,9 @@ impl<'a> Approvals<'a> {
             ("onTimeout".to_string(), s(&a.on_timeout)),
             ("approvers".to_string(), strings(&a.approvers)),
             ("approverGroups".to_string(), strings(&a.approver_groups)),
+            ("forbidSelfApproval".to_string(), AttributeValue::Bool(a.forbid_self_approval)),
+            ("repository".to_string(), s(&a.repository)),
+            ("digest".to_string(), s(&a.digest)),
             // The table's TTL attribute.
             ("expiresAt".to_string(), n(a.expires_at + APPROVAL_RETENTION_SECONDS)),
         ]);
@@ -202,6 +221,34 @@ impl<'a> Approvals<'a> {
             .send()
             .await;
         Ok(conditional(out, "UpdateItem", format!("{} approval {id}", self.table))?.is_some())
+    }
+
+    /// Record who pushed `repository@digest` (CloudTrail's PutImage). A digest pushed again (a
+    /// new tag for the same image) keeps its first pusher: the person who built it.
+    pub async fn record_pusher(&self, repository: &str, digest: &str, arn: &str, at: u64) -> Result<bool, AwsError> {
+        let mut item: HashMap<String, AttributeValue> = pusher_key(repository, digest).into_iter().collect();
+        item.extend([
+            ("pusherArn".to_string(), s(arn)),
+            ("pushedAt".to_string(), n(at)),
+            ("expiresAt".to_string(), n(at + PUSHER_RETENTION_SECONDS)),
+        ]);
+        let out =
+            self.ddb.put_item().table_name(self.table).set_item(Some(item)).condition_expression("attribute_not_exists(pk)").send().await;
+        Ok(conditional(out, "PutItem", format!("{} pusher of {repository}@{digest}", self.table))?.is_some())
+    }
+
+    /// Who pushed `repository@digest`, if CloudTrail told kanaria.
+    pub async fn pusher(&self, repository: &str, digest: &str) -> Result<Option<String>, AwsError> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(self.table)
+            .set_key(Some(pusher_key(repository, digest).into_iter().collect()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| AwsError::new("DynamoDB", "GetItem", format!("{} pusher of {repository}@{digest}", self.table), e))?;
+        Ok(out.item().and_then(|i| get_s(i, "pusherArn")))
     }
 
     pub async fn message(&self, rollout_id: &str) -> Result<Option<SlackMessage>, AwsError> {

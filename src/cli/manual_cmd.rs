@@ -71,6 +71,14 @@ pub fn decision_outcome(
         ),
         Some(Err(Refusal::Unknown)) => (Exit::Failure, format!("the approval of {service} is gone; see `kanaria status {service}`")),
         Some(Err(Refusal::Expired(_))) => (Exit::Failure, format!("the approval of {service} has expired; the policy's onTimeout applies")),
+        Some(Err(Refusal::OwnPush(_))) => (
+            Exit::Failure,
+            format!("refused: you pushed this image and the policy of {service} forbids approving your own push; another approver decides"),
+        ),
+        Some(Err(Refusal::SelfApprovalUnknown(_, why))) => (
+            Exit::Failure,
+            format!("refused: the policy of {service} forbids approving your own push, and {why}; nothing was decided"),
+        ),
         Some(Err(Refusal::AlreadyDecided(r))) => {
             let verb = if approve { "approve" } else { "reject" };
             (

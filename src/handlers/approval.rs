@@ -13,6 +13,7 @@ use super::{circuit_breaker, progress, HandlerError};
 use crate::aws::approvals::{ApprovalRecord, Approvals, Decided, APPROVED, PENDING, REJECTED};
 use crate::aws::store::{Store, TaskToken};
 use crate::aws::{cloudwatch, now_unix, Context};
+use crate::identity::{self, Decider, Principal, SelfApproval};
 use crate::rollout::Rollout;
 use crate::slack::message::Phase;
 
@@ -40,6 +41,9 @@ pub async fn request(ctx: &Context, rollout: &Rollout, token: TaskToken) -> Resu
         approver_groups: slack.approver_groups,
         decided_by: None,
         decided_at: None,
+        forbid_self_approval: pending.forbid_self_approval,
+        repository: rollout.image.repository.clone(),
+        digest: rollout.image.digest.clone(),
     };
     approvals.put(&record).await?;
     if !store.set_approval_wait(&service_key, &rollout.id, &token, &record.id).await? {
@@ -94,13 +98,28 @@ pub enum Refusal {
     Unknown,
     Expired(ApprovalRecord),
     AlreadyDecided(ApprovalRecord),
+    /// The decider pushed the image, and the policy forbids self-approval.
+    OwnPush(ApprovalRecord),
+    /// The policy forbids self-approval and it cannot be ruled out (why).
+    SelfApprovalUnknown(ApprovalRecord, String),
 }
 
-/// Approve or reject approval `id` on behalf of `who` (a Slack user id or an IAM ARN), `via`
+/// Approve or reject approval `id` on behalf of `decider` (a Slack user or an IAM caller), `via`
 /// ("Slack", "kanaria approve") for the record. Exactly one decision ever wins.
-pub async fn decide(ctx: &Context, id: &str, approve: bool, who: &str, via: &str) -> Result<Result<Outcome, Refusal>, HandlerError> {
+pub async fn decide(
+    ctx: &Context,
+    id: &str,
+    approve: bool,
+    decider: &Decider,
+    via: &str,
+) -> Result<Result<Outcome, Refusal>, HandlerError> {
     let approvals = Approvals::new(&ctx.clients.dynamodb, &ctx.settings.table);
     let now = now_unix();
+    let who = decider.who();
+    if let Some(refusal) = self_approval_refusal(&approvals, id, decider).await? {
+        warn!(approval = %id, by = %who, via, "decision refused: self-approval is forbidden by the policy");
+        return Ok(Err(refusal));
+    }
     let status = if approve { APPROVED } else { REJECTED };
     let record = match approvals.decide(id, status, who, now).await? {
         Decided::Unknown => return Ok(Err(Refusal::Unknown)),
@@ -142,7 +161,10 @@ pub async fn decide(ctx: &Context, id: &str, approve: bool, who: &str, via: &str
         }
         Ok(Ok(Outcome::Approved(record)))
     } else {
-        let who_text = if who.starts_with('U') || who.starts_with('W') { format!("<@{who}>") } else { who.to_string() };
+        let who_text = match decider {
+            Decider::Slack { user_id, .. } => format!("<@{user_id}>"),
+            Decider::Iam { arn } => arn.clone(),
+        };
         let cause = format!("rolled back by {who_text} ({via}) at the approval step, {}% traffic on the new task set", record.weight);
         if let Some(rollout) = &snapshot {
             let card = progress::card(rollout, Phase::Rejected { by: who.to_string(), at: now });
@@ -153,6 +175,23 @@ pub async fn decide(ctx: &Context, id: &str, approve: bool, who: &str, via: &str
             _ => Ok(Ok(Outcome::RolledBack(record))),
         }
     }
+}
+
+/// With `forbidSelfApproval`, the person who pushed the image may not decide; when that cannot
+/// be ruled out, nobody may (checked before the decision's conditional write, so a refusal
+/// changes nothing). Who pushed and the image are fixed for an approval, so reading them first
+/// does not race with the decision.
+async fn self_approval_refusal(approvals: &Approvals<'_>, id: &str, decider: &Decider) -> Result<Option<Refusal>, HandlerError> {
+    let Some(record) = approvals.get(id).await? else { return Ok(Some(Refusal::Unknown)) };
+    if !record.forbid_self_approval {
+        return Ok(None);
+    }
+    let pusher = approvals.pusher(&record.repository, &record.digest).await?.map(|arn| Principal::from_arn(&arn));
+    Ok(match identity::check(pusher.as_ref(), decider) {
+        SelfApproval::Other => None,
+        SelfApproval::Same => Some(Refusal::OwnPush(record)),
+        SelfApproval::Unknown(why) => Some(Refusal::SelfApprovalUnknown(record, why)),
+    })
 }
 
 /// 128 random bits, URL-safe: unguessable, so an approval id is useless without a signed

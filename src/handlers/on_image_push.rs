@@ -1,5 +1,6 @@
 //! `on-image-push`: an ECR push (EventBridge `ECR Image Action`) starts a rollout for every
-//! service whose policy names that repository and a matching tag.
+//! service whose policy names that repository and a matching tag. CloudTrail's record of the
+//! same push (`AWS API Call via CloudTrail`, `PutImage`) records who pushed it.
 //!
 //! Duplicate deliveries start exactly one rollout: the rollout id and execution name derive from
 //! service and digest, the service lock is one conditional write, and StartExecution with an
@@ -16,9 +17,10 @@ use sha2::{Digest, Sha256};
 use tracing::{error, info, warn};
 
 use super::{circuit_breaker, HandlerError};
+use crate::aws::approvals::Approvals;
 use crate::aws::store::{Acquire, LastRollout, LockRecord, Store};
 use crate::aws::{ecs, now_unix, policies, sfn, Context};
-use crate::events::{EcrImageAction, Envelope};
+use crate::events::{CloudTrailPutImage, EcrImageAction, Envelope};
 use crate::policy::{NewerPush, Policy};
 use crate::rollout::{Image, Rollout};
 
@@ -38,6 +40,27 @@ pub enum Outcome {
     Queued { service: String, behind: String },
 }
 
+const CLOUDTRAIL_DETAIL_TYPE: &str = "AWS API Call via CloudTrail";
+
+/// CloudTrail's record of ECR `PutImage`: remember who pushed the image, for approval steps with
+/// `forbidSelfApproval` (the `ECR Image Action` event does not say who pushed). It may arrive
+/// before or after the push's own event; a duplicate delivery keeps the first record.
+async fn record_pusher(ctx: &Context, event: Value) -> Result<Value, HandlerError> {
+    let event = Envelope::<CloudTrailPutImage>::parse(event, "aws.ecr", CLOUDTRAIL_DETAIL_TYPE)
+        .map_err(|e| HandlerError::invalid_input("on-image-push", e))?;
+    let (repository, digest, arn) = match event.detail.push() {
+        Ok(push) => push,
+        Err(why) => {
+            info!(reason = %why, "ignored: not a successful ECR PutImage");
+            return Ok(json!({ "ignored": why }));
+        }
+    };
+    let approvals = Approvals::new(&ctx.clients.dynamodb, &ctx.settings.table);
+    let recorded = approvals.record_pusher(repository, digest, arn, now_unix()).await?;
+    info!(repository, digest, pusher = %arn, recorded, "who pushed recorded");
+    Ok(json!({ "pusher": arn, "repository": repository, "digest": digest, "recorded": recorded }))
+}
+
 /// A push waiting for the in-flight rollout of its service to end.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -47,6 +70,9 @@ pub struct QueuedPush {
 }
 
 pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> {
+    if event.get("detail-type").and_then(Value::as_str) == Some(CLOUDTRAIL_DETAIL_TYPE) {
+        return record_pusher(ctx, event).await;
+    }
     let event = Envelope::<EcrImageAction>::parse(event, "aws.ecr", "ECR Image Action")
         .map_err(|e| HandlerError::invalid_input("on-image-push", e))?;
     let push = &event.detail;

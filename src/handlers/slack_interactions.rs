@@ -22,6 +22,7 @@ use super::{progress, HandlerError};
 use crate::aws::approvals::{ApprovalRecord, Approvals};
 use crate::aws::store::Store;
 use crate::aws::{now_unix, Context};
+use crate::identity::Decider;
 use crate::rollout::Rollout;
 use crate::slack::message::{self, Phase};
 use crate::slack::request::{self, Choice, Interaction, Rejection, SignedRequest, MAX_BODY_BYTES};
@@ -119,14 +120,33 @@ async fn answer(ctx: &Context, event: &Value) -> Result<(), Answer> {
         return refuse(ctx, &click, Rejection::NotAnApprover, &note).await;
     }
     let approve = click.choice == Choice::Approve;
+    // Who pushed is matched by email: asked of Slack only when the policy forbids self-approval.
+    let email = if record.forbid_self_approval { user_email(ctx, &click.user_id, &credentials).await } else { None };
+    let decider = Decider::Slack { user_id: click.user_id.clone(), email };
     // Read before deciding: a rejection ends the rollout and releases its record.
     let rollout = rollout_of(ctx, &record).await;
-    match approval::decide(ctx, &click.approval_id, approve, &click.user_id, "Slack").await {
+    match approval::decide(ctx, &click.approval_id, approve, &decider, "Slack").await {
         Err(e) => Err(internal(e)),
         Ok(Err(Refusal::Unknown)) => refuse(ctx, &click, Rejection::UnknownApproval, "kanaria does not know this approval.").await,
         Ok(Err(Refusal::Expired(r) | Refusal::AlreadyDecided(r))) => {
             let (reason, note) = closed(&r);
             refuse(ctx, &click, reason, &note).await
+        }
+        Ok(Err(Refusal::OwnPush(r))) => {
+            let note = format!(
+                "You pushed this image, and the policy of {} forbids approving your own push. Another approver decides: {}.",
+                r.service,
+                approvers_text(&r)
+            );
+            refuse(ctx, &click, Rejection::OwnPush, &note).await
+        }
+        Ok(Err(Refusal::SelfApprovalUnknown(r, why))) => {
+            let note = format!(
+                "The policy of {} forbids approving your own push, and kanaria cannot tell who pushed or who you are: {why}. \
+                 Nothing was decided; see docs/slack.md (self-approval).",
+                r.service
+            );
+            refuse(ctx, &click, Rejection::SelfApprovalUnknown(why), &note).await
         }
         Ok(Ok(outcome)) => {
             let (record, phase) = match &outcome {
@@ -151,6 +171,19 @@ async fn refuse(ctx: &Context, click: &Interaction, reason: Rejection, note: &st
     warn!(reason = %reason, user = %click.user_id, approval = %click.approval_id, "Slack interaction refused");
     ephemeral(ctx, click, note).await;
     Err(Answer::from(reason))
+}
+
+/// The clicking user's email from Slack, for the self-approval check (`None` if Slack does not
+/// say: the check then refuses).
+async fn user_email(ctx: &Context, user: &str, credentials: &crate::aws::secrets::SlackCredentials) -> Option<String> {
+    let token = credentials.bot_token.as_ref()?;
+    match ctx.chatops.api().user_email(token, user).await {
+        Ok(email) => email,
+        Err(e) => {
+            warn!(error = %e, "user's email not read (self-approval check)");
+            None
+        }
+    }
 }
 
 /// Is `user` allowed to decide? One of the policy's approvers, or a member of one of its

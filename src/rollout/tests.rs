@@ -1487,7 +1487,8 @@ fn blue_green_policy_is_one_cutover_baked_for_keep_old_for() {
         blue_green_policy("{ approval: { timeout: 1h } }").gate(),
         Some(Gate::Approval(ApprovalGate {
             timeout: policy::HumanDuration(std::time::Duration::from_secs(3600)),
-            on_timeout: OnTimeout::Rollback
+            on_timeout: OnTimeout::Rollback,
+            forbid_self_approval: false,
         }))
     );
     assert_eq!(test_policy().gate(), None);
@@ -2217,14 +2218,32 @@ fn verify_of_a_step_with_an_approval_asks_for_one_before_the_next_step() {
     let d = ok(Action::Verify, &approval_rollout(0, 10), &canary_obs(10), NOW);
     assert_eq!(d.rollout.verdict, Some(Verdict::NextStep));
     assert_eq!(d.rollout.step, 1);
-    assert_eq!(d.rollout.approval, Some(PendingApproval { timeout_seconds: 3600, on_timeout: OnTimeout::Rollback, weight: 10 }));
+    assert_eq!(
+        d.rollout.approval,
+        Some(PendingApproval { timeout_seconds: 3600, on_timeout: OnTimeout::Rollback, weight: 10, forbid_self_approval: false })
+    );
+}
+
+#[test]
+fn forbid_self_approval_travels_with_the_pending_approval() {
+    let strategy = APPROVAL_STRATEGY.replace("timeout: 1h", "timeout: 1h, forbidSelfApproval: true");
+    assert_ne!(strategy, APPROVAL_STRATEGY);
+    let rollout = Rollout { policy: policy_with(&strategy, ""), step: 0, weight: 10, ..canary_rollout() };
+    let d = ok(Action::Verify, &rollout, &canary_obs(10), NOW);
+    assert_eq!(d.rollout.approval.map(|a| a.forbid_self_approval), Some(true));
+    // It reaches the state machine's input (and back) only when set.
+    let pending = PendingApproval { timeout_seconds: 60, on_timeout: OnTimeout::Rollback, weight: 10, forbid_self_approval: false };
+    assert!(!serde_json::to_string(&pending).unwrap().contains("forbid"));
 }
 
 #[test]
 fn a_trailing_approval_gates_the_promotion() {
     let d = ok(Action::Verify, &approval_rollout(1, 50), &canary_obs(50), NOW);
     assert_eq!(d.rollout.verdict, Some(Verdict::Promote));
-    assert_eq!(d.rollout.approval, Some(PendingApproval { timeout_seconds: 1800, on_timeout: OnTimeout::Promote, weight: 50 }));
+    assert_eq!(
+        d.rollout.approval,
+        Some(PendingApproval { timeout_seconds: 1800, on_timeout: OnTimeout::Promote, weight: 50, forbid_self_approval: false })
+    );
 }
 
 #[test]
@@ -2245,7 +2264,7 @@ fn kanaria_promote_counts_as_the_go_ahead() {
 
 #[test]
 fn the_next_decision_clears_a_granted_approval() {
-    let pending = PendingApproval { timeout_seconds: 3600, on_timeout: OnTimeout::Rollback, weight: 10 };
+    let pending = PendingApproval { timeout_seconds: 3600, on_timeout: OnTimeout::Rollback, weight: 10, forbid_self_approval: false };
     let r = Rollout { approval: Some(pending), ..approval_rollout(1, 10) };
     let d = ok(Action::Shift, &r, &canary_obs(10), NOW);
     assert_eq!(d.rollout.approval, None);
@@ -2253,7 +2272,7 @@ fn the_next_decision_clears_a_granted_approval() {
 
 #[test]
 fn an_approval_timeout_rolls_back_with_a_cause_people_understand() {
-    let pending = PendingApproval { timeout_seconds: 3600, on_timeout: OnTimeout::Rollback, weight: 10 };
+    let pending = PendingApproval { timeout_seconds: 3600, on_timeout: OnTimeout::Rollback, weight: 10, forbid_self_approval: false };
     let error = StateError { error: "States.Timeout".into(), cause: String::new() };
     let r = Rollout { approval: Some(pending), error: Some(error), ..approval_rollout(1, 10) };
     let d = ok(Action::Rollback, &r, &canary_obs(10), NOW);
@@ -2267,7 +2286,10 @@ fn blue_green_approval_gate_asks_for_an_approval_on_the_test_route() {
     let obs = Observation { test_weights: vec![(TG_A.into(), 0), (green, 100)], ..canary_obs(0) };
     let d = ok(Action::TestTraffic, &r, &obs, NOW);
     assert_eq!(d.rollout.verdict, Some(Verdict::Done));
-    assert_eq!(d.rollout.approval, Some(PendingApproval { timeout_seconds: 7200, on_timeout: OnTimeout::Promote, weight: 0 }));
+    assert_eq!(
+        d.rollout.approval,
+        Some(PendingApproval { timeout_seconds: 7200, on_timeout: OnTimeout::Promote, weight: 0, forbid_self_approval: false })
+    );
 }
 
 #[test]

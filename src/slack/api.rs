@@ -103,17 +103,27 @@ impl SlackApi {
 
     /// Member ids of a user group (scope `usergroups:read`).
     pub async fn user_group_members(&self, token: &Secret, group: &str) -> Result<Vec<String>, SlackError> {
-        let target = format!(" for user group {group}");
-        let url = format!("{}/usergroups.users.list", self.base_url);
-        // This method takes form arguments, not JSON.
-        let form: String = form_urlencoded::Serializer::new(String::new()).append_pair("usergroup", group).finish();
-        let req = self.http.post(url).bearer_auth(token.expose()).header("content-type", "application/x-www-form-urlencoded").body(form);
-        let reply = self.send("usergroups.users.list", target, req).await?;
+        let reply = self.call_form("usergroups.users.list", format!(" for user group {group}"), token, ("usergroup", group)).await?;
         Ok(reply
             .get("users")
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(|u| u.as_str().map(str::to_string)).collect())
             .unwrap_or_default())
+    }
+
+    /// The user's email (`users.info`; scopes `users:read` and `users:read.email`), `None` when
+    /// Slack has none for them.
+    pub async fn user_email(&self, token: &Secret, user: &str) -> Result<Option<String>, SlackError> {
+        let reply = self.call_form("users.info", format!(" for user {user}"), token, ("user", user)).await?;
+        Ok(reply.pointer("/user/profile/email").and_then(Value::as_str).filter(|e| !e.is_empty()).map(str::to_string))
+    }
+
+    /// A read method: these take form arguments, not JSON.
+    async fn call_form(&self, method: &'static str, target: String, token: &Secret, arg: (&str, &str)) -> Result<Value, SlackError> {
+        let url = format!("{}/{method}", self.base_url);
+        let form: String = form_urlencoded::Serializer::new(String::new()).append_pair(arg.0, arg.1).finish();
+        let req = self.http.post(url).bearer_auth(token.expose()).header("content-type", "application/x-www-form-urlencoded").body(form);
+        self.send(method, target, req).await
     }
 
     /// Replace the message a button was clicked on (or add an ephemeral note) through the

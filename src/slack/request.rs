@@ -73,6 +73,10 @@ pub enum Rejection {
     UnknownApproval,
     #[error("Slack approvals are not configured")]
     NotConfigured,
+    #[error("the user pushed the image and the policy forbids self-approval")]
+    OwnPush,
+    #[error("self-approval cannot be ruled out: {0}")]
+    SelfApprovalUnknown(String),
 }
 
 impl Rejection {
@@ -88,7 +92,9 @@ impl Rejection {
             | Rejection::Expired
             | Rejection::AlreadyDecided { .. }
             | Rejection::UnknownApproval
-            | Rejection::NotConfigured => 403,
+            | Rejection::NotConfigured
+            | Rejection::OwnPush
+            | Rejection::SelfApprovalUnknown(_) => 403,
         }
     }
 }

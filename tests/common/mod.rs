@@ -37,6 +37,12 @@ impl Env {
             .expect("PutEvents");
     }
 
+    /// CloudTrail's PutImage record of a push by `pusher_arn` (who pushed).
+    pub async fn cloudtrail_put_image(&self, tag: &str, digest: &str, pusher_arn: &str) {
+        let event = fixture::ecr_put_image_cloudtrail_event(&self.sample.options.repository, tag, digest, pusher_arn);
+        fixture::put_event(&self.local.config, &event).await.expect("PutEvents");
+    }
+
     /// Wait until `count` invocations of `function` have finished (successfully or not).
     pub async fn wait_invocations(&self, function: Function, count: usize) {
         self.local
