@@ -1,4 +1,4 @@
-//! Who pushed an image, and whether the person deciding an approval is that same person
+//! Who pushed an image, and whether the person approving it is that same person
 //! (`approval.forbidSelfApproval`). Pure: the pusher comes from CloudTrail's `PutImage` record
 //! (its `userIdentity.arn`), the decider from Slack (the clicking user's email) or from IAM (the
 //! caller of `kanaria approve`).

@@ -275,7 +275,8 @@ pub struct ApprovalGate {
     /// approved).
     #[serde(default)]
     pub on_timeout: OnTimeout,
-    /// The person who pushed the image may not approve or reject it (default false). Who pushed
+    /// The person who pushed the image may not approve it (rolling back stays open to them; default
+    /// false). Who pushed
     /// comes from CloudTrail's PutImage event (needs a trail); in Slack the clicking user's email
     /// is compared with the pusher's IAM user or role session name (the app needs the
     /// users:read.email scope). When either is unknown, the decision is refused.

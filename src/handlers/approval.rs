@@ -116,7 +116,9 @@ pub async fn decide(
     let approvals = Approvals::new(&ctx.clients.dynamodb, &ctx.settings.table);
     let now = now_unix();
     let who = decider.who();
-    if let Some(refusal) = self_approval_refusal(&approvals, id, decider).await? {
+    // Rolling back is the safe direction: anyone allowed to decide may, the pusher included.
+    let checked = if approve { self_approval_refusal(&approvals, id, decider).await? } else { None };
+    if let Some(refusal) = checked {
         warn!(approval = %id, by = %who, via, "decision refused: self-approval is forbidden by the policy");
         return Ok(Err(refusal));
     }
@@ -177,8 +179,8 @@ pub async fn decide(
     }
 }
 
-/// With `forbidSelfApproval`, the person who pushed the image may not decide; when that cannot
-/// be ruled out, nobody may (checked before the decision's conditional write, so a refusal
+/// With `forbidSelfApproval`, the person who pushed the image may not approve it; when that
+/// cannot be ruled out, nobody may (checked before the decision's conditional write, so a refusal
 /// changes nothing). Who pushed and the image are fixed for an approval, so reading them first
 /// does not race with the decision.
 async fn self_approval_refusal(approvals: &Approvals<'_>, id: &str, decider: &Decider) -> Result<Option<Refusal>, HandlerError> {

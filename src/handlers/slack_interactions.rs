@@ -121,7 +121,7 @@ async fn answer(ctx: &Context, event: &Value) -> Result<(), Answer> {
     }
     let approve = click.choice == Choice::Approve;
     // Who pushed is matched by email: asked of Slack only when the policy forbids self-approval.
-    let email = if record.forbid_self_approval { user_email(ctx, &click.user_id, &credentials).await } else { None };
+    let email = if record.forbid_self_approval && approve { user_email(ctx, &click.user_id, &credentials).await } else { None };
     let decider = Decider::Slack { user_id: click.user_id.clone(), email };
     // Read before deciding: a rejection ends the rollout and releases its record.
     let rollout = rollout_of(ctx, &record).await;
