@@ -85,10 +85,16 @@ impl Env {
         }
     }
 
-    /// The execution started by the first on-image-push invocation.
+    /// The execution started by the first on-image-push invocation of a push (CloudTrail's
+    /// record of a push, also handled by on-image-push, starts none).
     pub async fn started_execution(&self) -> String {
         self.wait_invocations(Function::OnImagePush, 1).await;
-        let out = self.results_of(Function::OnImagePush).into_iter().next().unwrap().expect("on-image-push succeeded");
+        let results = self.results_of(Function::OnImagePush);
+        let out = results
+            .iter()
+            .map(|r| r.as_ref().expect("on-image-push succeeded"))
+            .find(|out| out.get("pusher").is_none())
+            .unwrap_or_else(|| panic!("no push handled: {results:?}"));
         out["rollouts"][0]["execution"].as_str().unwrap_or_else(|| panic!("no rollout started: {out}")).to_string()
     }
 
