@@ -277,7 +277,7 @@ mod tests {
         let event: Envelope<CloudTrailPutImage> =
             Envelope::parse(serde_json::from_str(text).unwrap(), "aws.ecr", "AWS API Call via CloudTrail").unwrap();
         let (repository, digest, arn) = event.detail.push().unwrap();
-        assert_eq!(repository, "team/web");
+        assert_eq!(repository, "demo/web");
         assert_eq!(digest, format!("sha256:{}", "5f".repeat(32)));
         assert_eq!(arn, "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Deployers_0123456789abcdef/ana@example.com");
 

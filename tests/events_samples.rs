@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use kanaria::events::{EcrImageAction, EcsTaskStateChange, Envelope, FailureKind};
+use kanaria::events::{CloudTrailPutImage, EcrImageAction, EcsTaskStateChange, Envelope, FailureKind};
 use serde_json::Value;
 
 const ACCOUNT: &str = "123456789012";
@@ -43,10 +43,25 @@ fn every_sample_is_a_full_eventbridge_event_kanaria_parses() {
         "ecs-task-running.json",
         "ecs-task-stopped.json",
         "ecs-task-stopped-cannot-pull.json",
+        "ecr-put-image-cloudtrail.json",
+        "slack-interaction-function-url.json",
+        "sns-rollout-card.json",
     ] {
         assert!(samples.contains_key(expected), "events/{expected} is missing");
     }
     for (name, event) in &samples {
+        // The Slack functions' samples are not EventBridge events: a Function URL request and
+        // an SNS notification (read by the handlers in local/src/coldstart.rs's tests).
+        if name.starts_with("slack-interaction") {
+            assert_eq!(event["version"], "2.0", "{name}: a Function URL (payload 2.0) request");
+            assert_eq!(event["requestContext"]["http"]["method"], "POST", "{name}");
+            continue;
+        }
+        if name.starts_with("sns-") {
+            assert_eq!(event["Records"][0]["EventSource"], "aws:sns", "{name}");
+            assert!(event["Records"][0]["Sns"]["Message"].is_string(), "{name}");
+            continue;
+        }
         for field in ["version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"] {
             assert!(event.get(field).is_some(), "{name}: no `{field}`");
         }
@@ -64,6 +79,12 @@ fn every_sample_is_a_full_eventbridge_event_kanaria_parses() {
                 let e: Envelope<EcrImageAction> = serde_json::from_value(event.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
                 assert!(e.detail.digest_is_valid(), "{name}: digest {:?}", e.detail.image_digest);
                 assert_eq!(e.detail.repository_name, "demo/web", "{name}");
+            }
+            ("aws.ecr", "AWS API Call via CloudTrail") => {
+                let e: Envelope<CloudTrailPutImage> = serde_json::from_value(event.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
+                let (repository, _, pusher) = e.detail.push().unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(repository, "demo/web", "{name}");
+                assert!(pusher.starts_with(&format!("arn:aws:sts::{ACCOUNT}:")), "{name}: {pusher}");
             }
             ("aws.ecs", "ECS Task State Change") => {
                 let e: Envelope<EcsTaskStateChange> = serde_json::from_value(event.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
