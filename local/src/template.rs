@@ -188,8 +188,11 @@ mod tests {
     fn reads_the_projects_template() {
         let t = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml")).unwrap();
         let push = t.functions.iter().find(|f| f.function == Function::OnImagePush).unwrap();
-        assert_eq!(push.rules.len(), 1);
-        assert_eq!(push.rules[0].1["source"][0], "aws.ecr");
+        // The push itself, and CloudTrail's record of who pushed.
+        assert_eq!(push.rules.len(), 2);
+        assert!(push.rules.iter().all(|r| r.1["source"][0] == "aws.ecr"));
+        let detail_types: Vec<&str> = push.rules.iter().filter_map(|r| r.1["detail-type"][0].as_str()).collect();
+        assert!(detail_types.contains(&"ECR Image Action") && detail_types.contains(&"AWS API Call via CloudTrail"), "{detail_types:?}");
         let sync = t.functions.iter().find(|f| f.function == Function::PolicySync).unwrap();
         assert_eq!(sync.rules[0].1["detail"]["name"][0]["prefix"], "/kanaria/policies/", "!Sub resolved with the PolicyPath default");
         let sm = &t.state_machines[0];
