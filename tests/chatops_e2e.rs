@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::{start, Env};
@@ -211,17 +210,6 @@ async fn on_timeout_promote_goes_on_without_an_answer() {
     assert_eq!(env.shifted_weights(), vec![10, 50]);
 }
 
-fn kanaria(endpoint: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kanaria"))
-        .args(args)
-        .args(["--endpoint-url", endpoint, "--region", "us-east-1"])
-        .env_remove("AWS_ENDPOINT_URL")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .output()
-        .expect("kanaria runs")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kanaria_approve_works_without_slack_even_when_slack_is_down() {
     let env = start(with_approval("{ timeout: 10m }")).await;
@@ -232,16 +220,14 @@ async fn kanaria_approve_works_without_slack_even_when_slack_is_down() {
     env.wait_action("approval", 1).await;
     assert!(waiting_at_approval(&env, &execution).await);
 
-    let endpoint = env.local.endpoint.clone();
     let service = env.sample.policy.service.key();
-    let (e, s) = (endpoint.clone(), service.clone());
-    let out = tokio::task::spawn_blocking(move || kanaria(&e, &["approve", &s])).await.unwrap();
+    let out = env.kanaria(&["approve", &service]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("approved rollout"), "{}", String::from_utf8_lossy(&out.stdout));
     env.assert_promoted(&execution, &digest).await;
 
     // Nothing waits any more: approving again says so and exits 1.
-    let out = tokio::task::spawn_blocking(move || kanaria(&endpoint, &["reject", &service])).await.unwrap();
+    let out = env.kanaria(&["reject", &service]).await;
     assert_eq!(out.status.code(), Some(1));
     // Slack was down throughout: kanaria tried, and the rollout never depended on it.
     assert!(env.local.shared.slack.calls().iter().any(|c| c.method == "chat.postMessage"));
@@ -293,8 +279,7 @@ async fn the_pusher_may_not_approve_their_own_push() {
     // Someone Slack has no email for: the rule cannot be checked, so refused too.
     assert_eq!(click(&env, NO_EMAIL, "kanaria.approve", &approval_id).await, 403);
     // The pusher, with kanaria approve.
-    let (endpoint, service) = (env.local.endpoint.clone(), env.sample.policy.service.key());
-    let out = tokio::task::spawn_blocking(move || kanaria(&endpoint, &["approve", &service])).await.unwrap();
+    let out = env.kanaria(&["approve", &env.sample.policy.service.key()]).await;
     let said = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{said}");
     assert!(said.contains("forbids approving your own push"), "{said}");

@@ -195,7 +195,8 @@ async fn a_service_with_the_opt_out_tag_gives_no_alert() {
     let events: Vec<_> = (0..4).map(|n| stopped(&env, n, 2, 240 - 60 * n as u64, "TaskFailedToStart", PULL_TIMEOUT, None)).collect();
     deliver(&env, &events).await;
     env.wait_invocations(Function::OnTaskEvent, 4).await;
-    assert!(loop_alerts(&env).await.is_empty());
+    let alerts = loop_alerts(&env).await;
+    assert!(alerts.is_empty(), "alerts {alerts:?}; on-task-event said {:?}", env.results_of(Function::OnTaskEvent));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

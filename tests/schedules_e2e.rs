@@ -7,12 +7,12 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace};
 use aws_sdk_scheduler::types::{FlexibleTimeWindow, FlexibleTimeWindowMode, Target};
-use common::{start, Env};
+use common::{kanaria, start, Env};
 use kanaria::aws::scheduler::SchedulerSettings;
 use kanaria::handlers::policy_sync::{self, PolicyState};
 use kanaria::handlers::{Function, HandlerError};
@@ -26,17 +26,6 @@ const TWO_SCHEDULES: &str = "schedules:
 
 fn settings(env: &Env) -> SchedulerSettings {
     env.local.ctx().settings.scheduler.clone()
-}
-
-fn kanaria(endpoint: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kanaria"))
-        .args(args)
-        .args(["--endpoint-url", endpoint, "--region", "us-east-1"])
-        .env_remove("AWS_ENDPOINT_URL")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .output()
-        .expect("kanaria runs")
 }
 
 fn text(o: &[u8]) -> String {

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::process::{Command, Output};
-
 use aws_sdk_ecs::types::{
     AwsVpcConfiguration, Compatibility, ContainerDefinition, DeploymentController, DeploymentControllerType, LaunchType, LoadBalancer,
     NetworkConfiguration, NetworkMode, PortMapping, Scale, ScaleUnit, Secret,
@@ -24,21 +22,7 @@ async fn ready() -> Env {
 
 /// Run `kanaria verify ARGS...` against the emulated AWS.
 async fn verify(env: &Env, args: &[&str]) -> (Option<i32>, String, String) {
-    let endpoint = env.local.endpoint.clone();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let out: Output = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_kanaria"))
-            .arg("verify")
-            .args(&args)
-            .args(["--endpoint-url", &endpoint, "--region", REGION])
-            .env_remove("AWS_ENDPOINT_URL")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .output()
-            .expect("kanaria runs")
-    })
-    .await
-    .unwrap();
+    let out = env.kanaria(&[&["verify"], args].concat()).await;
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
     // Shown with --nocapture, and by the harness when the test fails.
     eprintln!("$ kanaria verify ... (exit {:?})\n{stdout}{stderr}", out.status.code());

@@ -17,6 +17,32 @@ use crate::Shared;
 const MAX_ATTEMPTS: u32 = 3;
 
 /// Create the rule and its queue; returns the queue URL.
+/// Create an SQS queue (`visibility_seconds`: how soon an unanswered message is seen again)
+/// and return its URL and ARN.
+pub async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str, visibility_seconds: Option<u32>) -> Result<(String, String)> {
+    let url = sqs
+        .create_queue()
+        .queue_name(name)
+        .set_attributes(visibility_seconds.map(|s| [(QueueAttributeName::VisibilityTimeout, s.to_string())].into_iter().collect()))
+        .send()
+        .await
+        .with_context(|| format!("creating queue {name}"))?
+        .queue_url()
+        .unwrap_or_default()
+        .to_string();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .with_context(|| format!("reading the ARN of queue {name}"))?
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .unwrap_or_default();
+    Ok((url, arn))
+}
+
 pub async fn route_rule(
     events: &aws_sdk_eventbridge::Client,
     sqs: &aws_sdk_sqs::Client,
@@ -25,26 +51,7 @@ pub async fn route_rule(
     pattern: &serde_json::Value,
 ) -> Result<String> {
     let name = format!("{function_id}-{event_name}");
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(&name)
-        .attributes(QueueAttributeName::VisibilityTimeout, "2")
-        .send()
-        .await
-        .with_context(|| format!("creating queue {name}"))?
-        .queue_url()
-        .unwrap_or_default()
-        .to_string();
-    let queue_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .with_context(|| format!("reading the ARN of queue {name}"))?
-        .attributes()
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .unwrap_or_default();
+    let (queue_url, queue_arn) = create_queue(sqs, &name, Some(2)).await?;
     events.put_rule().name(&name).event_pattern(pattern.to_string()).send().await.with_context(|| format!("creating rule {name}"))?;
     events
         .put_targets()

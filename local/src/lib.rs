@@ -453,16 +453,7 @@ async fn record_notices(config: &SdkConfig) -> Result<String> {
     let sns = aws_sdk_sns::Client::new(config);
     let sqs = aws_sdk_sqs::Client::new(config);
     let topic = sns.create_topic().name("kanaria-alerts").send().await.context("creating the alert topic")?;
-    let queue_url = sqs.create_queue().queue_name("kanaria-alerts-recorded").send().await?.queue_url().unwrap_or_default().to_string();
-    let queue_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await?
-        .attributes()
-        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
-        .unwrap_or_default();
+    let (queue_url, queue_arn) = bridge::create_queue(&sqs, "kanaria-alerts-recorded", None).await?;
     sns.subscribe().topic_arn(topic.topic_arn().unwrap_or_default()).protocol("sqs").endpoint(queue_arn).send().await?;
     Ok(queue_url)
 }

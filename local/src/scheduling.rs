@@ -5,7 +5,6 @@
 
 use anyhow::{bail, Context as _, Result};
 use aws_config::SdkConfig;
-use aws_sdk_sqs::types::QueueAttributeName;
 use kanaria::aws::scheduler::{SchedulerSettings, DEFAULT_GROUP};
 use kanaria::aws::Context;
 use kanaria::handlers::Function;
@@ -36,16 +35,7 @@ pub async fn create_resources(config: &SdkConfig, ctx: &Context) -> Result<()> {
         .await
         .with_context(|| format!("creating schedule group {}", settings.group))?;
     let sqs = aws_sdk_sqs::Client::new(config);
-    let url = sqs.create_queue().queue_name(DEAD_LETTER_QUEUE).send().await.context("creating the Scheduler dead-letter queue")?;
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(url.queue_url().unwrap_or_default())
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await?
-        .attributes()
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .unwrap_or_default();
+    let (_, arn) = crate::bridge::create_queue(&sqs, DEAD_LETTER_QUEUE, None).await.context("creating the Scheduler dead-letter queue")?;
     if Some(&arn) != settings.dead_letter_arn.as_ref() {
         bail!("moto named the dead-letter queue {arn} (expected {:?})", settings.dead_letter_arn);
     }

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use aws_config::SdkConfig;
-use aws_sdk_sqs::types::QueueAttributeName;
 use kanaria::handlers::Function;
 use serde_json::{json, Value};
 use tracing::warn;
@@ -137,25 +136,7 @@ pub async fn create_secret(config: &SdkConfig) -> Result<String> {
 pub async fn subscribe_queue(config: &SdkConfig, topic_arn: &str, queue_name: &str) -> Result<String> {
     let sns = aws_sdk_sns::Client::new(config);
     let sqs = aws_sdk_sqs::Client::new(config);
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(queue_name)
-        .attributes(QueueAttributeName::VisibilityTimeout, "2")
-        .send()
-        .await
-        .with_context(|| format!("creating queue {queue_name}"))?
-        .queue_url()
-        .unwrap_or_default()
-        .to_string();
-    let queue_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await?
-        .attributes()
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .unwrap_or_default();
+    let (queue_url, queue_arn) = crate::bridge::create_queue(&sqs, queue_name, Some(2)).await?;
     sns.subscribe()
         .topic_arn(topic_arn)
         .protocol("sqs")

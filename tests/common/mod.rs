@@ -16,6 +16,19 @@ pub struct Env {
     pub sample: SampleService,
 }
 
+/// Run the `kanaria` CLI against the emulated AWS at `endpoint` (it blocks: call it from
+/// `spawn_blocking`, or use [`Env::kanaria`]).
+pub fn kanaria(endpoint: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_kanaria"))
+        .args(args)
+        .args(["--endpoint-url", endpoint, "--region", "us-east-1"])
+        .env_remove("AWS_ENDPOINT_URL")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .expect("kanaria runs")
+}
+
 pub async fn start(options: SampleOptions) -> Env {
     let local = LocalAws::start(Options::default()).await.expect("local AWS starts (run scripts/setup first)");
     let sample = fixture::provision(&local.config, &local.endpoint, local.ctx(), options).await.expect("sample service provisioned");
@@ -23,6 +36,13 @@ pub async fn start(options: SampleOptions) -> Env {
 }
 
 impl Env {
+    /// `kanaria ARGS...` against this emulated AWS.
+    pub async fn kanaria(&self, args: &[&str]) -> std::process::Output {
+        let endpoint = self.local.endpoint.clone();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        tokio::task::spawn_blocking(move || kanaria(&endpoint, &args.iter().map(String::as_str).collect::<Vec<_>>())).await.unwrap()
+    }
+
     pub fn store(&self) -> Store<'_> {
         Store::new(&self.local.ctx().clients.dynamodb, &self.local.ctx().settings.table)
     }
