@@ -43,7 +43,8 @@ pub struct Rollout {
     /// When the new task set was created (Unix seconds), for the stabilization timeout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub green_created_at: Option<u64>,
-    /// How many times the new task set has been checked for readiness.
+    /// How many readiness checks (`CheckNewTasks` states) the new task set has had; each may
+    /// look several times within its invocation ([`READINESS_POLL_WINDOW_SECONDS`]).
     #[serde(default)]
     pub checks: u32,
     /// Index of the current canary step.
@@ -323,6 +324,17 @@ impl Halt {
         }
     }
 }
+
+/// How long one readiness check (`CheckNewTasks`) keeps looking at the new task set inside its
+/// invocation before it hands back to the state machine's `WaitForNewTasks`. Each hand-back costs
+/// three state transitions ($0.000075); polling costs GB-seconds (40 s at 128 MB: $0.000067) and
+/// a few reads. Fargate tasks take 30–90 s to start (image pull, ENI, health checks), so a
+/// state-machine poll alone would spend most of a rollout's transitions waiting for them
+/// (BENCHMARKS.md, cost per rollout). Keep it well under rollout-step's Lambda timeout (60 s).
+pub const READINESS_POLL_WINDOW_SECONDS: u64 = 40;
+
+/// Seconds between looks at the new task set within [`READINESS_POLL_WINDOW_SECONDS`].
+pub const READINESS_POLL_INTERVAL_SECONDS: u64 = 3;
 
 /// Seconds between readiness checks of the new task set: quick at first (tasks often start in
 /// seconds), then backing off so a slow start costs few state transitions.

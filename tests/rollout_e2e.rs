@@ -94,6 +94,38 @@ async fn a_canary_ends_with_all_traffic_on_the_new_primary_task_set() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn new_tasks_that_start_slowly_are_awaited_within_one_readiness_check() {
+    // Polled only by the state machine (2, 5, 10 s apart), a 9 s start took three checks, nine
+    // state transitions; a 60 s start on Fargate took six. The check now looks again within its
+    // invocation.
+    let env = start(quick_canary()).await;
+    let digest = fixture::new_digest("slow");
+    let start_time = Duration::from_secs(9);
+    env.local.simulator.slow_start_images(&digest, start_time);
+    env.push("v2", &digest).await;
+    let execution = env.started_execution().await;
+
+    let (status, error, cause) = env.wait_for_end(&execution, RUN_LIMIT).await.unwrap();
+    assert_eq!(status, "SUCCEEDED", "{error}: {cause}");
+    let checks: Vec<_> = env
+        .local
+        .shared
+        .invocations()
+        .into_iter()
+        .filter(|i| i.function == Function::RolloutStep && i.input["action"] == "checkGreen")
+        .collect();
+    let answers: Vec<_> = checks
+        .iter()
+        .map(|c| (c.duration, c.result.as_ref().map(|r| (r["verdict"].clone(), r["checks"].clone())).map_err(|e| e.to_string())))
+        .collect();
+    assert_eq!(checks.len(), 1, "one readiness check: {answers:?}");
+    // It did wait for the slow tasks (the check starts ~2 s after the task set is created).
+    assert!(checks[0].duration >= start_time - Duration::from_secs(3), "the check answered after {:?}", checks[0].duration);
+    let output = checks[0].result.as_ref().expect("the check succeeded");
+    assert_eq!((output["verdict"].as_str(), output["checks"].as_u64()), (Some("ready"), Some(1)), "{output}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn green_tasks_stopping_during_a_bake_roll_back_to_the_stable_task_set() {
     let env = start(SampleOptions { steps: vec![(10, 4), (50, 1)], ..SampleOptions::default() }).await;
     let blue = env.sample.target_groups[0].clone();

@@ -480,6 +480,16 @@ fn functions_are_arm64_rust_with_retained_json_logs() {
 }
 
 #[test]
+fn rollout_step_outlives_a_readiness_check() {
+    // A readiness check keeps looking at the starting tasks for up to the poll window, then still
+    // has a full observe → decide round and a progress write to do before it answers.
+    let t = parse(&template_text());
+    let timeout = t["Resources"]["RolloutStepFunction"]["Properties"]["Timeout"].as_u64().expect("RolloutStepFunction Timeout");
+    let window = kanaria::rollout::READINESS_POLL_WINDOW_SECONDS;
+    assert!(timeout >= window + 15, "rollout-step's Timeout ({timeout} s) leaves under 15 s after a {window} s readiness poll");
+}
+
+#[test]
 fn outputs_and_alarms_people_need() {
     let t = parse(&template_text());
     for output in ["SlackInteractionsUrl", "RolloutStateMachineArn", "AlertTopicArn", "AlarmTopicArn"] {

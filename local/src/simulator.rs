@@ -46,6 +46,10 @@ pub struct Simulator {
     images: Mutex<HashMap<String, Vec<(String, String)>>>,
     /// When a task of a task set last crashed: ECS waits a little before replacing it.
     last_crash: Mutex<HashMap<String, Instant>>,
+    /// Images whose tasks take this long to start (image pull, ENI, health checks on Fargate).
+    slow_starts: Mutex<Vec<(String, Duration)>>,
+    /// When each task set was first seen, for the slow starts.
+    first_seen: Mutex<HashMap<String, Instant>>,
     events_sent: Mutex<Vec<serde_json::Value>>,
 }
 
@@ -61,6 +65,8 @@ impl Simulator {
             tasks: Mutex::new(HashMap::new()),
             images: Mutex::new(HashMap::new()),
             last_crash: Mutex::new(HashMap::new()),
+            slow_starts: Mutex::new(Vec::new()),
+            first_seen: Mutex::new(HashMap::new()),
             events_sent: Mutex::new(Vec::new()),
         }
     }
@@ -85,6 +91,12 @@ impl Simulator {
             after: Duration::ZERO,
             fail_to_start: Some(reason.to_string()),
         });
+    }
+
+    /// Task sets whose container image contains `image_contains` start their first tasks only
+    /// `after` the simulator first sees the task set (as a Fargate task takes a minute or so).
+    pub fn slow_start_images(&self, image_contains: &str, after: Duration) {
+        self.slow_starts.lock().unwrap().push((image_contains.to_string(), after));
     }
 
     /// Every event the simulator has published, in order.
@@ -173,6 +185,14 @@ impl Simulator {
     async fn start_tasks(&self, cluster: &str, service: &str, ts: &aws_sdk_ecs::types::TaskSet, count: usize) -> Result<()> {
         let td = ts.task_definition().unwrap_or_default().to_string();
         let containers = self.containers_of(&td).await?;
+        let slow_start =
+            self.slow_starts.lock().unwrap().iter().find(|(i, _)| containers.iter().any(|(_, image)| image.contains(i))).map(|(_, d)| *d);
+        if let Some(after) = slow_start {
+            let first_seen = *self.first_seen.lock().unwrap().entry(ts.id().unwrap_or_default().to_string()).or_insert_with(Instant::now);
+            if first_seen.elapsed() < after {
+                return Ok(());
+            }
+        }
         let crash = self
             .crash_rules
             .lock()

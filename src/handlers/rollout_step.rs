@@ -6,6 +6,8 @@
 //! Two calls are not reconciles: `bake` (and the blue/green approval gate) keeps the state's
 //! task token so the circuit breaker or `kanaria promote` can end the wait early.
 
+use std::time::Duration;
+
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tracing::{info, warn};
@@ -87,11 +89,28 @@ async fn bake(ctx: &Context, rollout: &Rollout, token: TaskToken) -> Result<Valu
 }
 
 /// Observe → decide → act until the action's goal is read back.
+///
+/// A readiness check whose new tasks are still starting looks again every
+/// [`rollout::READINESS_POLL_INTERVAL_SECONDS`] for up to [`rollout::READINESS_POLL_WINDOW_SECONDS`]
+/// before it answers "wait": a slow start then costs seconds of this invocation, not three state
+/// transitions per look. Each look is a full observation, so a circuit breaker, an abort or the
+/// stabilization timeout ends the wait as soon as it is seen.
 pub async fn run(ctx: &Context, action: Action, mut rollout: Rollout) -> Result<Rollout, HandlerError> {
-    for _round in 0..MAX_ROUNDS {
+    let poll_until =
+        (action == Action::CheckGreen).then(|| tokio::time::Instant::now() + Duration::from_secs(rollout::READINESS_POLL_WINDOW_SECONDS));
+    let poll_interval = Duration::from_secs(rollout::READINESS_POLL_INTERVAL_SECONDS);
+    let mut rounds = 0;
+    while rounds < MAX_ROUNDS {
         let obs = observe(ctx, action, &rollout).await?;
         let decision =
             rollout::decide(action, &rollout, &obs, now_unix()).map_err(|halt| HandlerError::new(halt.error_type(), halt.to_string()))?;
+        let still_starting = decision.commands.is_empty() && decision.rollout.verdict == Some(Verdict::Wait);
+        if still_starting && poll_until.is_some_and(|until| tokio::time::Instant::now() + poll_interval <= until) {
+            // `rollout` is left as it was, so `checks` counts invocations (the state machine's
+            // back-off), not looks.
+            tokio::time::sleep(poll_interval).await;
+            continue;
+        }
         if decision.commands.is_empty() {
             let done = decision.rollout;
             record_progress(ctx, action, &done).await?;
@@ -113,6 +132,7 @@ pub async fn run(ctx: &Context, action: Action, mut rollout: Rollout) -> Result<
             act(ctx, &decision.rollout, action, command).await?;
         }
         rollout = decision.rollout;
+        rounds += 1;
     }
     Err(HandlerError::new(
         "Kanaria.NotConverged",
