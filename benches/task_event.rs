@@ -9,31 +9,13 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use kanaria::events::{EcsTaskStateChange, Envelope, TaskFailure};
-use serde_json::{json, Value};
+use kanaria::handlers::on_task_event::{triage, Triage};
+use serde_json::Value;
 
-/// What `kanaria::handlers::on_task_event::handle` does with an ECS Task State Change before its
-/// first AWS call, step for step (dispatch on `detail-type`, envelope parse and check, required
-/// fields, failure classification, service key). Irrelevant events end here with the handler's
-/// `ignored` answer; failures go on to DynamoDB with the key and failure computed here. Kept in
-/// step with the handler by hand: the handler itself cannot run without AWS clients.
-fn decide(event: Value) -> Result<(String, TaskFailure), Value> {
-    match event.get("detail-type").and_then(Value::as_str) {
-        Some("ECS Service Action") | Some("Scheduled Event") => return Err(json!({ "ignored": "other detail-type" })),
-        _ => {}
-    }
-    let event = Envelope::<EcsTaskStateChange>::parse(event, "aws.ecs", "ECS Task State Change").map_err(|e| json!({ "invalid": e }))?;
-    let task = &event.detail;
-    if task.task_arn.is_empty() || task.cluster_arn.is_empty() {
-        return Err(json!({ "invalid": "detail.taskArn and detail.clusterArn are required" }));
-    }
-    let Some(failure) = task.failure() else {
-        return Err(json!({ "ignored": "not a failed task" }));
-    };
-    let Some(service) = task.service_name() else {
-        return Err(json!({ "ignored": "not a service task" }));
-    };
-    Ok((format!("{}/{service}", task.cluster_name()), failure))
+/// The handler's own triage (`kanaria::handlers::on_task_event::triage`), reduced to whether the
+/// event is a failure that goes on to DynamoDB.
+fn is_failure(event: Value) -> bool {
+    matches!(triage(event), Ok(Triage::Failed(_)))
 }
 
 fn events() -> (Vec<Value>, Vec<Value>) {
@@ -44,8 +26,8 @@ fn events() -> (Vec<Value>, Vec<Value>) {
 fn per_event(c: &mut Criterion) {
     let (irrelevant, failures) = events();
     // The stream is what it claims to be: otherwise the figures below measure something else.
-    assert!(irrelevant.iter().all(|e| decide(e.clone()).is_err()), "an irrelevant event was taken for a failure");
-    assert!(failures.iter().all(|e| decide(e.clone()).is_ok()), "a failure event was not recognised");
+    assert!(irrelevant.iter().all(|e| !is_failure(e.clone())), "an irrelevant event was taken for a failure");
+    assert!(failures.iter().all(|e| is_failure(e.clone())), "a failure event was not recognised");
     let bytes: Vec<Vec<u8>> = irrelevant.iter().map(|e| serde_json::to_vec(e).expect("JSON")).collect();
 
     let mut group = c.benchmark_group("on_task_event");
@@ -58,7 +40,7 @@ fn per_event(c: &mut Criterion) {
                     next = (next + 1) % stream.len();
                     stream[next].clone()
                 },
-                |event| black_box(decide(event)),
+                |event| black_box(triage(event)),
                 BatchSize::SmallInput,
             )
         });

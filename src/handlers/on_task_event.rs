@@ -17,14 +17,59 @@ use tracing::{info, warn};
 use super::{circuit_breaker, restart_loop, HandlerError};
 use crate::aws::store::Store;
 use crate::aws::{now_unix, Context};
-use crate::events::{unix_seconds, EcsServiceAction, EcsTaskStateChange, Envelope};
+use crate::events::{unix_seconds, EcsServiceAction, EcsTaskStateChange, Envelope, TaskFailure};
 use crate::rollout::Rollout;
 
-pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> {
+/// What an event asks of this function, decided before any AWS call. Most ECS Task State Change
+/// events end here (`benches/task_event.rs` measures this against the benchmark's event stream).
+#[derive(Debug)]
+pub enum Triage {
+    /// `ECS Service Action`: restart-loop detection looks at SERVICE_TASK_START_IMPAIRED.
+    ServiceAction(Value),
+    /// The scheduled sweep that sends restart-loop "recovered" messages.
+    Sweep,
+    /// Not a failed stop of a service's task: answered with the reason, no read, no write.
+    Ignored(&'static str),
+    /// A service's task stopped for a failure.
+    Failed(FailedTask),
+}
+
+#[derive(Debug)]
+pub struct FailedTask {
+    pub event: Envelope<EcsTaskStateChange>,
+    pub failure: TaskFailure,
+    /// `cluster/service`, the key of the service's lock and restart-loop records.
+    pub service_key: String,
+}
+
+pub fn triage(event: Value) -> Result<Triage, HandlerError> {
     match event.get("detail-type").and_then(Value::as_str) {
-        Some("ECS Service Action") => service_action(ctx, event).await,
-        Some("Scheduled Event") => restart_loop::sweep(ctx).await,
-        _ => task_state_change(ctx, event).await,
+        Some("ECS Service Action") => return Ok(Triage::ServiceAction(event)),
+        Some("Scheduled Event") => return Ok(Triage::Sweep),
+        _ => {}
+    }
+    let event = Envelope::<EcsTaskStateChange>::parse(event, "aws.ecs", "ECS Task State Change")
+        .map_err(|e| HandlerError::invalid_input("on-task-event", e))?;
+    let task = &event.detail;
+    if task.task_arn.is_empty() || task.cluster_arn.is_empty() {
+        return Err(HandlerError::invalid_input("ECS Task State Change event", "detail.taskArn and detail.clusterArn are required"));
+    }
+    let Some(failure) = task.failure() else {
+        return Ok(Triage::Ignored("not a failed task"));
+    };
+    let Some(service) = task.service_name() else {
+        return Ok(Triage::Ignored("not a service task"));
+    };
+    let service_key = format!("{}/{service}", task.cluster_name());
+    Ok(Triage::Failed(FailedTask { event, failure, service_key }))
+}
+
+pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> {
+    match triage(event)? {
+        Triage::ServiceAction(event) => service_action(ctx, event).await,
+        Triage::Sweep => restart_loop::sweep(ctx).await,
+        Triage::Ignored(why) => Ok(json!({ "ignored": why })),
+        Triage::Failed(failed) => failed_task(ctx, failed).await,
     }
 }
 
@@ -43,20 +88,9 @@ async fn service_action(ctx: &Context, event: Value) -> Result<Value, HandlerErr
     restart_loop::on_start_impaired(ctx, service_arn, at).await
 }
 
-async fn task_state_change(ctx: &Context, event: Value) -> Result<Value, HandlerError> {
-    let event = Envelope::<EcsTaskStateChange>::parse(event, "aws.ecs", "ECS Task State Change")
-        .map_err(|e| HandlerError::invalid_input("on-task-event", e))?;
+async fn failed_task(ctx: &Context, failed: FailedTask) -> Result<Value, HandlerError> {
+    let FailedTask { event, failure, service_key } = failed;
     let task = &event.detail;
-    if task.task_arn.is_empty() || task.cluster_arn.is_empty() {
-        return Err(HandlerError::invalid_input("ECS Task State Change event", "detail.taskArn and detail.clusterArn are required"));
-    }
-    let Some(failure) = task.failure() else {
-        return Ok(json!({ "ignored": "not a failed task" }));
-    };
-    let Some(service) = task.service_name() else {
-        return Ok(json!({ "ignored": "not a service task" }));
-    };
-    let service_key = format!("{}/{service}", task.cluster_name());
     let store = Store::new(&ctx.clients.dynamodb, &ctx.settings.table);
     let lock = store.lock(&service_key).await?;
     let Some(lock) = lock.filter(|l| l.green_task_set_id.is_some() && l.green_task_set_id.as_deref() == task.started_by.as_deref()) else {
