@@ -402,12 +402,31 @@ pub fn one_certificate_pem(scratch: &Path) -> Option<PathBuf> {
     Some(path)
 }
 
-/// Size of a binary on disk and of its Lambda package (the binary zipped as `bootstrap`).
+/// Size of a binary on disk and of its Lambda package (the binary zipped as `bootstrap`), and
+/// where its bytes go.
 #[derive(Debug, Clone)]
 pub struct Size {
     pub stripped_bytes: u64,
     pub zipped_bytes: u64,
     pub is_stripped: bool,
+    pub sections: Sections,
+}
+
+/// Sizes of an ELF executable's sections that account for most of a Rust binary.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sections {
+    /// `.text`: machine code.
+    pub code: u64,
+    /// `.rodata`: constants, strings, tables (the SDK's endpoint rules among them).
+    pub read_only: u64,
+    /// `.eh_frame`, `.eh_frame_hdr`, `.gcc_except_table`: unwind tables, kept with
+    /// `panic = "abort"` for backtraces.
+    pub unwind: u64,
+    /// `.data.rel.ro`: pointers (vtables, `&'static` tables) the loader writes at exec in a
+    /// position-independent executable; they are dirty pages of every process.
+    pub relocated: u64,
+    /// Entries of `.rela.dyn`: relocations the loader applies at exec.
+    pub relocations: u64,
 }
 
 pub fn size(binary: &Path, scratch: &Path) -> Result<Size> {
@@ -433,24 +452,57 @@ pub fn size(binary: &Path, scratch: &Path) -> Result<Size> {
     }
     let zipped_bytes = std::fs::metadata(&zip)?.len();
     let _ = std::fs::remove_file(&zip);
-    Ok(Size { stripped_bytes, zipped_bytes, is_stripped: !has_symbol_table(binary) })
+    let headers = section_headers(&std::fs::read(binary).with_context(|| format!("reading {}", binary.display()))?);
+    Ok(Size { stripped_bytes, zipped_bytes, is_stripped: !headers.iter().any(|h| h.kind == SHT_SYMTAB), sections: Sections::of(&headers) })
 }
 
-/// Whether an ELF file still has a `.symtab` section (i.e. is not stripped).
-fn has_symbol_table(path: &Path) -> bool {
-    let Ok(data) = std::fs::read(path) else { return false };
-    // ELF64 little-endian: section headers at e_shoff, e_shentsize, e_shnum, e_shstrndx.
-    if data.len() < 64 || &data[..4] != b"\x7fELF" || data[4] != 2 {
-        return false;
+impl Sections {
+    fn of(headers: &[SectionHeader]) -> Sections {
+        let sum = |names: &[&str]| headers.iter().filter(|h| names.contains(&h.name.as_str())).map(|h| h.size).sum::<u64>();
+        Sections {
+            code: sum(&[".text"]),
+            read_only: sum(&[".rodata"]),
+            unwind: sum(&[".eh_frame", ".eh_frame_hdr", ".gcc_except_table"]),
+            relocated: sum(&[".data.rel.ro"]),
+            relocations: sum(&[".rela.dyn"]) / 24, // Elf64_Rela
+        }
     }
-    let u16_at = |o: usize| u16::from_le_bytes([data[o], data[o + 1]]) as usize;
-    let u32_at = |o: usize| u32::from_le_bytes(data[o..o + 4].try_into().expect("4 bytes"));
-    let u64_at = |o: usize| u64::from_le_bytes(data[o..o + 8].try_into().expect("8 bytes")) as usize;
-    let (shoff, shentsize, shnum) = (u64_at(0x28), u16_at(0x3a), u16_at(0x3c));
-    (0..shnum).any(|i| {
-        let h = shoff + i * shentsize;
-        h + 8 <= data.len() && u32_at(h + 4) == 2 // SHT_SYMTAB
-    })
+}
+
+const SHT_SYMTAB: u32 = 2;
+
+#[derive(Debug)]
+struct SectionHeader {
+    name: String,
+    kind: u32,
+    size: u64,
+}
+
+/// The section headers of an ELF64 little-endian file (empty if it is not one or is cut short).
+fn section_headers(data: &[u8]) -> Vec<SectionHeader> {
+    if data.len() < 64 || &data[..4] != b"\x7fELF" || data[4] != 2 || data[5] != 1 {
+        return Vec::new();
+    }
+    let u16_at = |o: usize| data.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize);
+    let u32_at = |o: usize| data.get(o..o + 4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")));
+    let u64_at = |o: usize| data.get(o..o + 8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+    let (Some(shoff), Some(shentsize), Some(shnum), Some(shstrndx)) = (u64_at(0x28), u16_at(0x3a), u16_at(0x3c), u16_at(0x3e)) else {
+        return Vec::new();
+    };
+    let header = |i: usize| -> Option<(u32, u32, u64, u64)> {
+        let h = (shoff as usize).checked_add(i.checked_mul(shentsize)?)?;
+        Some((u32_at(h)?, u32_at(h + 4)?, u64_at(h + 0x18)?, u64_at(h + 0x20)?))
+        // name, type, offset, size
+    };
+    let Some((_, _, names_at, names_len)) = header(shstrndx) else { return Vec::new() };
+    let names = names_at.checked_add(names_len).and_then(|end| data.get(names_at as usize..end as usize)).unwrap_or_default();
+    (0..shnum)
+        .filter_map(header)
+        .map(|(name, kind, _, size)| {
+            let name = names.get(name as usize..).and_then(|n| n.split(|b| *b == 0).next()).unwrap_or_default();
+            SectionHeader { name: String::from_utf8_lossy(name).into_owned(), kind, size }
+        })
+        .collect()
 }
 
 /// The sample event each function is started with, and what it makes the function do.
@@ -571,10 +623,23 @@ mod tests {
     }
 
     #[test]
-    fn symbol_tables_are_seen() {
+    fn sections_are_read_from_the_elf_headers() {
         // Test binaries (dev profile) keep their symbol table; the release binaries do not.
         let exe = std::env::current_exe().expect("current exe");
-        assert!(has_symbol_table(&exe));
-        assert!(!has_symbol_table(Path::new("/nonexistent")));
+        let headers = section_headers(&std::fs::read(&exe).unwrap());
+        assert!(headers.iter().any(|h| h.kind == SHT_SYMTAB));
+        let text = headers.iter().find(|h| h.name == ".text").expect("a .text section");
+        assert!(text.size > 100_000, "{headers:?}");
+        let sections = Sections::of(&headers);
+        assert_eq!(sections.code, text.size);
+        assert!(sections.unwind > 0 && sections.read_only > 0, "{sections:?}");
+        assert!(sections.code + sections.read_only + sections.unwind <= std::fs::metadata(&exe).unwrap().len());
+        // Not ELF, or cut short: nothing, and no panic.
+        assert!(section_headers(b"#!/bin/sh\n").is_empty());
+        let elf = std::fs::read(&exe).unwrap();
+        for cut in [0, 4, 64, 100, elf.len() / 2] {
+            let _ = section_headers(&elf[..cut]);
+        }
+        assert!(size(Path::new("/nonexistent"), &std::env::temp_dir()).is_err());
     }
 }
