@@ -488,7 +488,7 @@ async fn decide_approval(global: &GlobalArgs, service: &str, approve: bool) -> a
     };
     let via = if approve { "kanaria approve" } else { "kanaria reject" };
     let decider = crate::identity::Decider::Iam { arn: who };
-    let result = crate::handlers::approval::decide(&ctx, &approval_id, approve, &decider, via)
+    let result = crate::handlers::approval::decide(&ctx, &approval_id, approve, &decider, via, None)
         .await
         .map_err(anyhow::Error::new)
         .with_context(|| format!("deciding the approval of {key} failed; {}", handler_hint(&global.table)))?;

@@ -106,18 +106,23 @@ pub enum Refusal {
 
 /// Approve or reject approval `id` on behalf of `decider` (a Slack user or an IAM caller), `via`
 /// ("Slack", "kanaria approve") for the record. Exactly one decision ever wins.
+///
+/// `read` is the approval as the caller has already read it, if it has (Slack's handler does, to
+/// check the approver): the self-approval check needs only its fixed fields, so it is not read
+/// again. The decision itself is a conditional write either way.
 pub async fn decide(
     ctx: &Context,
     id: &str,
     approve: bool,
     decider: &Decider,
     via: &str,
+    read: Option<&ApprovalRecord>,
 ) -> Result<Result<Outcome, Refusal>, HandlerError> {
     let approvals = Approvals::new(&ctx.clients.dynamodb, &ctx.settings.table);
     let now = now_unix();
     let who = decider.who();
     // Rolling back is the safe direction: anyone allowed to decide may, the pusher included.
-    let checked = if approve { self_approval_refusal(&approvals, id, decider).await? } else { None };
+    let checked = if approve { self_approval_refusal(&approvals, id, read, decider).await? } else { None };
     if let Some(refusal) = checked {
         warn!(approval = %id, by = %who, via, "decision refused: self-approval is forbidden by the policy");
         return Ok(Err(refusal));
@@ -183,8 +188,19 @@ pub async fn decide(
 /// cannot be ruled out, nobody may (checked before the decision's conditional write, so a refusal
 /// changes nothing). Who pushed and the image are fixed for an approval, so reading them first
 /// does not race with the decision.
-async fn self_approval_refusal(approvals: &Approvals<'_>, id: &str, decider: &Decider) -> Result<Option<Refusal>, HandlerError> {
-    let Some(record) = approvals.get(id).await? else { return Ok(Some(Refusal::Unknown)) };
+async fn self_approval_refusal(
+    approvals: &Approvals<'_>,
+    id: &str,
+    read: Option<&ApprovalRecord>,
+    decider: &Decider,
+) -> Result<Option<Refusal>, HandlerError> {
+    let record = match read {
+        Some(record) if record.id == id => record.clone(),
+        _ => match approvals.get(id).await? {
+            Some(record) => record,
+            None => return Ok(Some(Refusal::Unknown)),
+        },
+    };
     if !record.forbid_self_approval {
         return Ok(None);
     }

@@ -125,7 +125,7 @@ async fn answer(ctx: &Context, event: &Value) -> Result<(), Answer> {
     let decider = Decider::Slack { user_id: click.user_id.clone(), email };
     // Read before deciding: a rejection ends the rollout and releases its record.
     let rollout = rollout_of(ctx, &record).await;
-    match approval::decide(ctx, &click.approval_id, approve, &decider, "Slack").await {
+    match approval::decide(ctx, &click.approval_id, approve, &decider, "Slack", Some(&record)).await {
         Err(e) => Err(internal(e)),
         Ok(Err(Refusal::Unknown)) => refuse(ctx, &click, Rejection::UnknownApproval, "kanaria does not know this approval.").await,
         Ok(Err(Refusal::Expired(r) | Refusal::AlreadyDecided(r))) => {
