@@ -17,7 +17,9 @@ use aws_sdk_sfn::types::HistoryEventType;
 use kanaria::handlers::Function;
 use serde_json::{json, Value};
 
-use crate::coldstart::{deployed_ca_bundle, is_reference, sample_event, Binary, Launch, Size, Start, StreamCpu, HELLO, HELLO_SDK};
+use crate::coldstart::{
+    deployed_ca_bundle, is_reference, sample_event, Binary, Launch, Sections, Size, Start, StreamCpu, HELLO, HELLO_SDK,
+};
 use crate::fixture::{self, SampleOptions, SampleService};
 use crate::{LocalAws, Options};
 
@@ -1310,6 +1312,38 @@ impl Report {
                     s.relocations
                 ));
             }
+            // Binaries that validate policies (each schedule's cron evaluated in its time zone) link
+            // chrono-tz; the others do not (checked on their debug builds' symbols).
+            let sections_of = |policies: bool| -> Vec<&Sections> {
+                self.sizes
+                    .iter()
+                    .filter(|(n, _)| !is_reference(n) && POLICY_READERS.contains(&n.as_str()) == policies)
+                    .map(|(_, s)| &s.sections)
+                    .collect()
+            };
+            let (readers, others) = (sections_of(true), sections_of(false));
+            let with = readers.iter().map(|s| s.relocated).min();
+            let without = others.iter().map(|s| s.relocated).max();
+            if let (Some(with_min), Some(without_max)) = (with, without) {
+                let extra_relocations = readers
+                    .iter()
+                    .map(|s| s.relocations)
+                    .min()
+                    .unwrap_or(0)
+                    .saturating_sub(others.iter().map(|s| s.relocations).max().unwrap_or(0));
+                md.push_str(&format!(
+                    "\nThe binaries that load policies ({}) have {} or more of relocated data against at most {} for the \
+                     others, and at least {extra_relocations} more relocations to apply at every start: chrono-tz's \
+                     time-zone tables, linked because validating a policy evaluates each schedule's cron in its time \
+                     zone (their debug builds have `chrono_tz` symbols, the others none). Evaluating schedules in \
+                     their zones only where schedules are made (policy-sync and `kanaria policy`) would take about \
+                     1 MB of dirty pages and those relocations out of the other three; not done, because a policy \
+                     with a schedule that can never fire would then still drive rollouts.\n",
+                    POLICY_READERS.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
+                    mb(with_min),
+                    mb(without_max),
+                ));
+            }
             md.push_str(&format!(
                 "\nWhat would bring the larger binaries to 8 MB, not done: code is most of each binary, and it is \
                  what the function does. `on-alarm`, whose work is the circuit breaker's restore (ECS, ELBv2, \
@@ -1376,6 +1410,9 @@ impl Report {
         md
     }
 }
+
+/// The functions that load and validate policies from Parameter Store.
+const POLICY_READERS: [&str; 4] = ["on-image-push", "rollout-step", "on-task-event", "policy-sync"];
 
 /// New task sets' start times common on Fargate (image pull, ENI, health checks), for the derived
 /// cost of a rollout whose tasks start slowly.
