@@ -111,6 +111,7 @@ pub async fn run(ctx: &Context, action: Action, mut rollout: Rollout) -> Result<
             tokio::time::sleep(poll_interval).await;
             continue;
         }
+        rounds += 1;
         if decision.commands.is_empty() {
             let done = decision.rollout;
             record_progress(ctx, action, &done).await?;
@@ -132,7 +133,6 @@ pub async fn run(ctx: &Context, action: Action, mut rollout: Rollout) -> Result<
             act(ctx, &decision.rollout, action, command).await?;
         }
         rollout = decision.rollout;
-        rounds += 1;
     }
     Err(HandlerError::new(
         "Kanaria.NotConverged",
