@@ -1312,34 +1312,33 @@ impl Report {
                     s.relocations
                 ));
             }
-            // Binaries that validate policies (each schedule's cron evaluated in its time zone) link
-            // chrono-tz; the others do not (checked on their debug builds' symbols).
-            let sections_of = |policies: bool| -> Vec<&Sections> {
+            // Which binaries hold the time-zone database is read from the binaries themselves.
+            let sections_of = |tz: bool| -> Vec<(&str, &Sections)> {
                 self.sizes
                     .iter()
-                    .filter(|(n, _)| !is_reference(n) && POLICY_READERS.contains(&n.as_str()) == policies)
-                    .map(|(_, s)| &s.sections)
+                    .filter(|(n, s)| !is_reference(n) && s.sections.has_tz_database == tz)
+                    .map(|(n, s)| (n.as_str(), &s.sections))
                     .collect()
             };
-            let (readers, others) = (sections_of(true), sections_of(false));
-            let with = readers.iter().map(|s| s.relocated).min();
-            let without = others.iter().map(|s| s.relocated).max();
+            let (with_tz, without_tz) = (sections_of(true), sections_of(false));
+            let with = with_tz.iter().map(|(_, s)| s.relocated).min();
+            let without = without_tz.iter().map(|(_, s)| s.relocated).max();
             if let (Some(with_min), Some(without_max)) = (with, without) {
-                let extra_relocations = readers
+                let extra_relocations = with_tz
                     .iter()
-                    .map(|s| s.relocations)
+                    .map(|(_, s)| s.relocations)
                     .min()
                     .unwrap_or(0)
-                    .saturating_sub(others.iter().map(|s| s.relocations).max().unwrap_or(0));
+                    .saturating_sub(without_tz.iter().map(|(_, s)| s.relocations).max().unwrap_or(0));
                 md.push_str(&format!(
-                    "\nThe binaries that load policies ({}) have {} or more of relocated data against at most {} for the \
-                     others, and at least {extra_relocations} more relocations to apply at every start: chrono-tz's \
-                     time-zone tables, linked because validating a policy evaluates each schedule's cron in its time \
-                     zone (their debug builds have `chrono_tz` symbols, the others none). Evaluating schedules in \
-                     their zones only where schedules are made (policy-sync and `kanaria policy`) would take about \
-                     1 MB of dirty pages and those relocations out of the other three; not done, because a policy \
-                     with a schedule that can never fire would then still drive rollouts.\n",
-                    POLICY_READERS.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
+                    "\nThe binaries that hold the IANA time-zone database ({}; found by its zone names in the \
+                     binary) have {} or more of relocated data against at most {} for the others, and at least \
+                     {extra_relocations} more relocations to apply at every start. It is chrono-tz's tables, \
+                     linked because validating a policy evaluates each schedule's cron in its time zone. Evaluating \
+                     schedules in their zones only where schedules are made (policy-sync and `kanaria policy`) would \
+                     take about 1 MB of dirty pages and those relocations out of the others; not done, because a \
+                     policy with a schedule that can never fire would then still drive rollouts.\n",
+                    with_tz.iter().map(|(n, _)| format!("`{n}`")).collect::<Vec<_>>().join(", "),
                     mb(with_min),
                     mb(without_max),
                 ));
@@ -1410,9 +1409,6 @@ impl Report {
         md
     }
 }
-
-/// The functions that load and validate policies from Parameter Store.
-const POLICY_READERS: [&str; 4] = ["on-image-push", "rollout-step", "on-task-event", "policy-sync"];
 
 /// New task sets' start times common on Fargate (image pull, ENI, health checks), for the derived
 /// cost of a rollout whose tasks start slowly.

@@ -427,7 +427,13 @@ pub struct Sections {
     pub relocated: u64,
     /// Entries of `.rela.dyn`: relocations the loader applies at exec.
     pub relocations: u64,
+    /// The binary holds the IANA time-zone database (chrono-tz), recognised by a zone name only
+    /// that database spells out.
+    pub has_tz_database: bool,
 }
+
+/// A zone name found in the IANA database (and so in chrono-tz's tables), not in other code.
+const TZ_DATABASE_MARKER: &[u8] = b"America/Argentina/ComodRivadavia";
 
 pub fn size(binary: &Path, scratch: &Path) -> Result<Size> {
     let stripped_bytes = std::fs::metadata(binary).with_context(|| format!("reading {}", binary.display()))?.len();
@@ -452,14 +458,21 @@ pub fn size(binary: &Path, scratch: &Path) -> Result<Size> {
     }
     let zipped_bytes = std::fs::metadata(&zip)?.len();
     let _ = std::fs::remove_file(&zip);
-    let headers = section_headers(&std::fs::read(binary).with_context(|| format!("reading {}", binary.display()))?);
-    Ok(Size { stripped_bytes, zipped_bytes, is_stripped: !headers.iter().any(|h| h.kind == SHT_SYMTAB), sections: Sections::of(&headers) })
+    let elf = std::fs::read(binary).with_context(|| format!("reading {}", binary.display()))?;
+    let headers = section_headers(&elf);
+    Ok(Size {
+        stripped_bytes,
+        zipped_bytes,
+        is_stripped: !headers.iter().any(|h| h.kind == SHT_SYMTAB),
+        sections: Sections::of(&elf, &headers),
+    })
 }
 
 impl Sections {
-    fn of(headers: &[SectionHeader]) -> Sections {
+    fn of(elf: &[u8], headers: &[SectionHeader]) -> Sections {
         let sum = |names: &[&str]| headers.iter().filter(|h| names.contains(&h.name.as_str())).map(|h| h.size).sum::<u64>();
         Sections {
+            has_tz_database: elf.windows(TZ_DATABASE_MARKER.len()).any(|w| w == TZ_DATABASE_MARKER),
             code: sum(&[".text"]),
             read_only: sum(&[".rodata"]),
             unwind: sum(&[".eh_frame", ".eh_frame_hdr", ".gcc_except_table"]),
@@ -630,13 +643,16 @@ mod tests {
         assert!(headers.iter().any(|h| h.kind == SHT_SYMTAB));
         let text = headers.iter().find(|h| h.name == ".text").expect("a .text section");
         assert!(text.size > 100_000, "{headers:?}");
-        let sections = Sections::of(&headers);
+        let elf = std::fs::read(&exe).unwrap();
+        let sections = Sections::of(&elf, &headers);
         assert_eq!(sections.code, text.size);
+        // This test binary links kanaria (schedules in time zones); a shell script does not.
+        assert!(sections.has_tz_database);
+        assert!(!Sections::of(b"#!/bin/sh\n", &[]).has_tz_database);
         assert!(sections.unwind > 0 && sections.read_only > 0, "{sections:?}");
         assert!(sections.code + sections.read_only + sections.unwind <= std::fs::metadata(&exe).unwrap().len());
         // Not ELF, or cut short: nothing, and no panic.
         assert!(section_headers(b"#!/bin/sh\n").is_empty());
-        let elf = std::fs::read(&exe).unwrap();
         for cut in [0, 4, 64, 100, elf.len() / 2] {
             let _ = section_headers(&elf[..cut]);
         }
