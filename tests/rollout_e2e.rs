@@ -67,7 +67,7 @@ async fn a_canary_ends_with_all_traffic_on_the_new_primary_task_set() {
     assert_eq!(status, "SUCCEEDED", "{error}: {cause}");
     let weights = env.weights().await;
     assert_eq!((Env::weight_of(&weights, &green), Env::weight_of(&weights, &blue)), (100, 0), "{weights:?}");
-    let sets = env.task_sets().await;
+    let sets = env.task_sets_after_draining().await;
     assert_eq!(sets.len(), 1, "exactly one task set is left: {sets:?}");
     assert_eq!(sets[0].status, "PRIMARY");
     assert_eq!(sets[0].target_group_arn.as_deref(), Some(green.as_str()));
@@ -88,7 +88,7 @@ async fn a_canary_ends_with_all_traffic_on_the_new_primary_task_set() {
     assert_eq!(env.wait_for_end(&second, RUN_LIMIT).await.unwrap().0, "SUCCEEDED");
     let weights = env.weights().await;
     assert_eq!(Env::weight_of(&weights, &blue), 100, "{weights:?}");
-    let sets = env.task_sets().await;
+    let sets = env.task_sets_after_draining().await;
     assert_eq!(sets.len(), 1);
     assert_eq!(env.images_of(&sets[0].task_definition_arn).await, vec![env.image_uri(&next)]);
 }
@@ -176,7 +176,7 @@ async fn green_tasks_stopping_during_a_bake_roll_back_to_the_stable_task_set() {
     assert!(cause.contains("Essential container in task exited") && cause.contains("exit 1"), "{cause}");
     let weights = env.weights().await;
     assert_eq!(Env::weight_of(&weights, &blue), 100, "{weights:?}");
-    let sets = env.task_sets().await;
+    let sets = env.task_sets_after_draining().await;
     assert_eq!(sets.len(), 1, "the new task set is gone: {sets:?}");
     assert_eq!((sets[0].id.as_str(), sets[0].status.as_str()), (env.sample.initial_task_set.as_str(), "PRIMARY"));
     assert!(env.store().lock(&env.sample.policy.service.key()).await.unwrap().is_none(), "lock released");
@@ -220,7 +220,7 @@ async fn malformed_events_and_invalid_policies_change_nothing() {
     assert!(env.executions().await.is_empty());
     assert_eq!(env.task_definition_revisions().await, 1);
     assert_eq!(env.weights().await, before);
-    assert_eq!(env.task_sets().await.len(), 1);
+    assert_eq!(env.task_sets_after_draining().await.len(), 1);
     assert!(env.store().lock(&env.sample.policy.service.key()).await.unwrap().is_none());
 
     // rollout-step refuses input it does not understand.

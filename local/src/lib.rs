@@ -7,21 +7,26 @@
 //! - creates what `template.yaml` declares ([`template`]): the table, the state machines with
 //!   their substitutions, and for every `EventBridgeRule` of a function an EventBridge rule with
 //!   the **same pattern** and an SQS target that it drains into the function ([`bridge`]);
-//! - runs the ECS task **simulator** ([`simulator`]): moto does not run containers, so task-set
-//!   changes become tasks and `ECS Task State Change` events here.
+//! - runs the ECS task **simulator** ([`ecs`]): moto does not run containers, so task-set
+//!   changes become tasks with AWS's timing, target registration and health checks, staged stops
+//!   and `ECS Task State Change` events here; the front server answers ECS and ELB calls from it
+//!   where moto would answer differently from AWS.
 //!
 //! [`fixture`] provisions a sample service behind an ALB (used by the demo and the tests).
 
 pub mod bench;
 pub mod bridge;
+pub mod call;
 pub mod coldstart;
+pub mod ecs;
 pub mod fixture;
 pub mod iam_calls;
 pub mod scheduling;
 pub mod server;
-pub mod simulator;
 pub mod slack;
 pub mod template;
+
+pub use ecs::simulator;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -79,6 +84,11 @@ pub struct Shared {
     generation: watch::Sender<u64>,
     /// What kanaria sent to "Slack".
     pub slack: slack::SlackRecorder,
+    /// ECS's scheduler and the ALB's health checks (moto has neither).
+    pub simulator: Arc<ecs::Simulator>,
+    pub(crate) ecs_front: ecs::front::EcsFront,
+    /// Bumped after every change to a listener or rule (the traffic probe re-reads them).
+    elb_changes: watch::Sender<u64>,
 }
 
 impl Shared {
@@ -110,6 +120,36 @@ impl Shared {
         self.invocations.lock().expect("invocation log").push(Invocation { function, input: payload, result: result.clone(), duration });
         self.generation.send_modify(|g| *g += 1);
         result
+    }
+
+    /// A listener or rule changed.
+    pub fn notify_elb_change(&self) {
+        self.elb_changes.send_modify(|g| *g += 1);
+    }
+
+    /// Changes to listeners and rules, as a counter to watch.
+    pub fn elb_changes(&self) -> watch::Receiver<u64> {
+        self.elb_changes.subscribe()
+    }
+
+    /// Call moto itself with a JSON API (`target`: the `X-Amz-Target`), signed as `like` was
+    /// (the strict front answers some calls from what moto stores).
+    pub async fn moto_json(&self, like: &hyper::http::request::Parts, target: &str, body: &Value) -> Result<Value> {
+        use http_body_util::BodyExt;
+        let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        let mut req = hyper::Request::builder().method("POST").uri(format!("http://{}/", self.moto_addr));
+        for (k, v) in like.headers.iter().filter(|(k, _)| *k != "content-length" && *k != "x-amz-target") {
+            req = req.header(k, v);
+        }
+        let req = req.header("x-amz-target", target).body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))?;
+        let resp = client.request(req).await?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        if !status.is_success() {
+            bail!("moto answered {target} with HTTP {status}: {}", String::from_utf8_lossy(&bytes));
+        }
+        Ok(serde_json::from_slice(&bytes)?)
     }
 
     /// Wake everyone waiting on invocations or Slack calls.
@@ -163,11 +203,13 @@ pub struct Options {
     pub port: u16,
     /// Where moto's output goes (None: discarded).
     pub moto_log: Option<PathBuf>,
+    /// How fast emulated ECS and the ALB run (start delays, health checks, deregistration).
+    pub timing: ecs::Timing,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { root: project_root(), moto_server: default_moto_server(), port: 0, moto_log: None }
+        Options { root: project_root(), moto_server: default_moto_server(), port: 0, moto_log: None, timing: ecs::Timing::default() }
     }
 }
 
@@ -329,6 +371,10 @@ impl LocalAws {
         let settings = Settings { state_machine_arn: state_machine_arn.clone(), ..settings };
         let functions: HashMap<String, Function> = template.functions.iter().map(|f| (f.logical_id.clone(), f.function)).collect();
         let (generation, _) = watch::channel(0);
+        let (elb_changes, _) = watch::channel(0);
+        // The simulator plays AWS itself: it talks to moto directly, not through the front.
+        let moto_config = sdk_config(&format!("http://{moto_addr}")).await;
+        let simulator = Arc::new(ecs::Simulator::new(&moto_config, options.timing.clone()));
         let chatops = Arc::new(local_chatops(&endpoint, &slack_secret_arn));
         let function_ctx = Function::ALL
             .into_iter()
@@ -347,6 +393,9 @@ impl LocalAws {
             invocations: Mutex::new(Vec::new()),
             generation,
             slack: Default::default(),
+            simulator: simulator.clone(),
+            ecs_front: Default::default(),
+            elb_changes,
         });
         let mut tasks = vec![tokio::spawn(server::serve(listener, shared.clone()))];
 
@@ -402,7 +451,6 @@ impl LocalAws {
                 tasks.push(tokio::spawn(bridge::drain(shared.clone(), sqs.clone(), queue_url, f.function)));
             }
         }
-        let simulator = Arc::new(simulator::Simulator::new(&config));
         tasks.push(tokio::spawn(simulator.clone().run()));
         info!(%endpoint, moto = %moto_addr, elapsed_ms = started.elapsed().as_millis() as u64, "local AWS ready");
         Ok(LocalAws { endpoint, config, shared, simulator, state_machine_arn, alert_queue_url, tasks, _moto: moto })

@@ -16,6 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
+use crate::call::ApiCall;
 use crate::{Shared, Target};
 
 type Body = Full<Bytes>;
@@ -106,7 +107,7 @@ async fn route(req: Request<Incoming>, shared: &Arc<Shared>, client: &Client<Htt
             return invoke(shared, &target, body, asynchronous).await;
         }
     }
-    forward(req, shared.moto_addr, client).await
+    forward(req, shared, client).await
 }
 
 async fn invoke(shared: &Arc<Shared>, target: &str, body: Bytes, asynchronous: bool) -> Response<Body> {
@@ -194,39 +195,68 @@ async fn function_url(shared: &Arc<Shared>, name: &str, headers: &[(String, Stri
     }
 }
 
-async fn forward(req: Request<Incoming>, moto: SocketAddr, client: &Client<HttpConnector, Body>) -> Response<Body> {
+/// An AWS API call for moto: answered here where AWS would answer differently (the strict
+/// front, [`crate::ecs::front`]), else forwarded to moto and its answer adjusted.
+async fn forward(req: Request<Incoming>, shared: &Arc<Shared>, client: &Client<HttpConnector, Body>) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    let ua = |h: &str| parts.headers.get(h).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains(FUNCTION_APP_NAME));
-    if ua("x-amz-user-agent") || ua("user-agent") {
-        FUNCTION_API_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => return plain(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}")),
     };
+    let call = ApiCall::parse(&parts, &body);
+    if call.as_ref().is_some_and(|c| c.caller.is_some()) {
+        FUNCTION_API_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     crate::iam_calls::record(&parts, &body);
+    if let Some(call) = &call {
+        if let Some(answer) = crate::ecs::front::before(shared, call, &parts, &body).await {
+            return answer;
+        }
+    }
+    let (status, head, answer) = match to_moto(&parts, body.clone(), shared.moto_addr, client).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let answer = match &call {
+        Some(call) => crate::ecs::front::after(shared, call, &body, status, answer),
+        None => answer,
+    };
+    let mut out = Response::builder().status(status);
+    for (k, v) in head.iter().filter(|(k, _)| *k != "content-length") {
+        out = out.header(k, v);
+    }
+    out.body(Full::new(answer)).unwrap_or_else(|e| plain(StatusCode::BAD_GATEWAY, format!("bad answer from moto: {e}")))
+}
+
+/// Send the request to moto as it came; its status, headers and body.
+async fn to_moto(
+    parts: &hyper::http::request::Parts,
+    body: Bytes,
+    moto: SocketAddr,
+    client: &Client<HttpConnector, Body>,
+) -> Result<(StatusCode, hyper::HeaderMap, Bytes), Response<Body>> {
     let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let uri: hyper::Uri = match format!("http://{moto}{path}").parse() {
         Ok(u) => u,
-        Err(e) => return plain(StatusCode::BAD_REQUEST, format!("bad path: {e}")),
+        Err(e) => return Err(plain(StatusCode::BAD_REQUEST, format!("bad path: {e}"))),
     };
-    let mut out = Request::builder().method(parts.method).uri(uri);
+    let mut out = Request::builder().method(parts.method.clone()).uri(uri);
     for (k, v) in parts.headers.iter() {
         out = out.header(k, v);
     }
     let out = match out.body(Full::new(body)) {
         Ok(r) => r,
-        Err(e) => return plain(StatusCode::BAD_REQUEST, format!("bad request: {e}")),
+        Err(e) => return Err(plain(StatusCode::BAD_REQUEST, format!("bad request: {e}"))),
     };
     match client.request(out).await {
         Ok(resp) => {
             let (parts, body) = resp.into_parts();
             let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-            Response::from_parts(parts, Full::new(bytes))
+            Ok((parts.status, parts.headers, bytes))
         }
         Err(e) => {
             warn!(error = %e, "moto did not answer");
-            plain(StatusCode::BAD_GATEWAY, format!("emulated AWS (moto at {moto}) did not answer: {e}"))
+            Err(plain(StatusCode::BAD_GATEWAY, format!("emulated AWS (moto at {moto}) did not answer: {e}")))
         }
     }
 }

@@ -131,6 +131,21 @@ impl Env {
         kanaria::aws::ecs::describe_service(&self.local.ctx().clients.ecs, &self.sample.policy.service).await.unwrap().task_sets
     }
 
+    /// The task sets once every deleted (DRAINING) one has drained away, as on AWS after the
+    /// target group's deregistration delay. Fails if a DRAINING set never goes.
+    pub async fn task_sets_after_draining(&self) -> Vec<kanaria::rollout::TaskSetView> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let sets = self.task_sets().await;
+            if !sets.iter().any(|t| t.status == "DRAINING") {
+                return sets;
+            }
+            assert!(Instant::now() < deadline, "a deleted task set is still DRAINING after 30 s: {sets:?}");
+            // Waits on ECS's own report of the condition (the simulator's draining), not a guess.
+            tokio::time::timeout(Duration::from_secs(1), self.local.simulator.changed()).await.ok();
+        }
+    }
+
     /// Images of the task definition's containers.
     pub async fn images_of(&self, task_definition: &str) -> Vec<String> {
         let out = self.local.ctx().clients.ecs.describe_task_definition().task_definition(task_definition).send().await.unwrap();
@@ -194,7 +209,7 @@ impl Env {
         let blue = &self.sample.target_groups[0];
         let weights = self.weights().await;
         assert_eq!(Env::weight_of(&weights, blue), 100, "{weights:?}");
-        let sets = self.task_sets().await;
+        let sets = self.task_sets_after_draining().await;
         assert_eq!(sets.len(), 1, "no new task set is left: {sets:?}");
         assert_eq!((sets[0].status.as_str(), sets[0].target_group_arn.as_deref()), ("PRIMARY", Some(blue.as_str())));
         let running =
@@ -212,7 +227,7 @@ impl Env {
     pub async fn assert_promoted(&self, execution: &str, digest: &str) {
         let (status, error, cause) = self.wait_for_end(execution, Duration::from_secs(90)).await.unwrap();
         assert_eq!(status, "SUCCEEDED", "{error}: {cause}");
-        let sets = self.task_sets().await;
+        let sets = self.task_sets_after_draining().await;
         assert_eq!(sets.len(), 1, "{sets:?}");
         assert_eq!(sets[0].status, "PRIMARY");
         let tg = sets[0].target_group_arn.clone().unwrap();
