@@ -353,6 +353,16 @@ fn the_functions_everyday_calls_are_allowed() {
     );
     allowed("RolloutStepFunction", call("ecs", "CreateTaskSet", json!({"cluster": "prod", "service": "web", "taskDefinition": "web:7"})));
     allowed("RolloutStepFunction", call("ecs", "DescribeTaskDefinition", json!({"taskDefinition": "web:7"})));
+    // A revision keeps the tags of the one it copies: tagging as part of registering it.
+    let register = call("ecs", "RegisterTaskDefinition", json!({"family": "web", "tags": [{"key": "kanaria:managed", "value": "true"}]}));
+    assert_eq!(decide(reference, "RolloutStepFunction", &register).len(), 2);
+    allowed("RolloutStepFunction", register);
+    let tag_later = call(
+        "ecs",
+        "TagResource",
+        json!({"resourceArn": "arn:aws:ecs:us-east-1:123456789012:task-definition/web:7", "tags": [{"key": "a", "value": "b"}]}),
+    );
+    assert!(!decide(reference, "RolloutStepFunction", &tag_later)[0].1.is_allowed(), "tagging outside a registration is refused");
     allowed("RolloutStepFunction", call("ssm", "GetParametersByPath", json!({"Path": "/kanaria/policies", "Recursive": true})));
     allowed(
         "OnImagePushFunction",

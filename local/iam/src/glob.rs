@@ -110,7 +110,8 @@ mod tests {
         assert!(!arn_matches("arn:aws:ecs:us-east-1:123456789012:Task-set/*", task_set));
         assert!(arn_matches("arn:aws:ecs:*:*:task-set/prod/*", task_set));
         // A star inside a segment stays inside it; one ending its segment may run on.
-        assert!(!arn_matches("arn:aws:ecs:us-*-1:123456789012:task-set/*", "arn:aws:ecs:us-east:1:123456789012:task-set/x"));
+        assert!(!arn_matches("arn:aws:ecs:us-*-1:123456789012:task-set/*", "arn:aws:ecs:us-east:x-1:123456789012:task-set/y"));
+        assert!(arn_matches("arn:aws:ecs:us-*-1:123456789012:task-set/*", "arn:aws:ecs:us-east-1:123456789012:task-set/y"));
         assert!(arn_matches("arn:aws:logs:us-east-1:1:log-group:*:log-stream:*", "arn:aws:logs:us-east-1:1:log-group:a:b:log-stream:c"));
         assert!(arn_matches(
             "arn:aws:states:us-east-1:1:execution:kanaria-rollout:*",

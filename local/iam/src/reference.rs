@@ -321,19 +321,22 @@ pub(crate) mod tests {
 
     use super::*;
 
-    /// The real reference, loaded once for all tests; `None` (with a note on stderr) when it is
-    /// not installed.
+    /// The real reference, loaded once for all tests; `None` (with a note on stderr for each
+    /// test that skips) when it is not installed.
     pub(crate) fn real() -> Option<&'static Reference> {
-        static REFERENCE: OnceLock<Option<Reference>> = OnceLock::new();
-        REFERENCE
-            .get_or_init(|| match Reference::locate() {
-                Ok(path) => Some(Reference::load(&path).unwrap_or_else(|e| panic!("{e:#}"))),
-                Err(e) => {
-                    eprintln!("SKIPPED: {e:#}");
-                    None
-                }
-            })
-            .as_ref()
+        static REFERENCE: OnceLock<Result<Reference, String>> = OnceLock::new();
+        let loaded = REFERENCE.get_or_init(|| match Reference::locate() {
+            Ok(path) => Ok(Reference::load(&path).unwrap_or_else(|e| panic!("{e:#}"))),
+            Err(e) => Err(format!("{e:#}")),
+        });
+        match loaded {
+            Ok(reference) => Some(reference),
+            Err(e) => {
+                let test = std::thread::current().name().unwrap_or("a test").to_string();
+                eprintln!("SKIPPED {test}: {e}");
+                None
+            }
+        }
     }
 
     #[test]

@@ -390,6 +390,17 @@ fn gaps_in_coverage_are_loud() {
 }
 
 #[test]
+fn actions_without_resource_types_are_authorized_on_star() {
+    // A reference in which ecs:DescribeServices has no resource types: whatever ARN the mapping
+    // builds, the request is on "*".
+    let json = json!({"ecs": {"prefix": "ecs", "privileges": {"DescribeServices": {"privilege": "DescribeServices",
+        "resource_types": {"": {"resource_type": "", "required": false, "condition_keys": []}}}}, "resources": {}}});
+    let reference = Reference::from_json(json.to_string().as_bytes()).expect("valid");
+    let call = ApiCall::new("ecs", "DescribeServices", Params::Json(json!({"services": ["web"]})), "123456789012", "us-east-1");
+    assert_eq!(authorization_requests(&reference, &call).expect("mapped")[0].resource, "*");
+}
+
+#[test]
 fn percent_decoding() {
     assert_eq!(percent_decode("a%2Fb%zz%4", false), "a/b%zz%4");
     assert_eq!(percent_decode("a+b", true), "a b");
