@@ -73,11 +73,18 @@ pub struct SampleService {
     pub task_role_arn: String,
 }
 
+/// Where the sample service's roles live (template.yaml's `PassableRoles` default: `kanaria/*`).
+pub const ROLE_PATH: &str = "/kanaria/";
+
+/// The tag that lets kanaria change a service, listener or rule (template.yaml, docs/deploy.md).
+pub const MANAGED_TAG: (&str, &str) = ("kanaria:managed", "true");
+
 /// The trust policy of an ECS task's roles.
 pub const ECS_TASKS_TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
 
 /// The service's execution and task roles, as a team would create them (`kanaria verify` checks
-/// them). moto attaches AWS managed policies only when started with
+/// them), under the path `/kanaria/`: the template's `PassableRoles` default lets kanaria pass
+/// exactly those to ECS tasks. moto attaches AWS managed policies only when started with
 /// MOTO_IAM_LOAD_MANAGED_POLICIES=true, which [`crate::LocalAws::start`] sets.
 async fn create_roles(config: &SdkConfig, name: &str) -> Result<(String, String)> {
     let iam = aws_sdk_iam::Client::new(config);
@@ -86,6 +93,7 @@ async fn create_roles(config: &SdkConfig, name: &str) -> Result<(String, String)
         let out = iam
             .create_role()
             .role_name(&role)
+            .path(ROLE_PATH)
             .assume_role_policy_document(ECS_TASKS_TRUST)
             .send()
             .await
@@ -216,6 +224,7 @@ pub async fn provision(config: &SdkConfig, endpoint: &str, ctx: &Context, option
             .protocol(ProtocolEnum::Http)
             .port(port)
             .default_actions(forward.clone())
+            .tags(aws_sdk_elasticloadbalancingv2::types::Tag::builder().key(MANAGED_TAG.0).value(MANAGED_TAG.1).build())
             .send()
             .await
             .context("creating a listener")?;
@@ -263,6 +272,7 @@ pub async fn provision(config: &SdkConfig, endpoint: &str, ctx: &Context, option
         .service_name(name)
         .desired_count(options.desired_count)
         .deployment_controller(DeploymentController::builder().r#type(DeploymentControllerType::External).build()?)
+        .tags(aws_sdk_ecs::types::Tag::builder().key(MANAGED_TAG.0).value(MANAGED_TAG.1).build())
         .send()
         .await
         .context("creating the service")?;

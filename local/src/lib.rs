@@ -20,7 +20,7 @@ pub mod call;
 pub mod coldstart;
 pub mod ecs;
 pub mod fixture;
-pub mod iam_calls;
+pub mod iam;
 pub mod scheduling;
 pub mod server;
 pub mod slack;
@@ -48,6 +48,8 @@ use tracing::{info, warn};
 
 pub const ACCOUNT: &str = "123456789012";
 pub const REGION: &str = "us-east-1";
+/// The CloudFormation stack the local runtime stands for (`${AWS::StackName}` in template.yaml).
+pub const STACK_NAME: &str = "kanaria";
 
 /// One handled invocation, kept so tests and the demo can wait on and inspect what happened.
 #[derive(Debug, Clone)]
@@ -73,7 +75,7 @@ pub enum Target {
 pub struct Shared {
     pub ctx: Context,
     /// What the hosted functions run with: `ctx` with each function's name in its clients' app
-    /// id, so the front server knows which function made each AWS call ([`iam_calls`]).
+    /// id, so the front server knows which function made each AWS call ([`call`], [`iam`]).
     function_ctx: Vec<(Function, Context)>,
     pub moto_addr: SocketAddr,
     /// Function name (the template's logical id) → handler.
@@ -89,6 +91,8 @@ pub struct Shared {
     pub(crate) ecs_front: ecs::front::EcsFront,
     /// Bumped after every change to a listener or rule (the traffic probe re-reads them).
     elb_changes: watch::Sender<u64>,
+    /// IAM as AWS evaluates it, for every call of a function and invoke of the state machine.
+    pub iam: iam::IamGate,
 }
 
 impl Shared {
@@ -132,17 +136,19 @@ impl Shared {
         self.elb_changes.subscribe()
     }
 
-    /// Call moto itself with a JSON API (`target`: the `X-Amz-Target`), signed as `like` was
-    /// (the strict front answers some calls from what moto stores).
-    pub async fn moto_json(&self, like: &hyper::http::request::Parts, target: &str, body: &Value) -> Result<Value> {
+    /// Call moto itself with a JSON API of `service` (its SigV4 signing name; `target`: the
+    /// `X-Amz-Target`). The strict front and the IAM gate answer from what moto stores.
+    pub async fn moto_json(&self, service: &str, target: &str, body: &Value) -> Result<Value> {
         use http_body_util::BodyExt;
         let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-        let mut req = hyper::Request::builder().method("POST").uri(format!("http://{}/", self.moto_addr));
-        for (k, v) in like.headers.iter().filter(|(k, _)| *k != "content-length" && *k != "x-amz-target") {
-            req = req.header(k, v);
-        }
-        let req = req.header("x-amz-target", target).body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))?;
+        let req = hyper::Request::builder()
+            .method("POST")
+            .uri(format!("http://{}/", self.moto_addr))
+            .header("authorization", moto_authorization(service))
+            .header("content-type", "application/x-amz-json-1.1")
+            .header("x-amz-target", target)
+            .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))?;
         let resp = client.request(req).await?;
         let status = resp.status();
         let bytes = resp.into_body().collect().await?.to_bytes();
@@ -150,6 +156,27 @@ impl Shared {
             bail!("moto answered {target} with HTTP {status}: {}", String::from_utf8_lossy(&bytes));
         }
         Ok(serde_json::from_slice(&bytes)?)
+    }
+
+    /// Call moto itself with a query API of `service` (ELBv2, SNS, CloudWatch); the XML answer.
+    pub async fn moto_query(&self, service: &str, params: &[(&str, &str)]) -> Result<String> {
+        use http_body_util::BodyExt;
+        let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        let body: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+        let req = hyper::Request::builder()
+            .method("POST")
+            .uri(format!("http://{}/", self.moto_addr))
+            .header("authorization", moto_authorization(service))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))?;
+        let resp = client.request(req).await?;
+        let status = resp.status();
+        let text = String::from_utf8_lossy(&resp.into_body().collect().await?.to_bytes()).into_owned();
+        if !status.is_success() {
+            bail!("moto answered {:?} with HTTP {status}: {text}", params.first());
+        }
+        Ok(text)
     }
 
     /// Wake everyone waiting on invocations or Slack calls.
@@ -245,6 +272,8 @@ pub struct LocalAws {
     pub alert_queue_url: String,
     tasks: Vec<JoinHandle<()>>,
     _moto: Child,
+    /// The test provokes IAM denials on purpose ([`LocalAws::expect_iam_denials`]).
+    expect_denials: bool,
 }
 
 impl Drop for LocalAws {
@@ -252,7 +281,20 @@ impl Drop for LocalAws {
         for t in &self.tasks {
             t.abort();
         }
+        // A call IAM would refuse is a defect of the template or the code, even when the test
+        // did not notice (a refused notice is only logged): fail the test that made it.
+        self.shared.iam.log_summary();
+        let denials = self.shared.iam.denials();
+        if !denials.is_empty() && !std::thread::panicking() && !self.expect_denials {
+            let lines: Vec<String> = denials.iter().map(|d| format!("  - {d}")).collect();
+            panic!("IAM would refuse {} call(s) kanaria made in this test:\n{}", denials.len(), lines.join("\n"));
+        }
     }
+}
+
+/// moto routes a request by the service in its SigV4 credential scope (it checks no signature).
+fn moto_authorization(service: &str) -> String {
+    format!("AWS4-HMAC-SHA256 Credential=test/20260101/{REGION}/{service}/aws4_request, SignedHeaders=host, Signature=0")
 }
 
 fn free_port() -> Result<u16> {
@@ -277,7 +319,9 @@ pub async fn sdk_config(endpoint: &str) -> SdkConfig {
 /// The SDK config of the functions' clients: `config` with their app id in the user agent
 /// (one function's, or that of all of them).
 fn function_config(config: &SdkConfig, function: Option<Function>) -> SdkConfig {
-    let name = function.map(|f| iam_calls::app_name(f.crate_name())).unwrap_or_else(|| server::FUNCTION_APP_NAME.to_string());
+    let name = function
+        .map(|f| format!("{}.{}", server::FUNCTION_APP_NAME, f.crate_name()))
+        .unwrap_or_else(|| server::FUNCTION_APP_NAME.to_string());
     config.to_builder().app_name(aws_config::AppName::new(name).expect("a valid app name")).build()
 }
 
@@ -351,10 +395,14 @@ impl LocalAws {
         }
 
         let config = sdk_config(&endpoint).await;
-        let template = template::read(&options.root.join("template.yaml"))?;
-        // Secrets Manager takes the name as well as the ARN; the secret is created once the
-        // front server answers (below).
-        let slack_secret_arn = slack::SECRET_NAME.to_string();
+        let template_path = options.root.join("template.yaml");
+        let template_text = std::fs::read_to_string(&template_path).with_context(|| format!("reading {}", template_path.display()))?;
+        let template = template::parse(&template_text).with_context(|| format!("in {}", template_path.display()))?;
+        // The simulator plays AWS itself: it talks to moto directly, not through the front;
+        // so does the set-up of what the template creates before the front server answers.
+        let moto_config = sdk_config(&format!("http://{moto_addr}")).await;
+        // The functions get the secret's full ARN, as the template gives it to them.
+        let slack_secret_arn = slack::create_secret(&moto_config).await?;
         let settings = Settings {
             table: "kanaria".into(),
             policy_prefix: kanaria::aws::DEFAULT_POLICY_PREFIX.into(),
@@ -367,13 +415,13 @@ impl LocalAws {
         // Step Functions ARNs are deterministic, so the handlers' settings are complete before
         // anything is created, and the front server can answer from the first call on.
         let rollout_sm = template.state_machines.first().ok_or_else(|| anyhow!("template.yaml declares no state machine"))?;
-        let state_machine_arn = format!("arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{}", rollout_sm.logical_id);
+        let state_machine_arn = format!("arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{}", rollout_sm.name);
         let settings = Settings { state_machine_arn: state_machine_arn.clone(), ..settings };
+        let resolver = iam::local_resolver(&template, &settings, &slack_secret_arn);
+        let iam = iam::IamGate::new(&template_text, &template, &resolver, &state_machine_arn)?;
         let functions: HashMap<String, Function> = template.functions.iter().map(|f| (f.logical_id.clone(), f.function)).collect();
         let (generation, _) = watch::channel(0);
         let (elb_changes, _) = watch::channel(0);
-        // The simulator plays AWS itself: it talks to moto directly, not through the front.
-        let moto_config = sdk_config(&format!("http://{moto_addr}")).await;
         let simulator = Arc::new(ecs::Simulator::new(&moto_config, options.timing.clone()));
         let chatops = Arc::new(local_chatops(&endpoint, &slack_secret_arn));
         let function_ctx = Function::ALL
@@ -396,11 +444,11 @@ impl LocalAws {
             simulator: simulator.clone(),
             ecs_front: Default::default(),
             elb_changes,
+            iam,
         });
         let mut tasks = vec![tokio::spawn(server::serve(listener, shared.clone()))];
 
         create_table(&shared.ctx).await?;
-        slack::create_secret(&config).await?;
         scheduling::create_resources(&config, &shared.ctx).await?;
         let alert_queue_url = record_notices(&config).await?;
         // Rollout cards and alerts reach slack-notify through SNS, as in AWS.
@@ -432,7 +480,7 @@ impl LocalAws {
             }
             let out = sfn
                 .create_state_machine()
-                .name(&sm.logical_id)
+                .name(&sm.name)
                 .definition(definition)
                 .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/kanaria-local"))
                 .send()
@@ -453,11 +501,16 @@ impl LocalAws {
         }
         tasks.push(tokio::spawn(simulator.clone().run()));
         info!(%endpoint, moto = %moto_addr, elapsed_ms = started.elapsed().as_millis() as u64, "local AWS ready");
-        Ok(LocalAws { endpoint, config, shared, simulator, state_machine_arn, alert_queue_url, tasks, _moto: moto })
+        Ok(LocalAws { endpoint, config, shared, simulator, state_machine_arn, alert_queue_url, tasks, _moto: moto, expect_denials: false })
     }
 
     pub fn ctx(&self) -> &Context {
         &self.shared.ctx
+    }
+
+    /// This test makes calls IAM refuses on purpose: do not fail it for them.
+    pub fn expect_iam_denials(&mut self) {
+        self.expect_denials = true;
     }
 
     /// Notices published to the alert topic since the last call: (subject, body).

@@ -120,6 +120,17 @@ async fn invoke(shared: &Arc<Shared>, target: &str, body: Bytes, asynchronous: b
             .body(Full::new(Bytes::from(msg.to_string())))
             .expect("static response");
     };
+    // Only the state machine invokes functions over HTTP here: its role must allow it.
+    let arn = if target.starts_with("arn:") { target.to_string() } else { crate::function_arn(target) };
+    if let Some(why) = shared.iam.authorize_invoke(&arn) {
+        let msg = serde_json::json!({"Type": "User", "message": why});
+        return Response::builder()
+            .status(StatusCode::FORBIDDEN)
+            .header("x-amzn-errortype", "AccessDeniedException")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(msg.to_string())))
+            .expect("static response");
+    }
     let payload: serde_json::Value = if body.is_empty() {
         serde_json::Value::Null
     } else {
@@ -203,13 +214,16 @@ async fn forward(req: Request<Incoming>, shared: &Arc<Shared>, client: &Client<H
         Ok(b) => b.to_bytes(),
         Err(e) => return plain(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}")),
     };
-    let call = ApiCall::parse(&parts, &body);
-    if call.as_ref().is_some_and(|c| c.caller.is_some()) {
+    let ua = |h: &str| parts.headers.get(h).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains(FUNCTION_APP_NAME));
+    if ua("x-amz-user-agent") || ua("user-agent") {
         FUNCTION_API_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
-    crate::iam_calls::record(&parts, &body);
+    let call = ApiCall::parse(&parts, &body);
     if let Some(call) = &call {
-        if let Some(answer) = crate::ecs::front::before(shared, call, &parts, &body).await {
+        if let Some(denied) = shared.iam.authorize(shared, call, &parts, &body).await {
+            return denied;
+        }
+        if let Some(answer) = crate::ecs::front::before(shared, call, &body).await {
             return answer;
         }
     }

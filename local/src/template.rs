@@ -26,6 +26,8 @@ pub enum Substitution {
 #[derive(Debug, Clone)]
 pub struct TemplateStateMachine {
     pub logical_id: String,
+    /// Its `Name` (resolved with the local stack name), else the logical id.
+    pub name: String,
     pub definition_uri: String,
     pub substitutions: Vec<(String, Substitution)>,
 }
@@ -85,6 +87,7 @@ fn resolve_subs(value: &Value, defaults: &std::collections::HashMap<String, Stri
                     "AWS::AccountId" => crate::ACCOUNT.to_string(),
                     "AWS::Region" => crate::REGION.to_string(),
                     "AWS::Partition" => "aws".to_string(),
+                    "AWS::StackName" => crate::STACK_NAME.to_string(),
                     _ => defaults.get(name).cloned().ok_or_else(|| anyhow!("!Sub names {name}, not a parameter with a Default"))?,
                 };
                 text.replace_range(start..=end, &value);
@@ -172,7 +175,14 @@ pub fn parse(text: &str) -> Result<Template> {
                         substitutions.push((k.as_str().unwrap_or_default().to_string(), substitution(v)?));
                     }
                 }
-                state_machines.push(TemplateStateMachine { logical_id: id, definition_uri, substitutions });
+                let name = match props.and_then(|p| p.get("Name")) {
+                    Some(n) => resolve_subs(n, &defaults)?
+                        .as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| anyhow!("state machine {id}: Name must resolve to a string"))?,
+                    None => id.clone(),
+                };
+                state_machines.push(TemplateStateMachine { logical_id: id, name, definition_uri, substitutions });
             }
             _ => {}
         }
@@ -196,6 +206,7 @@ mod tests {
         let sync = t.functions.iter().find(|f| f.function == Function::PolicySync).unwrap();
         assert_eq!(sync.rules[0].1["detail"]["name"][0]["prefix"], "/kanaria/policies/", "!Sub resolved with the PolicyPath default");
         let sm = &t.state_machines[0];
+        assert_eq!(sm.name, "kanaria-rollout", "Name resolved with the local stack name");
         assert!(sm.substitutions.iter().any(|(k, v)| k == "RolloutStepFunctionArn"
             && matches!(v, Substitution::FunctionArn(id) if t.function_by_logical_id(id).map(|f| f.function) == Some(Function::RolloutStep))));
     }

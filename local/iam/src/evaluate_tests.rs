@@ -245,24 +245,42 @@ fn decide(reference: &Reference, function: &str, call: &ApiCall) -> Vec<(AuthzRe
 #[test]
 fn passrole_conditioned_on_role_tags_never_matches() {
     let Some(reference) = real_reference() else { return };
+    // The statement template.yaml had until the strict runtime found it: on AWS it denied the
+    // first state of every rollout.
+    let tagged_roles = policy(json!([{
+        "Sid": "PassTheManagedServicesTaskRoles", "Effect": "Allow", "Action": "iam:PassRole",
+        "Resource": "arn:aws:iam::123456789012:role/*",
+        "Condition": {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com", "iam:ResourceTag/kanaria:managed": "true"}}
+    }]));
     let register = call(
         "ecs",
         "RegisterTaskDefinition",
         json!({"family": "web", "executionRoleArn": "arn:aws:iam::123456789012:role/web-execution", "containerDefinitions": []}),
     );
-    let decisions = decide(reference, "RolloutStepFunction", &register);
-    let (pass_role, decision) = decisions.iter().find(|(r, _)| r.action == "iam:PassRole").expect("RegisterTaskDefinition passes the role");
+    let requests = authorization_requests(reference, &register).expect("RegisterTaskDefinition maps");
+    let pass_role = requests.iter().find(|r| r.action == "iam:PassRole").expect("RegisterTaskDefinition passes the role");
     assert_eq!(pass_role.resource, "arn:aws:iam::123456789012:role/web-execution");
-    let why = why(decision.clone());
+    let why = why(evaluate(reference, &tagged_roles, pass_role));
     assert!(
-        why.contains("RolloutStepRole inline rollout-step / PassTheManagedServicesTaskRoles matches iam:PassRole on arn:aws:iam::123456789012:role/web-execution but its condition key iam:ResourceTag/kanaria:managed is not supported by iam:PassRole (Service Authorization Reference), so it never applies"),
+        why.contains("test / PassTheManagedServicesTaskRoles matches iam:PassRole on arn:aws:iam::123456789012:role/web-execution but its condition key iam:ResourceTag/kanaria:managed is not supported by iam:PassRole (Service Authorization Reference), so it never applies"),
         "{why}"
     );
     // Even if the role's tags were put in the context, PassRole does not see them.
     let tagged = pass_role.clone().with("iam:ResourceTag/kanaria:managed", &["true"]).with("aws:ResourceTag/kanaria:managed", &["true"]);
-    assert!(!evaluate(reference, statements_of("RolloutStepFunction"), &tagged).is_allowed());
-    let (_, register_decision) = decisions.iter().find(|(r, _)| r.action == "ecs:RegisterTaskDefinition").expect("the registration itself");
-    assert!(register_decision.is_allowed(), "{register_decision:?}");
+    assert!(!evaluate(reference, &tagged_roles, &tagged).is_allowed());
+
+    // template.yaml now scopes the roles by path (PassableRoles, default kanaria/*).
+    let decisions = decide(reference, "RolloutStepFunction", &register);
+    let (_, denied) = decisions.iter().find(|(r, _)| r.action == "iam:PassRole").expect("PassRole");
+    assert!(!denied.is_allowed(), "a role outside /kanaria/ is not passed: {denied:?}");
+    let under_path = call(
+        "ecs",
+        "RegisterTaskDefinition",
+        json!({"family": "web", "executionRoleArn": "arn:aws:iam::123456789012:role/kanaria/web-execution", "containerDefinitions": []}),
+    );
+    for (request, decision) in decide(reference, "RolloutStepFunction", &under_path) {
+        assert!(decision.is_allowed(), "{request:?}: {decision:?}");
+    }
 }
 
 #[test]

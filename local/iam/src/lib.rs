@@ -21,4 +21,4 @@ mod test_support;
 pub use evaluate::{evaluate, needs_resource_tags, AuthzRequest, Decision};
 pub use reference::{ActionInfo, Reference, ResourceTypeRef};
 pub use request::{authorization_requests, ApiCall, Params};
-pub use template::{function_statements, Condition, Effect, Resolver, Statement};
+pub use template::{function_statements, state_machine_statements, Condition, Effect, Resolver, Statement};

@@ -44,7 +44,7 @@ pub struct Statement {
     pub resource: Vec<String>,
     pub not_resource: Vec<String>,
     pub conditions: Vec<Condition>,
-    /// Where it comes from, for messages: `RolloutStepRole inline rollout-step / PassTheManagedServicesTaskRoles`.
+    /// Where it comes from, for messages: `RolloutStepRole inline rollout-step / PassTheServicesTaskRoles`.
     pub origin: String,
 }
 
@@ -80,13 +80,21 @@ impl Resolver {
 /// The statements of every function of the template (`AWS::Serverless::Function` or
 /// `AWS::Lambda::Function` whose `Condition`, if any, holds), keyed by the function's logical id.
 pub fn function_statements(template_yaml: &str, resolver: &Resolver) -> Result<BTreeMap<String, Vec<Statement>>> {
+    principal_statements(template_yaml, resolver, &["AWS::Serverless::Function", "AWS::Lambda::Function"])
+}
+
+/// The statements of every state machine of the template (its role: the Lambda functions it may
+/// invoke), keyed by the state machine's logical id.
+pub fn state_machine_statements(template_yaml: &str, resolver: &Resolver) -> Result<BTreeMap<String, Vec<Statement>>> {
+    principal_statements(template_yaml, resolver, &["AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine"])
+}
+
+fn principal_statements(template_yaml: &str, resolver: &Resolver, types: &[&str]) -> Result<BTreeMap<String, Vec<Statement>>> {
     let root: Value = serde_yaml_ng::from_str(template_yaml).context("template.yaml is not YAML")?;
     let template = Template::new(&root, resolver)?;
     let mut out = BTreeMap::new();
     for (logical_id, resource) in &template.resources {
-        if !matches!(resource_type(resource), "AWS::Serverless::Function" | "AWS::Lambda::Function")
-            || !template.resource_condition_holds(resource)?
-        {
+        if !types.contains(&resource_type(resource)) || !template.resource_condition_holds(resource)? {
             continue;
         }
         let role = template.role_of(logical_id, resource)?;
@@ -183,7 +191,7 @@ impl<'a> Template<'a> {
     /// `!GetAtt <Role>.Arn` of an `AWS::IAM::Role` of this template.
     fn role_of(&self, function: &str, resource: &Value) -> Result<String> {
         let role = resource.get("Properties").and_then(|p| p.get("Role")).or(self.globals_role).ok_or_else(|| {
-            anyhow!("function {function} has no Role: SAM would generate one from its Policies, which this crate does not read; give it an AWS::IAM::Role of the template")
+            anyhow!("{function} has no Role: SAM would generate one from its Policies, which this crate does not read; give it an AWS::IAM::Role of the template")
         })?;
         let target = match intrinsic(role) {
             Some((name, arg)) if name == "GetAtt" => match arg {
@@ -195,7 +203,9 @@ impl<'a> Template<'a> {
         };
         match target {
             Some(id) if self.resources.get(&id).is_some_and(|r| resource_type(r) == "AWS::IAM::Role") => Ok(id),
-            _ => bail!("function {function}'s Role is not !GetAtt <Role>.Arn of an AWS::IAM::Role of this template, so its permissions are unknown here"),
+            _ => bail!(
+                "{function}'s Role is not !GetAtt <Role>.Arn of an AWS::IAM::Role of this template, so its permissions are unknown here"
+            ),
         }
     }
 

@@ -33,10 +33,10 @@ fn every_function_of_the_real_template_gets_its_roles_statements() {
     }
 
     let rollout = statements_of("RolloutStepFunction");
-    let pass_role = find(rollout, "RolloutStepRole inline rollout-step / PassTheManagedServicesTaskRoles");
+    let pass_role = find(rollout, "RolloutStepRole inline rollout-step / PassTheServicesTaskRoles");
     assert_eq!(pass_role.effect, Effect::Allow);
     assert_eq!(pass_role.action, ["iam:PassRole"]);
-    assert_eq!(pass_role.resource, ["arn:aws:iam::123456789012:role/*"]);
+    assert_eq!(pass_role.resource, ["arn:aws:iam::123456789012:role/kanaria/*"], "PassableRoles' default");
     assert!(pass_role.conditions.contains(&Condition {
         operator: "StringEquals".into(),
         key: "iam:PassedToService".into(),
@@ -193,7 +193,7 @@ fn what_cannot_be_known_is_an_error_naming_it() {
     let e = error(
         &SMALL.replace("Properties: { Role: !GetAtt Role.Arn }\n  DevOnly", "Properties: { Role: arn:aws:iam::1:role/x }\n  DevOnly"),
     );
-    assert!(e.contains("function Fn's Role is not !GetAtt"), "{e}");
+    assert!(e.contains("Fn's Role is not !GetAtt"), "{e}");
     let e = error(&SMALL.replace("Effect: Deny", "Effect: Deny\n            Principal: '*'"));
     assert!(e.contains("Principal has no place in an identity policy statement"), "{e}");
     let e = error(&SMALL.replace("Action: sqs:SendMessage,", "Action: sqs:SendMessage, NotAction: x,"));

@@ -21,7 +21,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::http::request::Parts;
 use hyper::{Response, StatusCode};
 use serde_json::{json, Value};
 
@@ -57,13 +56,13 @@ fn json_response(body: Bytes) -> Response<Full<Bytes>> {
 }
 
 /// Before forwarding: answer here what moto would answer differently from ECS.
-pub async fn before(shared: &Shared, call: &ApiCall, parts: &Parts, body: &Bytes) -> Option<Response<Full<Bytes>>> {
+pub async fn before(shared: &Shared, call: &ApiCall, body: &Bytes) -> Option<Response<Full<Bytes>>> {
     if call.service != "ecs" {
         return None;
     }
     let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     match call.operation.as_str() {
-        "DeleteTaskSet" => Some(delete_task_set(shared, call, parts, &request).await),
+        "DeleteTaskSet" => Some(delete_task_set(shared, call, &request).await),
         "CreateTaskSet" => {
             let key = create_key(&request)?;
             let answer = shared.ecs_front.create_answers.lock().unwrap().get(&key).cloned()?;
@@ -80,7 +79,7 @@ fn create_key(request: &Value) -> Option<String> {
     Some(format!("{cluster}/{service}/{token}"))
 }
 
-async fn delete_task_set(shared: &Shared, call: &ApiCall, parts: &Parts, request: &Value) -> Response<Full<Bytes>> {
+async fn delete_task_set(shared: &Shared, call: &ApiCall, request: &Value) -> Response<Full<Bytes>> {
     let not_found = || {
         call.error(
             StatusCode::BAD_REQUEST,
@@ -110,7 +109,7 @@ async fn delete_task_set(shared: &Shared, call: &ApiCall, parts: &Parts, request
     let describe = json!({
         "cluster": request["cluster"], "service": request["service"], "taskSets": [task_set],
     });
-    let answer = match shared.moto_json(parts, "AmazonEC2ContainerServiceV20141113.DescribeTaskSets", &describe).await {
+    let answer = match shared.moto_json("ecs", "AmazonEC2ContainerServiceV20141113.DescribeTaskSets", &describe).await {
         Ok(v) => v,
         Err(e) => return call.error(StatusCode::INTERNAL_SERVER_ERROR, "ServerException", &format!("emulated ECS: {e}")),
     };
