@@ -79,6 +79,12 @@ pub struct Rollout {
     /// The image the stable task set runs (its task definition), for people: "old → new".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_image: Option<String>,
+    /// When rolling back began to wait for the stable task set to serve again (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_started_at: Option<u64>,
+    /// What the rollout waits for (a rollback waiting for the stable task set), for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
     /// Present while the rollout must wait for a person before going on (an approval step
     /// after the step just verified, or a blue/green approval gate). The state machine's
     /// Choice states test it; every decision clears it.
@@ -123,6 +129,8 @@ impl Rollout {
             analysis: None,
             hook: None,
             stable_image: None,
+            rollback_started_at: None,
+            waiting_for: None,
             approval: None,
         }
     }
@@ -227,8 +235,12 @@ pub struct Observation {
     /// The task-definition revision that runs `rollout.image` in the policy's container, if one
     /// is registered already (latest ACTIVE revision of the primary's family).
     pub revision_with_image: Option<String>,
-    /// RUNNING tasks of the green task set.
+    /// RUNNING tasks of the green task set (when ECS reports no running count).
     pub green_running: u32,
+    /// How the running tasks of a task set stand in its target group, by task set id: read for
+    /// the task set traffic is about to move to (the new one before the first shift, the stable
+    /// one before a rollback shift).
+    pub target_health: Vec<(String, TargetHealth)>,
     /// Failed green tasks recorded for this rollout (each counted once).
     pub failures: Vec<TaskFailure>,
     /// The rollout that holds the service's lock, if any.
@@ -262,6 +274,23 @@ pub struct TaskSetView {
     /// ECS's own figures, when it reports them.
     pub computed_desired_count: Option<u32>,
     pub running_count: Option<u32>,
+    /// `stabilityStatus`: STEADY_STATE only when every wanted task runs, none is pending and all
+    /// are healthy in their target group (ECS API reference, TaskSet).
+    pub stability: Option<Stability>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stability {
+    SteadyState,
+    Stabilizing,
+}
+
+/// The RUNNING tasks of a task set and how many of them are `healthy` targets in its target
+/// group (ELB `DescribeTargetHealth`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TargetHealth {
+    pub running_tasks: u32,
+    pub healthy: u32,
 }
 
 impl Observation {
@@ -285,6 +314,37 @@ impl Observation {
 
     fn green_running(&self, green: &TaskSetView) -> u32 {
         self.green_running.max(green.running_count.unwrap_or(0))
+    }
+
+    /// Whether traffic may move to the task set, or why not (for people). Ready means healthy
+    /// (`../shared/reference/real-aws.md`): ECS reports it STEADY_STATE, every task it should run
+    /// is RUNNING, and each of them is a healthy target in its target group. A target that is
+    /// still `initial` gets no requests from the ALB, so shifting weight to it fails clients.
+    pub fn serving(&self, set: &TaskSetView) -> Result<(), String> {
+        let expected = self.green_expected(set);
+        let running = self.green_running(set);
+        if expected == 0 {
+            return Err(format!(
+                "task set {} should run no tasks (desired count {} × scale {}%)",
+                set.id, self.desired_count, set.scale_percent
+            ));
+        }
+        if running < expected {
+            return Err(format!("{running} of {expected} tasks of task set {} are running", set.id));
+        }
+        if set.stability == Some(Stability::Stabilizing) {
+            return Err(format!("ECS reports task set {} STABILIZING (not every task is healthy yet)", set.id));
+        }
+        if set.target_group_arn.is_some() {
+            match self.target_health.iter().find(|(id, _)| *id == set.id).map(|(_, h)| *h) {
+                Some(h) if h.healthy >= expected => {}
+                Some(h) => {
+                    return Err(format!("{} of {expected} targets of task set {} are healthy in its target group", h.healthy, set.id))
+                }
+                None => return Err(format!("the target health of task set {} was not read", set.id)),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -336,6 +396,10 @@ pub const READINESS_POLL_WINDOW_SECONDS: u64 = 40;
 /// Seconds between looks at the new task set within [`READINESS_POLL_WINDOW_SECONDS`].
 pub const READINESS_POLL_INTERVAL_SECONDS: u64 = 3;
 
+/// Seconds the state machine waits before a rollback looks again at a stable task set that is
+/// not serving yet (its tasks starting again after a scale-down).
+pub const ROLLBACK_POLL_SECONDS: u64 = 5;
+
 /// Seconds between readiness checks of the new task set: quick at first (tasks often start in
 /// seconds), then backing off so a slow start costs few state transitions.
 pub fn readiness_poll_seconds(checks: u32) -> u64 {
@@ -358,18 +422,19 @@ pub fn decide(action: Action, rollout: &Rollout, obs: &Observation, now: u64) ->
         Action::CreateGreen => create_green(&mut next, obs, now, &mut commands)?,
         Action::CheckGreen => {
             let green = green_of(rollout, obs)?;
-            let (expected, running) = (obs.green_expected(green), obs.green_running(green));
             next.checks += 1;
+            let serving = obs.serving(green);
             if let Some(cause) = stop_cause(rollout, obs) {
                 rollback_with(&mut next, cause);
-            } else if expected > 0 && running >= expected {
+            } else if serving.is_ok() {
                 next.verdict = Some(Verdict::Ready);
             } else if now.saturating_sub(rollout.green_created_at.unwrap_or(now)) >= rollout.policy.stabilization_timeout.secs() {
                 rollback_with(
                     &mut next,
                     format!(
-                        "the new task set ran {running} of {expected} tasks after {} (stabilizationTimeout); check the service's events and stopped tasks",
-                        rollout.policy.stabilization_timeout
+                        "the new task set was not ready after {} (stabilizationTimeout): {}; check the service's events, stopped tasks and target health",
+                        rollout.policy.stabilization_timeout,
+                        serving.err().unwrap_or_default()
                     ),
                 );
             } else {
@@ -550,8 +615,9 @@ pub fn decide(action: Action, rollout: &Rollout, obs: &Observation, now: u64) ->
             if action == Action::Restore {
                 holds_lock(rollout, obs)?;
             }
+            let mut waiting = None;
             if holds {
-                restore(rollout, obs, &mut commands)?;
+                waiting = restore(rollout, obs, &mut commands)?;
             } else {
                 // Another rollout holds the service now (a newer push) or none does: traffic is
                 // not ours to move. Only remove what this rollout created, if it gets no traffic.
@@ -562,9 +628,24 @@ pub fn decide(action: Action, rollout: &Rollout, obs: &Observation, now: u64) ->
                 }
             }
             if commands.is_empty() {
-                if holds && action == Action::Rollback {
+                if let Some(why) = waiting {
+                    let started = *next.rollback_started_at.get_or_insert(now);
+                    let limit = rollout.policy.stabilization_timeout.secs();
+                    if now.saturating_sub(started) >= limit {
+                        return Err(Halt::NotReady(format!(
+                            "cannot roll back {}: the stable task set did not become ready within {} (stabilizationTimeout): {why}; traffic was left where it was ({}% on the new task set)",
+                            rollout.service,
+                            rollout.policy.stabilization_timeout,
+                            rollout.green.as_ref().map(|g| obs.weight_of(&g.target_group_arn)).unwrap_or(0)
+                        )));
+                    }
+                    next.waiting_for = Some(why);
+                    next.wait_seconds = ROLLBACK_POLL_SECONDS;
+                    next.verdict = Some(Verdict::Wait);
+                } else if holds && action == Action::Rollback {
                     commands.push(Command::ReleaseLock { rollout_id: rollout.id.clone() });
                 } else {
+                    next.waiting_for = None;
                     next.weight = 0;
                     next.verdict = Some(Verdict::Done);
                 }
@@ -685,8 +766,10 @@ fn created_by(rollout: &Rollout, t: &TaskSetView) -> bool {
 }
 
 /// The commands that put the service back as it was: stable task set primary at full scale,
-/// 100% of traffic on it (read back), and only then the new task set deleted.
-fn restore(rollout: &Rollout, obs: &Observation, commands: &mut Vec<Command>) -> Result<(), Halt> {
+/// 100% of traffic on it (read back) once it is serving — healthy, never before — and only then
+/// the new task set deleted. Returns why it waits, while the stable task set is not serving yet
+/// (scaled down before, its tasks starting again): traffic stays where it is until then.
+fn restore(rollout: &Rollout, obs: &Observation, commands: &mut Vec<Command>) -> Result<Option<String>, Halt> {
     match &rollout.stable {
         Some(stable) => match obs.task_set(&stable.id) {
             None if obs.task_sets.iter().any(|t| t.status != "DRAINING") => {
@@ -708,6 +791,9 @@ fn restore(rollout: &Rollout, obs: &Observation, commands: &mut Vec<Command>) ->
                     commands.push(Command::MakePrimary { task_set_arn: stable.arn.clone() });
                 }
                 if commands.is_empty() && weights_differ(obs, &wanted) {
+                    if let Err(why) = obs.serving(stable_view) {
+                        return Ok(Some(why));
+                    }
                     commands.push(Command::SetWeights { weights: wanted });
                 }
                 // The new task set goes only once the ALB no longer sends it anything.
@@ -728,7 +814,7 @@ fn restore(rollout: &Rollout, obs: &Observation, commands: &mut Vec<Command>) ->
             }
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 fn stable_ref(rollout: &Rollout) -> Result<&TaskSetRef, Halt> {

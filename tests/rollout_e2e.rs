@@ -78,6 +78,11 @@ async fn a_canary_ends_with_all_traffic_on_the_new_primary_task_set() {
     // Every step crossed the traffic weights of the policy, in order, each read back.
     let shifted = env.shifted_weights();
     assert_eq!(shifted, vec![10, 50]);
+    // Clients on the production listener were served throughout, by both images.
+    env.assert_no_client_errors();
+    let traffic = env.traffic();
+    assert!(traffic.by_image.contains_key(&env.image_uri(&digest)), "the new image answered: {traffic:?}");
+    assert!(traffic.by_image.contains_key(&env.sample.initial_image), "the old image answered: {traffic:?}");
 
     // The next release goes the other way: back onto the blue target group.
     let next = fixture::new_digest("next");

@@ -117,7 +117,10 @@ sm = {
                  "Resource": FN, "Parameters": dict({"action": "rollback", "rollout.$": "$"}, **SM_ARN),
                  "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 1, "MaxAttempts": 6, "BackoffRate": 2.0, "MaxDelaySeconds": 20}],
                  "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.rollbackError", "Next": "RollbackFailed"}],
-                 "Next": "RolledBack"},
+                 "Next": "StableServing"},
+    "StableServing": {"Type": "Choice", "Comment": "Traffic moves back only to a stable task set that serves (healthy); while its tasks start again, wait and look again.",
+                      "Choices": [verdict("wait", "WaitForStable")], "Default": "RolledBack"},
+    "WaitForStable": {"Type": "Wait", "Comment": "The stable task set's tasks are starting again (it was scaled down); traffic stays where it is meanwhile.", "SecondsPath": "$.waitSeconds", "Next": "RollBack"},
     "RolledBack": {"Type": "Fail", "Comment": "Traffic is back on the stable task set.", "Error": "Kanaria.RolledBack", "CausePath": "$.cause"},
     "RollbackFailed": {"Type": "Fail", "Error": "Kanaria.RollbackFailed",
                        "Cause": "Rolling back failed after retries: check the production listener's weights and the service's task sets now (kanaria status), and see the RollBack state's error."}

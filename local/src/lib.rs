@@ -21,6 +21,7 @@ pub mod coldstart;
 pub mod ecs;
 pub mod fixture;
 pub mod iam;
+pub mod probe;
 pub mod scheduling;
 pub mod server;
 pub mod slack;
@@ -267,6 +268,8 @@ pub struct LocalAws {
     pub config: SdkConfig,
     pub shared: Arc<Shared>,
     pub simulator: Arc<simulator::Simulator>,
+    /// Simulated clients on every listener ([`probe`]).
+    pub probe: Arc<probe::Probe>,
     pub state_machine_arn: String,
     /// The SQS queue subscribed to the alert topic: every notice sent, as SNS delivers it.
     pub alert_queue_url: String,
@@ -500,8 +503,21 @@ impl LocalAws {
             }
         }
         tasks.push(tokio::spawn(simulator.clone().run()));
+        let probe = Arc::new(probe::Probe::new(&moto_config, simulator.clone()));
+        tasks.push(tokio::spawn(probe.clone().run(shared.elb_changes())));
         info!(%endpoint, moto = %moto_addr, elapsed_ms = started.elapsed().as_millis() as u64, "local AWS ready");
-        Ok(LocalAws { endpoint, config, shared, simulator, state_machine_arn, alert_queue_url, tasks, _moto: moto, expect_denials: false })
+        Ok(LocalAws {
+            endpoint,
+            config,
+            shared,
+            simulator,
+            probe,
+            state_machine_arn,
+            alert_queue_url,
+            tasks,
+            _moto: moto,
+            expect_denials: false,
+        })
     }
 
     pub fn ctx(&self) -> &Context {

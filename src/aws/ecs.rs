@@ -5,7 +5,7 @@ use aws_sdk_ecs::Client;
 
 use super::AwsError;
 use crate::policy::ServiceRef;
-use crate::rollout::TaskSetView;
+use crate::rollout::{Stability, TaskSetView};
 
 /// What kanaria reads of a service: its desired count, deployment controller and task sets.
 #[derive(Debug, Clone)]
@@ -60,11 +60,21 @@ fn task_set_view(t: &aws_sdk_ecs::types::TaskSet) -> TaskSetView {
         scale_percent: scale,
         computed_desired_count: reported.then(|| t.computed_desired_count().max(0) as u32),
         running_count: reported.then(|| t.running_count().max(0) as u32),
+        stability: t.stability_status().map(|s| match s {
+            aws_sdk_ecs::types::StabilityStatus::SteadyState => Stability::SteadyState,
+            _ => Stability::Stabilizing,
+        }),
     }
 }
 
 /// RUNNING tasks a task set started (tasks of a task set carry its id in `startedBy`).
 pub async fn running_tasks_of(ecs: &Client, cluster: &str, task_set_id: &str) -> Result<u32, AwsError> {
+    Ok(running_task_ips(ecs, cluster, task_set_id).await?.len() as u32)
+}
+
+/// The private IPs (awsvpc: the target ids in an `ip` target group) of the RUNNING tasks a task
+/// set started that ECS wants to keep running.
+pub async fn running_task_ips(ecs: &Client, cluster: &str, task_set_id: &str) -> Result<Vec<String>, AwsError> {
     let mut arns = Vec::new();
     let mut pages =
         ecs.list_tasks().cluster(cluster).started_by(task_set_id).desired_status(DesiredStatus::Running).into_paginator().send();
@@ -72,7 +82,7 @@ pub async fn running_tasks_of(ecs: &Client, cluster: &str, task_set_id: &str) ->
         let page = page.map_err(|e| AwsError::new("ECS", "ListTasks", format!("{cluster} startedBy {task_set_id}"), e))?;
         arns.extend(page.task_arns().iter().cloned());
     }
-    let mut running = 0;
+    let mut ips = Vec::new();
     for chunk in arns.chunks(100) {
         let out = ecs
             .describe_tasks()
@@ -81,9 +91,18 @@ pub async fn running_tasks_of(ecs: &Client, cluster: &str, task_set_id: &str) ->
             .send()
             .await
             .map_err(|e| AwsError::new("ECS", "DescribeTasks", cluster, e))?;
-        running += out.tasks().iter().filter(|t| t.last_status() == Some("RUNNING") && t.started_by() == Some(task_set_id)).count() as u32;
+        for task in out.tasks().iter().filter(|t| t.last_status() == Some("RUNNING") && t.started_by() == Some(task_set_id)) {
+            let ip = task
+                .attachments()
+                .iter()
+                .flat_map(|a| a.details())
+                .find(|d| d.name() == Some("privateIPv4Address"))
+                .and_then(|d| d.value())
+                .unwrap_or_default();
+            ips.push(ip.to_string());
+        }
     }
-    Ok(running)
+    Ok(ips)
 }
 
 async fn describe_task_definition(ecs: &Client, arn_or_family: &str) -> Result<(TaskDefinition, Vec<aws_sdk_ecs::types::Tag>), AwsError> {

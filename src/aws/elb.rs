@@ -2,7 +2,7 @@
 //! listener rule. Only the forward action is replaced; other actions (authentication, for
 //! instance) and the stickiness settings are kept as they are.
 
-use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum, ForwardActionConfig, TargetGroupTuple};
+use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum, ForwardActionConfig, TargetGroupTuple, TargetHealthStateEnum};
 use aws_sdk_elasticloadbalancingv2::Client;
 
 use super::AwsError;
@@ -58,6 +58,29 @@ fn weights_of(forward: &Action) -> Vec<(String, u32)> {
     };
     let total: u32 = raw.iter().map(|(_, w)| w).sum();
     raw.into_iter().map(|(tg, w)| (tg, if total == 0 { 0 } else { ((w as f64) * 100.0 / total as f64).round() as u32 })).collect()
+}
+
+/// How many of `ips` are `healthy` targets of the target group. A target that is `initial`,
+/// `unhealthy` or `draining` gets no requests from the ALB (ELB docs, "Health checks for your
+/// target groups").
+pub async fn healthy_targets(elb: &Client, target_group: &str, ips: &[String]) -> Result<u32, AwsError> {
+    if ips.is_empty() {
+        return Ok(0);
+    }
+    let out = elb
+        .describe_target_health()
+        .target_group_arn(target_group)
+        .send()
+        .await
+        .map_err(|e| AwsError::new("ELBv2", "DescribeTargetHealth", target_group, e))?;
+    let healthy = out
+        .target_health_descriptions()
+        .iter()
+        .filter(|d| d.target_health().and_then(|h| h.state()) == Some(&TargetHealthStateEnum::Healthy))
+        .filter_map(|d| d.target().and_then(|t| t.id()))
+        .filter(|id| ips.iter().any(|ip| ip == id))
+        .count();
+    Ok(healthy as u32)
 }
 
 /// Set the forward action's weights; every other action and setting stays.

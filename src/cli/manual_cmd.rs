@@ -33,6 +33,10 @@ pub fn abort_outcome(service: &str, result: Option<&(String, Tripped)>) -> (Exit
     match result {
         Some((id, Tripped::Restored)) => (Exit::Success, format!("rolled back rollout {id} of {service}: 100% on the stable task set")),
         Some((id, Tripped::Fenced)) => (Exit::Success, format!("fenced rollout {id} of {service}; its next step rolls back")),
+        Some((id, Tripped::WaitingForStable)) => (
+            Exit::Success,
+            format!("rolling back rollout {id} of {service}: traffic moves to the stable task set as soon as its tasks are healthy again"),
+        ),
         Some((_, Tripped::NotInFlight)) | None => (Exit::Failure, no_rollout(service)),
     }
 }

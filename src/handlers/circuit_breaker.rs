@@ -14,13 +14,16 @@ use tracing::{info, warn};
 use super::{progress, rollout_step, HandlerError};
 use crate::aws::store::{Store, TaskToken};
 use crate::aws::Context;
-use crate::rollout::{Action, Rollout};
+use crate::rollout::{Action, Rollout, Verdict};
 use crate::slack::message::Phase;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tripped {
     /// Traffic is back on the stable task set (read back) and the new task set is gone.
     Restored,
+    /// Fenced; the stable task set is not serving yet (its tasks are starting again), so traffic
+    /// stays where it is and the rollout's RollBack state moves it once the stable set is healthy.
+    WaitingForStable,
     /// Fenced before the rollout had a new task set; its next step rolls back.
     Fenced,
     /// The rollout no longer holds the service (ended, or superseded): nothing to do.
@@ -38,9 +41,15 @@ pub async fn trip(ctx: &Context, service_key: &str, rollout_id: &str, cause: &st
     let outcome = match snapshot {
         Some(rollout) if rollout.stable.is_some() => {
             let restored = rollout_step::run(ctx, Action::Restore, rollout).await?;
-            let card = progress::card(&restored, Phase::RolledBack);
-            progress::publish(ctx, &restored, progress::RolloutCard { cause: Some(cause.to_string()), ..card }).await;
-            Tripped::Restored
+            if restored.verdict == Some(Verdict::Wait) {
+                let card = progress::card(&restored, Phase::RollingBack);
+                progress::publish(ctx, &restored, progress::RolloutCard { cause: Some(cause.to_string()), ..card }).await;
+                Tripped::WaitingForStable
+            } else {
+                let card = progress::card(&restored, Phase::RolledBack);
+                progress::publish(ctx, &restored, progress::RolloutCard { cause: Some(cause.to_string()), ..card }).await;
+                Tripped::Restored
+            }
         }
         _ => Tripped::Fenced,
     };

@@ -16,7 +16,7 @@ use super::{approval, circuit_breaker, on_image_push, progress, HandlerError};
 use crate::analysis::judge;
 use crate::aws::store::{LastRollout, Store, TaskToken, ABORTING};
 use crate::aws::{cloudwatch, ecs, elb, now_unix, Context};
-use crate::rollout::{self, Action, Command, Observation, Rollout, Verdict, MAX_ROUNDS};
+use crate::rollout::{self, Action, Command, Observation, Rollout, Stability, TargetHealth, Verdict, MAX_ROUNDS};
 use crate::slack::message::Phase;
 
 #[derive(Debug, Deserialize)]
@@ -96,8 +96,9 @@ async fn bake(ctx: &Context, rollout: &Rollout, token: TaskToken) -> Result<Valu
 /// transitions per look. Each look is a full observation, so a circuit breaker, an abort or the
 /// stabilization timeout ends the wait as soon as it is seen.
 pub async fn run(ctx: &Context, action: Action, mut rollout: Rollout) -> Result<Rollout, HandlerError> {
-    let poll_until =
-        (action == Action::CheckGreen).then(|| tokio::time::Instant::now() + Duration::from_secs(rollout::READINESS_POLL_WINDOW_SECONDS));
+    // A rollback waiting for the stable task set to serve again looks again too.
+    let poll_until = matches!(action, Action::CheckGreen | Action::Rollback)
+        .then(|| tokio::time::Instant::now() + Duration::from_secs(rollout::READINESS_POLL_WINDOW_SECONDS));
     let poll_interval = Duration::from_secs(rollout::READINESS_POLL_INTERVAL_SECONDS);
     let mut rounds = 0;
     while rounds < MAX_ROUNDS {
@@ -189,6 +190,22 @@ async fn observe(ctx: &Context, action: Action, rollout: &Rollout) -> Result<Obs
             if green.running_count.is_none() {
                 obs.green_running = ecs::running_tasks_of(&clients.ecs, &rollout.service.cluster, &green.id).await?;
             }
+        }
+    }
+    // Traffic may move only to a task set that serves: read its targets' health when ECS reports
+    // the rest ready (the new set before the first shift, the stable set before a rollback shift).
+    let moving_to = match action {
+        Action::CheckGreen | Action::Validate => rollout.green.as_ref(),
+        Action::Rollback | Action::Restore => rollout.stable.as_ref().filter(|s| obs.weight_of(&s.target_group_arn) < 100),
+        _ => None,
+    };
+    if let Some(target) = moving_to {
+        let set = obs.task_sets.iter().find(|t| t.id == target.id && t.status != "DRAINING");
+        if let Some(set) = set.filter(|s| s.stability != Some(Stability::Stabilizing) && s.running_count != Some(0)) {
+            let tg = set.target_group_arn.clone().unwrap_or_else(|| target.target_group_arn.clone());
+            let ips = ecs::running_task_ips(&clients.ecs, &rollout.service.cluster, &set.id).await?;
+            let healthy = elb::healthy_targets(&clients.elb, &tg, &ips).await?;
+            obs.target_health.push((set.id.clone(), TargetHealth { running_tasks: ips.len() as u32, healthy }));
         }
     }
     if action == Action::Verify && !obs.aborting {

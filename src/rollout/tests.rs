@@ -54,6 +54,20 @@ fn task_set_arn(id: &str) -> String {
     format!("arn:aws:ecs:us-east-1:123456789012:task-set/prod/web/{id}")
 }
 
+/// [`super::decide`] with what the adapters would read of target health where a test does not
+/// say: a task set's running tasks are healthy targets when ECS reports it STEADY_STATE.
+fn decide(action: Action, rollout: &Rollout, obs: &Observation, now: u64) -> Result<Decision, Halt> {
+    let mut obs = obs.clone();
+    for set in obs.task_sets.clone() {
+        if !obs.target_health.iter().any(|(id, _)| *id == set.id) {
+            let running = obs.green_running(&set);
+            let healthy = if set.stability == Some(Stability::SteadyState) { running } else { 0 };
+            obs.target_health.push((set.id.clone(), TargetHealth { running_tasks: running, healthy }));
+        }
+    }
+    super::decide(action, rollout, &obs, now)
+}
+
 const STABLE_ID: &str = "ecs-svc/1111111111111111111";
 const GREEN_ID: &str = "ecs-svc/2222222222222222222";
 const LEFTOVER_ID: &str = "ecs-svc/3333333333333333333";
@@ -69,6 +83,7 @@ fn view(id: &str, status: &str, tg: Option<&str>, td: &str, external_id: Option<
         scale_percent: 100.0,
         computed_desired_count: Some(4),
         running_count: Some(4),
+        stability: Some(Stability::SteadyState),
     }
 }
 
@@ -425,9 +440,70 @@ fn check_green_expects_scaled_desired_count_rounded_up_otherwise() {
     // The timeout message names the expected figure.
     let late = Rollout { green_created_at: Some(NOW - 300), ..canary_rollout() };
     let cause = ok(Action::CheckGreen, &late, &obs, NOW).rollout.cause.unwrap();
-    assert!(cause.contains("ran 2 of 3 tasks"), "{cause}");
+    assert!(cause.contains("2 of 3 tasks of task set"), "{cause}");
     obs.green_running = 3;
     assert_eq!(ok(Action::CheckGreen, &canary_rollout(), &obs, NOW).rollout.verdict, Some(Verdict::Ready));
+}
+
+#[test]
+fn check_green_waits_until_every_new_task_is_a_healthy_target() {
+    // All 4 tasks RUNNING, but ECS still reports STABILIZING: the ALB would answer 503 for
+    // requests sent to targets that are still `initial`.
+    let mut obs = canary_obs(0);
+    obs.task_sets[1].stability = Some(Stability::Stabilizing);
+    let d = ok(Action::CheckGreen, &canary_rollout(), &obs, NOW);
+    assert_eq!(d.rollout.verdict, Some(Verdict::Wait));
+    // STEADY_STATE, but target health read back says 3 of 4 healthy.
+    let mut obs = canary_obs(0);
+    obs.target_health = vec![(GREEN_ID.into(), TargetHealth { running_tasks: 4, healthy: 3 })];
+    assert_eq!(ok(Action::CheckGreen, &canary_rollout(), &obs, NOW).rollout.verdict, Some(Verdict::Wait));
+    let late = Rollout { green_created_at: Some(NOW - 300), ..canary_rollout() };
+    let cause = ok(Action::CheckGreen, &late, &obs, NOW).rollout.cause.unwrap();
+    assert!(cause.contains("3 of 4 targets of task set ecs-svc/2222222222222222222 are healthy"), "{cause}");
+    obs.target_health = vec![(GREEN_ID.into(), TargetHealth { running_tasks: 4, healthy: 4 })];
+    assert_eq!(ok(Action::CheckGreen, &canary_rollout(), &obs, NOW).rollout.verdict, Some(Verdict::Ready));
+}
+
+#[test]
+fn a_rollback_moves_traffic_only_to_a_stable_task_set_that_serves() {
+    // The stable task set was scaled to 0 (a promote that broke off after scaling it down).
+    let mut obs = canary_obs(100);
+    obs.task_sets[0].scale_percent = 0.0;
+    obs.task_sets[0].computed_desired_count = Some(0);
+    obs.task_sets[0].running_count = Some(0);
+    obs.task_sets[0].stability = Some(Stability::SteadyState);
+    let r = Rollout { weight: 100, cause: Some("alarm".into()), ..canary_rollout() };
+    // First the stable task set is scaled up; nothing else moves.
+    let d = ok(Action::Rollback, &r, &obs, NOW);
+    assert_eq!(d.commands, vec![Command::ScaleTaskSet { task_set_id: STABLE_ID.into(), percent: 100.0 }]);
+    // Its tasks are starting: traffic stays on the new task set, the rollout waits.
+    obs.task_sets[0].scale_percent = 100.0;
+    obs.task_sets[0].computed_desired_count = Some(4);
+    obs.task_sets[0].running_count = Some(2);
+    obs.task_sets[0].stability = Some(Stability::Stabilizing);
+    let d = ok(Action::Rollback, &r, &obs, NOW);
+    assert!(d.commands.is_empty(), "{:?}", d.commands);
+    assert_eq!(d.rollout.verdict, Some(Verdict::Wait));
+    assert!(d.rollout.waiting_for.as_deref().is_some_and(|w| w.contains("2 of 4 tasks")), "{:?}", d.rollout.waiting_for);
+    // Running, but not yet healthy in the target group: still waiting.
+    obs.task_sets[0].running_count = Some(4);
+    obs.task_sets[0].stability = Some(Stability::SteadyState);
+    obs.target_health = vec![(STABLE_ID.into(), TargetHealth { running_tasks: 4, healthy: 1 })];
+    let waiting = ok(Action::Rollback, &d.rollout, &obs, NOW + 10).rollout;
+    assert_eq!(waiting.verdict, Some(Verdict::Wait));
+    // Serving: all traffic back, read back, and only then the new task set goes.
+    obs.target_health = vec![(STABLE_ID.into(), TargetHealth { running_tasks: 4, healthy: 4 })];
+    let d = ok(Action::Rollback, &waiting, &obs, NOW + 20);
+    assert_eq!(d.commands, vec![Command::SetWeights { weights: weights(100, 0) }]);
+    obs.weights = weights(100, 0);
+    let d = ok(Action::Rollback, &waiting, &obs, NOW + 20);
+    assert_eq!(d.commands, vec![Command::DeleteTaskSet { task_set_id: GREEN_ID.into() }]);
+    // A stable task set that never serves again ends the wait at the stabilization timeout,
+    // leaving traffic where it is.
+    obs.weights = weights(0, 100);
+    obs.task_sets[0].stability = Some(Stability::Stabilizing);
+    let halt = super::decide(Action::Rollback, &waiting, &obs, waiting.rollback_started_at.unwrap() + 300).unwrap_err();
+    assert!(halt.to_string().contains("did not become ready within 5m") && halt.to_string().contains("100% on the new task set"), "{halt}");
 }
 
 #[test]
@@ -466,7 +542,7 @@ fn check_green_rolls_back_at_the_stabilization_timeout() {
     assert_eq!(d.rollout.verdict, Some(Verdict::Rollback));
     let cause = d.rollout.cause.unwrap();
     assert!(cause.contains("stabilizationTimeout"), "{cause}");
-    assert!(cause.contains("ran 1 of 4 tasks after 5m"), "{cause}");
+    assert!(cause.contains("not ready after 5m") && cause.contains("1 of 4 tasks of task set"), "{cause}");
 
     // Ready just at the timeout is still ready.
     let d = ok(Action::CheckGreen, &r, &canary_obs(0), NOW);
@@ -1041,6 +1117,7 @@ impl World {
                     scale_percent: 100.0,
                     computed_desired_count: Some(obs.desired_count),
                     running_count: Some(0),
+                    stability: Some(Stability::Stabilizing),
                 });
             }
             Command::SetWeights { weights } => obs.weights = weights.clone(),
@@ -1062,6 +1139,7 @@ impl World {
                 let count = ((desired as f64) * percent / 100.0).ceil() as u32;
                 t.computed_desired_count = Some(count);
                 t.running_count = Some(count);
+                t.stability = Some(Stability::SteadyState);
             }
             Command::DeleteTaskSet { task_set_id } => obs.task_sets.retain(|t| &t.id != task_set_id),
             Command::ReleaseLock { rollout_id } => {
@@ -1144,6 +1222,7 @@ impl World {
     fn start_green_tasks(&mut self, green_id: &str) {
         let t = self.obs.task_sets.iter_mut().find(|t| t.id == green_id).unwrap();
         t.running_count = t.computed_desired_count;
+        t.stability = Some(Stability::SteadyState);
     }
 }
 

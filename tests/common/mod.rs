@@ -14,6 +14,8 @@ use kanaria_local::{LocalAws, Options};
 pub struct Env {
     pub local: LocalAws,
     pub sample: SampleService,
+    /// When the sample service was ready (the traffic probe's window starts here).
+    pub ready_at: Instant,
 }
 
 /// Run the `kanaria` CLI against the emulated AWS at `endpoint` (it blocks: call it from
@@ -32,7 +34,37 @@ pub fn kanaria(endpoint: &str, args: &[&str]) -> std::process::Output {
 pub async fn start(options: SampleOptions) -> Env {
     let local = LocalAws::start(Options::default()).await.expect("local AWS starts (run scripts/setup first)");
     let sample = fixture::provision(&local.config, &local.endpoint, local.ctx(), options).await.expect("sample service provisioned");
-    Env { local, sample }
+    let mut env = Env { local, sample, ready_at: Instant::now() };
+    env.wait_until_serving().await;
+    env.ready_at = Instant::now();
+    env
+}
+
+impl Env {
+    /// Wait until the sample service's stable task set is STEADY_STATE with healthy targets, as
+    /// a real service is before anyone deploys to it.
+    pub async fn wait_until_serving(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let sets = self.task_sets().await;
+            if sets.iter().any(|t| t.status == "PRIMARY" && t.stability == Some(kanaria::rollout::Stability::SteadyState)) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the sample service never became STEADY_STATE: {sets:?}");
+            tokio::time::timeout(Duration::from_secs(1), self.local.simulator.changed()).await.ok();
+        }
+    }
+
+    /// What the probe's clients on the production listener saw since the service was ready.
+    pub fn traffic(&self) -> kanaria_local::probe::Summary {
+        self.local.probe.summary(&self.sample.listener_arn, self.ready_at, None)
+    }
+
+    /// No client of the production listener saw an error since the service was ready.
+    pub fn assert_no_client_errors(&self) {
+        let errors = self.local.probe.errors(&self.sample.listener_arn, self.ready_at, None);
+        assert!(errors.is_empty(), "{} of {} requests failed, first: {:?}", errors.len(), self.traffic().requests, errors.first());
+    }
 }
 
 impl Env {
@@ -209,6 +241,11 @@ impl Env {
         let blue = &self.sample.target_groups[0];
         let weights = self.weights().await;
         assert_eq!(Env::weight_of(&weights, blue), 100, "{weights:?}");
+        // The stable task set served every request sent to it, before, during and after the
+        // rollback (failures of the new task set's share are the fault being rolled back).
+        let traffic = self.traffic();
+        assert_eq!(traffic.errors_by_target_group.get(blue), None, "clients of the stable task set saw errors: {traffic:?}");
+        assert!(traffic.by_target_group.get(blue).is_some_and(|n| *n > 0), "the stable task set served: {traffic:?}");
         let sets = self.task_sets_after_draining().await;
         assert_eq!(sets.len(), 1, "no new task set is left: {sets:?}");
         assert_eq!((sets[0].status.as_str(), sets[0].target_group_arn.as_deref()), ("PRIMARY", Some(blue.as_str())));
@@ -232,6 +269,7 @@ impl Env {
         assert_eq!(sets[0].status, "PRIMARY");
         let tg = sets[0].target_group_arn.clone().unwrap();
         assert_eq!(Env::weight_of(&self.weights().await, &tg), 100);
+        self.assert_no_client_errors();
         assert_eq!(self.images_of(&sets[0].task_definition_arn).await, vec![self.image_uri(digest)]);
         assert!(self.store().lock(&self.sample.policy.service.key()).await.unwrap().is_none(), "lock released");
     }
