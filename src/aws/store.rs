@@ -18,7 +18,9 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValue, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 
-use super::AwsError;
+use aws_smithy_runtime_api::client::result::SdkError;
+
+use super::{AwsError, HttpResponse};
 use crate::events::{FailureKind, TaskFailure};
 
 /// Failure records outlive their rollout by this long (DynamoDB TTL on `expiresAt`).
@@ -232,14 +234,13 @@ pub static WRITE_REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::Ato
 
 /// A conditional write's result: Some(output) when it was written, None when its condition did
 /// not hold (another writer got there first: not an error).
-pub(crate) fn conditional<T, E, R>(
-    result: Result<T, aws_smithy_runtime_api::client::result::SdkError<E, R>>,
+pub(crate) fn conditional<T, E>(
+    result: Result<T, SdkError<E, HttpResponse>>,
     operation: &'static str,
     resource: impl Into<String>,
 ) -> Result<Option<T>, AwsError>
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     WRITE_REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     match result {
