@@ -135,12 +135,22 @@ pub struct EcsTaskStateChange {
     /// For tasks of an EXTERNAL-controller task set: the task set's id (`ecs-svc/...`).
     pub started_by: Option<String>,
     pub last_status: String,
+    /// STOPPED from the first event of a stop on: ECS sets it (with `stopCode`, `stoppedReason`
+    /// and the containers' exit codes) while `lastStatus` is still RUNNING, then emits an event
+    /// for each of DEACTIVATING, STOPPING, DEPROVISIONING and STOPPED.
     pub desired_status: Option<String>,
     pub stopped_reason: Option<String>,
+    /// Absent in older event shapes and from some agents.
     pub stop_code: Option<String>,
     pub containers: Vec<ContainerState>,
     pub version: u64,
     pub started_at: Option<String>,
+    /// When the task's containers stopped running (set from the first event of a stop).
+    pub execution_stopped_at: Option<String>,
+    /// When the task began to stop (set from the first event of a stop).
+    pub stopping_at: Option<String>,
+    /// When the task reached STOPPED: after the load balancer's deregistration delay, so tens of
+    /// seconds to minutes after it stopped running. Only in the last event of a stop.
     pub stopped_at: Option<String>,
 }
 
@@ -169,12 +179,62 @@ pub struct ContainerState {
     pub image: Option<String>,
 }
 
+/// Stop codes of a task stopped on purpose: by a person or the API (UserInitiated), by the
+/// service scheduler for a scale-in or a deployment (ServiceSchedulerInitiated), or because EC2
+/// takes the capacity back (SpotInterruption, TerminationNotice). Their containers exit with the
+/// stop's signal (143 for SIGTERM, 137 for SIGKILL after the stop timeout): not the image's fault.
+const DELIBERATE_STOP_CODES: &[&str] = &["UserInitiated", "ServiceSchedulerInitiated", "SpotInterruption", "TerminationNotice"];
+
+/// Exit codes of a container ended by a stop's signal: 128 + SIGTERM (15), 128 + SIGKILL (9).
+const STOP_SIGNAL_EXIT_CODES: &[i64] = &[143, 137];
+
+/// Error prefixes ECS and its agents put in `stoppedReason` or a container's `reason` when a task
+/// could not start (ECS developer guide, "Stopped tasks error codes"; `DockerTimeoutError` is the
+/// platform 1.3 name of `ContainerRuntimeTimeoutError`). An event without `stopCode` says
+/// TaskFailedToStart only this way. Not `CannotStopContainerError` (a stop, not a start) nor
+/// `InternalError` (ECS's own).
+const START_FAILURE_REASONS: &[&str] = &[
+    "CannotPullContainerError",
+    "CannotStartContainerError",
+    "CannotCreateContainerError",
+    "CannotInspectContainerError",
+    "CannotCreateVolumeError",
+    "ResourceInitializationError",
+    "ContainerRuntimeError",
+    "ContainerRuntimeTimeoutError",
+    "DockerTimeoutError",
+    "Task failed to start",
+];
+
+/// What `stoppedReason` says when the load balancer or the container's health check had the task
+/// replaced (with stopCode ServiceSchedulerInitiated, as for a scale-in).
+const HEALTH_CHECK_REASONS: &[&str] = &["ELB health checks", "failed container health checks"];
+
 impl EcsTaskStateChange {
-    /// Seconds the task ran before it stopped, when it started at all.
+    /// Unix seconds at which the task stopped running: `executionStoppedAt` (when its containers
+    /// stopped), else `stoppingAt`, else `stoppedAt`. The first two are in every event of a stop,
+    /// from the first on; `stoppedAt` only in the last, after the deregistration delay.
+    pub fn stop_time(&self) -> Option<u64> {
+        [&self.execution_stopped_at, &self.stopping_at, &self.stopped_at].into_iter().find_map(|t| t.as_deref().and_then(unix_seconds))
+    }
+
+    /// Seconds the task ran before it stopped, when it started at all (the same in every event
+    /// of one stop that carries a stop time).
     pub fn ran_seconds(&self) -> Option<u64> {
         let started = unix_seconds(self.started_at.as_deref()?)?;
-        let stopped = unix_seconds(self.stopped_at.as_deref()?)?;
-        Some(stopped.saturating_sub(started))
+        Some(self.stop_time()?.saturating_sub(started))
+    }
+
+    /// Is ECS stopping the task (or has it stopped)? `desiredStatus` turns STOPPED in the first
+    /// event of a stop, tens of seconds before `lastStatus` does (ECS developer guide, "Task state
+    /// change events"; the task stays in DEACTIVATING for the target group's deregistration
+    /// delay). A task whose desired status is RUNNING is not being stopped, whatever else the
+    /// event says. Without `desiredStatus` (not in every shape), `lastStatus` decides.
+    pub fn is_stopping(&self) -> bool {
+        match self.desired_status.as_deref() {
+            Some(desired) => desired == "STOPPED",
+            None => self.last_status == "STOPPED",
+        }
     }
 
     /// Cluster name from the cluster ARN (`arn:aws:ecs:REGION:ACCOUNT:cluster/NAME`).
@@ -186,31 +246,53 @@ impl EcsTaskStateChange {
         self.group.as_deref()?.strip_prefix("service:")
     }
 
-    /// Is this a task that stopped because something is wrong with it (as opposed to a task
-    /// that was scaled in, replaced by a deployment or stopped by a person)?
+    /// Is this a task that is stopping because something is wrong with it (as opposed to a task
+    /// that is scaled in, replaced by a deployment, stopped by a person or reclaimed by EC2)?
+    /// Known from the first event of the stop (see [`Self::is_stopping`]); every later event of
+    /// the same stop describes the same failure of the same task ARN, at a higher
+    /// `detail.version`, so a record keyed by task ARN counts it once.
+    ///
+    /// With `stopCode` absent (older event shapes, some agents) the reason and the exit codes
+    /// decide: a start failure's error in `stoppedReason` or a container's `reason`, "Essential
+    /// container in task exited" with a non-zero exit code, or no reason at all with a container
+    /// that exited non-zero other than by a stop's signal.
     pub fn failure(&self) -> Option<TaskFailure> {
-        if self.last_status != "STOPPED" {
+        if !self.is_stopping() {
             return None;
         }
         let reason = self.stopped_reason.clone().unwrap_or_default();
-        let crashed: Vec<ContainerState> = self
+        let stop_code = self.stop_code.as_deref().filter(|c| !c.is_empty());
+        let deliberate = stop_code.is_some_and(|c| DELIBERATE_STOP_CODES.contains(&c));
+        let mentions = |needles: &[&str]| {
+            std::iter::once(reason.as_str())
+                .chain(self.containers.iter().filter_map(|c| c.reason.as_deref()))
+                .any(|text| needles.iter().any(|n| text.contains(n)))
+        };
+        let exited_non_zero: Vec<&ContainerState> = self.containers.iter().filter(|c| c.exit_code.is_some_and(|code| code != 0)).collect();
+        let crashed: Vec<&ContainerState> = self
             .containers
             .iter()
-            .filter(|c| matches!(c.exit_code, Some(code) if code != 0) || c.reason.as_deref().is_some_and(|r| r.contains("OutOfMemory")))
-            .cloned()
+            .filter(|c| c.exit_code.is_some_and(|code| code != 0) || c.reason.as_deref().is_some_and(|r| r.contains("OutOfMemory")))
             .collect();
-        let kind = match self.stop_code.as_deref() {
-            Some("TaskFailedToStart") => FailureKind::FailedToStart,
-            Some("EssentialContainerExited") if !crashed.is_empty() => FailureKind::ContainerExited,
-            // Scale-in, deployments, people and Spot reclaiming capacity are not the image's fault,
-            // unless the reason says the load balancer found the task unhealthy.
-            _ if reason.contains("ELB health checks") || reason.contains("failed container health checks") => FailureKind::HealthCheck,
-            _ if reason.contains("OutOfMemory")
-                || crashed.iter().any(|c| c.reason.as_deref().is_some_and(|r| r.contains("OutOfMemory"))) =>
-            {
-                FailureKind::OutOfMemory
-            }
-            _ => return None,
+        let kind = if stop_code == Some("TaskFailedToStart") || (!deliberate && mentions(START_FAILURE_REASONS)) {
+            FailureKind::FailedToStart
+        } else if stop_code == Some("EssentialContainerExited") && !crashed.is_empty() {
+            FailureKind::ContainerExited
+        } else if HEALTH_CHECK_REASONS.iter().any(|r| reason.contains(r)) {
+            // Even with ServiceSchedulerInitiated: the scheduler replaced an unhealthy task.
+            FailureKind::HealthCheck
+        } else if mentions(&["OutOfMemory"]) {
+            FailureKind::OutOfMemory
+        } else if stop_code.is_none()
+            && ((reason.contains("Essential container in task exited") && !exited_non_zero.is_empty())
+                || (reason.trim().is_empty()
+                    && exited_non_zero.iter().any(|c| c.exit_code.is_some_and(|code| !STOP_SIGNAL_EXIT_CODES.contains(&code)))))
+        {
+            FailureKind::ContainerExited
+        } else {
+            // Scale-in, deployments, people, Spot and ECS's own infrastructure are not the
+            // image's fault, whatever the exit codes.
+            return None;
         };
         Some(TaskFailure {
             task_arn: self.task_arn.clone(),
@@ -307,6 +389,153 @@ mod tests {
         assert_eq!(f.kind, FailureKind::FailedToStart);
         let f = stopped("ServiceSchedulerInitiated", "Task failed ELB health checks in (target-group arn:...)", None).failure().unwrap();
         assert_eq!(f.kind, FailureKind::HealthCheck);
+    }
+
+    const TASK_ARN: &str = "arn:aws:ecs:us-east-1:123456789012:task/prod/0123abcd";
+
+    /// One event of a task's stop, as ECS emits them: `desiredStatus` STOPPED from the first on,
+    /// `lastStatus` moving RUNNING → DEACTIVATING → STOPPING → DEPROVISIONING → STOPPED.
+    fn stopping(last_status: &str, version: u64, stop_code: Option<&str>, reason: Option<&str>, exit: Option<i64>) -> EcsTaskStateChange {
+        EcsTaskStateChange {
+            task_arn: TASK_ARN.into(),
+            last_status: last_status.into(),
+            desired_status: Some("STOPPED".into()),
+            stop_code: stop_code.map(str::to_string),
+            stopped_reason: reason.map(str::to_string),
+            containers: vec![ContainerState { name: "app".into(), exit_code: exit, ..Default::default() }],
+            version,
+            started_at: Some("2025-03-14T09:24:27Z".into()),
+            execution_stopped_at: Some("2025-03-14T09:26:04Z".into()),
+            stopping_at: Some("2025-03-14T09:26:05Z".into()),
+            stopped_at: (last_status == "STOPPED").then(|| "2025-03-14T09:31:06Z".into()),
+            ..Default::default()
+        }
+    }
+
+    const STAGES: [&str; 5] = ["RUNNING", "DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED"];
+
+    #[test]
+    fn the_first_event_of_a_crash_is_a_failure() {
+        let first = stopping("RUNNING", 3, Some("EssentialContainerExited"), Some("Essential container in task exited"), Some(1));
+        let f = first.failure().expect("desiredStatus STOPPED with an essential container exited 1 is a failure");
+        assert_eq!((f.task_arn.as_str(), f.kind, f.version), (TASK_ARN, FailureKind::ContainerExited, 3));
+        assert_eq!(f.exit_codes, vec![("app".to_string(), 1)]);
+    }
+
+    #[test]
+    fn every_event_of_one_stop_describes_the_same_failure() {
+        let failures: Vec<TaskFailure> = STAGES
+            .iter()
+            .enumerate()
+            .map(|(i, stage)| {
+                stopping(stage, 3 + i as u64, Some("EssentialContainerExited"), Some("Essential container in task exited"), Some(1))
+                    .failure()
+                    .unwrap_or_else(|| panic!("{stage} is not read as the failure"))
+            })
+            .collect();
+        for f in &failures {
+            assert_eq!(
+                (f.task_arn.as_str(), f.kind, &f.exit_codes),
+                (TASK_ARN, FailureKind::ContainerExited, &vec![("app".to_string(), 1)])
+            );
+        }
+        assert_eq!(failures.iter().map(|f| f.version).collect::<Vec<_>>(), vec![3, 4, 5, 6, 7], "later events carry higher versions");
+        // The task ran as long in every event, though only the last has stoppedAt (after the
+        // deregistration delay).
+        for stage in STAGES {
+            assert_eq!(stopping(stage, 3, None, None, Some(1)).ran_seconds(), Some(97), "{stage}");
+        }
+    }
+
+    #[test]
+    fn a_scale_in_is_not_a_failure_at_any_stage() {
+        let reason = "Scaling activity initiated by (deployment ecs-svc/1234567890123456789)";
+        for (stage, exit) in STAGES.iter().zip([None, None, Some(143), Some(137), Some(137)]) {
+            let event = stopping(stage, 3, Some("ServiceSchedulerInitiated"), Some(reason), exit);
+            assert!(event.is_stopping());
+            assert_eq!(event.failure(), None, "{stage} with exit {exit:?}");
+        }
+        for code in ["UserInitiated", "SpotInterruption", "TerminationNotice"] {
+            assert_eq!(stopping("RUNNING", 3, Some(code), Some("Task stopped by user"), Some(137)).failure(), None, "{code}");
+        }
+    }
+
+    #[test]
+    fn a_task_ecs_wants_running_is_never_a_failure() {
+        for last_status in ["PENDING", "RUNNING", "STOPPED"] {
+            let mut event = stopping(last_status, 3, Some("EssentialContainerExited"), Some("Essential container in task exited"), Some(1));
+            event.desired_status = Some("RUNNING".into());
+            assert_eq!(event.failure(), None, "desiredStatus RUNNING, lastStatus {last_status}");
+        }
+    }
+
+    #[test]
+    fn without_stop_code_a_non_zero_exit_of_the_essential_container_is_a_failure() {
+        for stage in STAGES {
+            let f = stopping(stage, 3, None, Some("Essential container in task exited"), Some(1)).failure();
+            assert_eq!(f.map(|f| f.kind), Some(FailureKind::ContainerExited), "{stage}");
+            // Killed by a signal on its own (not a stop): still the essential container exiting.
+            let f = stopping(stage, 3, None, Some("Essential container in task exited"), Some(137)).failure();
+            assert_eq!(f.map(|f| f.kind), Some(FailureKind::ContainerExited), "{stage}, exit 137");
+        }
+        assert_eq!(stopping("STOPPED", 3, None, Some("Essential container in task exited"), Some(0)).failure(), None, "a clean exit");
+        // Nothing said at all: a non-zero exit that no stop's signal explains.
+        assert_eq!(stopping("RUNNING", 3, None, None, Some(2)).failure().map(|f| f.kind), Some(FailureKind::ContainerExited));
+        assert_eq!(stopping("STOPPED", 3, None, None, Some(143)).failure(), None, "SIGTERM from a stop");
+        assert_eq!(stopping("STOPPED", 3, None, None, Some(137)).failure(), None, "SIGKILL after the stop timeout");
+    }
+
+    #[test]
+    fn without_stop_code_start_failures_oom_and_health_checks_are_failures() {
+        let pull = "CannotPullContainerError: pull image manifest has been retried 5 time(s): not found";
+        assert_eq!(stopping("STOPPED", 3, None, Some(pull), None).failure().map(|f| f.kind), Some(FailureKind::FailedToStart));
+        for reason in [
+            "ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval failed",
+            "CannotStartContainerError: failed to get container status: exec format error",
+            "ContainerRuntimeTimeoutError: Could not transition to running; timed out after waiting 1m",
+        ] {
+            // In the container's reason, the task's own reason saying nothing more.
+            let mut event = stopping("DEPROVISIONING", 3, None, Some("Task failed to start"), None);
+            event.containers[0].reason = Some(reason.into());
+            assert_eq!(event.failure().map(|f| f.kind), Some(FailureKind::FailedToStart), "{reason}");
+            event.stopped_reason = None;
+            assert_eq!(event.failure().map(|f| f.kind), Some(FailureKind::FailedToStart), "{reason}, no stoppedReason");
+        }
+        let mut oom = stopping("RUNNING", 3, None, Some("Essential container in task exited"), Some(137));
+        oom.containers[0].reason = Some("OutOfMemoryError: Container killed due to memory usage".into());
+        assert_eq!(oom.failure().map(|f| f.kind), Some(FailureKind::OutOfMemory));
+        oom.stopped_reason = None;
+        assert_eq!(oom.failure().map(|f| f.kind), Some(FailureKind::OutOfMemory));
+        for reason in
+            ["Task failed ELB health checks in (target-group arn:aws:elasticloadbalancing:...)", "Task failed container health checks"]
+        {
+            assert_eq!(
+                stopping("RUNNING", 3, None, Some(reason), None).failure().map(|f| f.kind),
+                Some(FailureKind::HealthCheck),
+                "{reason}"
+            );
+        }
+        // A start failure stopped on purpose is the person's or the scheduler's decision.
+        assert_eq!(stopping("STOPPED", 3, Some("UserInitiated"), Some(pull), None).failure(), None);
+    }
+
+    #[test]
+    fn the_first_event_of_the_sample_stop_is_the_same_failure_as_its_last() {
+        let last: Envelope<EcsTaskStateChange> = Envelope::parse(
+            serde_json::from_str(include_str!("../events/ecs-task-stopped.json")).unwrap(),
+            "aws.ecs",
+            "ECS Task State Change",
+        )
+        .unwrap();
+        let mut first = last.detail.clone();
+        first.last_status = "RUNNING".into();
+        first.stopped_at = None;
+        first.version = 3;
+        let (from_first, from_last) = (first.failure().unwrap(), last.detail.failure().unwrap());
+        assert_eq!((&from_first.task_arn, from_first.kind), (&from_last.task_arn, from_last.kind));
+        assert_eq!((from_first.version, from_last.version), (3, 5));
+        assert_eq!(first.ran_seconds(), last.detail.ran_seconds());
+        assert_eq!(last.detail.ran_seconds(), Some(97), "from startedAt to executionStoppedAt, not to stoppedAt");
     }
 
     #[test]

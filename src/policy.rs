@@ -251,7 +251,7 @@ pub struct BlueGreen {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Validation {
-    /// Watch the new task set on the test route this long (failed tasks and alarms roll back).
+    /// Watch the new task set on the test route this long, at least 1s (failed tasks and alarms roll back).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<String>")]
     pub bake: Option<HumanDuration>,
@@ -301,6 +301,13 @@ impl OnTimeout {
     }
 }
 
+/// The shortest wait the state machine can time out: bakes, validation bakes and approvals are
+/// waited on by Task states with `TimeoutSecondsPath`, which must resolve to a positive integer.
+/// Zero fails the execution with `States.Runtime`, which no `Catch` catches ("States.ALL ... can't
+/// catch the States.DataLimitExceeded terminal error or Runtime error types", Step Functions
+/// developer guide, error handling): the rollout would stop with traffic split and no rollback.
+pub const MIN_TIMED_WAIT: Duration = Duration::from_secs(1);
+
 /// The longest an approval may wait (a task token lives as long as its execution; a week is
 /// already longer than anyone should leave a canary half-deployed).
 pub const MAX_APPROVAL_WAIT: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -328,7 +335,7 @@ pub struct CanaryStep {
     /// Percent of production traffic on the new task set during this step (1–100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<u32>,
-    /// How long to hold this weight before verifying, e.g. `30s`, `5m`, `1h`.
+    /// How long to hold this weight before verifying, e.g. `30s`, `5m`, `1h` (1s to 24h).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<String>")]
     pub bake: Option<HumanDuration>,
@@ -516,7 +523,7 @@ impl Policy {
                         &format!("use at least {}%", 100u32.div_ceil(MAX_STEPS as u32)),
                     );
                 }
-                if l.interval.0 < Duration::from_secs(1) || l.interval.0 > Duration::from_secs(24 * 3600) {
+                if l.interval.0 < MIN_TIMED_WAIT || l.interval.0 > Duration::from_secs(24 * 3600) {
                     bad("strategy.linear.interval", format!("{} is outside 1s..24h", l.interval), "bake each step between 1s and 24h");
                 }
             }
@@ -562,10 +569,10 @@ impl Policy {
                         );
                     }
                 }
-                if v.bake.is_some_and(|d| d.0 < Duration::from_secs(1)) {
+                if v.bake.is_some_and(|d| d.0 < MIN_TIMED_WAIT) {
                     bad("strategy.blueGreen.validation.bake", "is shorter than 1s".into(), "bake for at least 1s");
                 }
-                if b.keep_old_for.0 < Duration::from_secs(1) || b.keep_old_for.0 > Duration::from_secs(24 * 3600) {
+                if b.keep_old_for.0 < MIN_TIMED_WAIT || b.keep_old_for.0 > Duration::from_secs(24 * 3600) {
                     bad(
                         "strategy.blueGreen.keepOldFor",
                         format!("{} is outside 1s..24h", b.keep_old_for),
@@ -678,6 +685,11 @@ impl Policy {
                     format!("{bake} is longer than a day"),
                     "bake for at most 24h per step; add steps for longer observation",
                 ),
+                Some(bake) if bake.0 < MIN_TIMED_WAIT => bad(
+                    &format!("{path}.bake"),
+                    format!("{bake} is shorter than 1s"),
+                    "bake for at least 1s, e.g. `30s` (Step Functions times the bake out and needs a positive number of seconds)",
+                ),
                 Some(_) => {}
             }
         }
@@ -731,7 +743,7 @@ impl Policy {
 }
 
 fn validate_approval(path: &str, gate: &ApprovalGate, bad: &mut impl FnMut(&str, String, &str)) {
-    if gate.timeout.0 < Duration::from_secs(1) || gate.timeout.0 > MAX_APPROVAL_WAIT {
+    if gate.timeout.0 < MIN_TIMED_WAIT || gate.timeout.0 > MAX_APPROVAL_WAIT {
         bad(&format!("{path}.timeout"), format!("{} is outside 1s..7 days", gate.timeout), "wait between 1s and 7 days, e.g. `1h`");
     }
 }
@@ -996,6 +1008,64 @@ strategy:
         let err = parse("bg2", &two_gates).unwrap_err();
         let paths: Vec<&str> = err.problems().iter().map(|p| p.path.as_str()).collect();
         assert_eq!(paths, vec!["strategy.blueGreen.validation", "strategy.blueGreen.validation.hook"]);
+    }
+
+    const CANARY_STEPS: &str = "  canary:\n    steps:\n      - { weight: 1, bake: 5m }\n      - { weight: 5, bake: 5m }\n      - { weight: 25, bake: 10m }\n      - { weight: 100, bake: 10m }\n";
+
+    fn blue_green(validation: &str, keep_old_for: &str) -> String {
+        EXAMPLE.replace(
+            CANARY_STEPS,
+            &format!("  blueGreen:\n    testListenerArn: arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/prod/50dc6c495c0c9188/aaaaaaaaaaaaaaaa\n    validation: {validation}\n    keepOldFor: {keep_old_for}\n"),
+        )
+    }
+
+    fn problem_paths(text: &str) -> Vec<String> {
+        match parse("policy", text) {
+            Ok(_) => Vec::new(),
+            Err(err) => err.problems().iter().map(|p| p.path.clone()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_zero_bake_is_rejected_with_its_path() {
+        let err = parse("zero", &EXAMPLE.replace("{ weight: 5, bake: 5m }", "{ weight: 5, bake: 0s }")).unwrap_err();
+        assert_eq!(err.problems().len(), 1, "{err}");
+        let p = &err.problems()[0];
+        assert_eq!((p.path.as_str(), p.message.as_str()), ("strategy.canary.steps[1].bake", "0s is shorter than 1s"));
+        assert!(p.fix.contains("at least 1s"), "{p}");
+    }
+
+    /// Every duration the state machine hands to a `TimeoutSecondsPath` (Bake,
+    /// ValidateOnTestRoute, WaitForApproval) must be a positive number of seconds.
+    #[test]
+    fn every_wait_the_state_machine_times_out_is_at_least_one_second() {
+        let approval_step = |timeout: &str| {
+            EXAMPLE.replace(
+                "      - { weight: 25, bake: 10m }\n",
+                &format!("      - {{ weight: 25, bake: 10m }}\n      - approval: {{ timeout: {timeout} }}\n"),
+            )
+        };
+        let linear = |interval: &str| EXAMPLE.replace(CANARY_STEPS, &format!("  linear: {{ stepPercent: 50, interval: {interval} }}\n"));
+        let cases: Vec<(String, String, &str)> = vec![
+            (
+                EXAMPLE.replace("{ weight: 1, bake: 5m }", "{ weight: 1, bake: 0s }"),
+                EXAMPLE.replace("{ weight: 1, bake: 5m }", "{ weight: 1, bake: 1s }"),
+                "strategy.canary.steps[0].bake",
+            ),
+            (approval_step("0s"), approval_step("1s"), "strategy.canary.steps[3].approval.timeout"),
+            (linear("0s"), linear("1s"), "strategy.linear.interval"),
+            (blue_green("{ bake: 1m }", "0s"), blue_green("{ bake: 1m }", "1s"), "strategy.blueGreen.keepOldFor"),
+            (blue_green("{ bake: 0s }", "15m"), blue_green("{ bake: 1s }", "15m"), "strategy.blueGreen.validation.bake"),
+            (
+                blue_green("{ approval: { timeout: 0s } }", "15m"),
+                blue_green("{ approval: { timeout: 1s } }", "15m"),
+                "strategy.blueGreen.validation.approval.timeout",
+            ),
+        ];
+        for (zero, one, path) in cases {
+            assert_eq!(problem_paths(&zero), vec![path.to_string()], "0s at {path}");
+            assert_eq!(problem_paths(&one), Vec::<String>::new(), "1s at {path}");
+        }
     }
 
     #[test]

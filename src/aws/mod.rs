@@ -206,6 +206,9 @@ pub fn now_unix() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
+/// The raw HTTP response of an SDK call (what every `aws-sdk-*` operation's error carries).
+pub type HttpResponse = aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+
 /// An AWS call failed: which service, which resource, what it said, and what to do.
 #[derive(Debug, thiserror::Error)]
 #[error("{service} {operation} on {resource} failed: {message}")]
@@ -214,37 +217,99 @@ pub struct AwsError {
     pub operation: &'static str,
     pub resource: String,
     pub message: String,
-    /// Throttling, 5xx, timeouts: the caller may retry.
+    /// Throttling, 5xx, timeouts, unreadable responses: the caller may retry.
     pub transient: bool,
 }
 
+/// Error codes of a request refused for its rate or for capacity of the moment: the AWS SDK's own
+/// list (aws-runtime `retries::classifiers::THROTTLING_ERRORS`), plus `Throttled`, the query-protocol
+/// code of SNS's `ThrottledException`. `LimitExceededException` is on the SDK's list because several
+/// services (Kinesis, DynamoDB control plane) use it for a rate.
+const THROTTLING_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "Throttled",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "TransactionInProgressException",
+    "RequestLimitExceeded",
+    "BandwidthLimitExceeded",
+    "LimitExceededException",
+    "RequestThrottled",
+    "SlowDown",
+    "PriorRequestNotComplete",
+    "EC2ThrottledException",
+];
+
+/// Error codes of a failure on the service's side, or of a conflict that ends by itself: the SDK's
+/// `TRANSIENT_ERRORS` (RequestTimeout*), the services' internal-error codes (some arrive without a
+/// 5xx status through proxies), and DynamoDB's `TransactionConflictException` ("Operation was
+/// rejected because there is an ongoing transaction for the item": it ends with that transaction).
+const TRANSIENT_CODES: &[&str] = &[
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "InternalFailure",
+    "InternalError",
+    "InternalServerError",
+    "InternalServerException",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "ServerException",
+    "TransactionConflictException",
+];
+
+/// May a request that failed with this error code succeed if sent again?
+pub fn is_transient_code(code: &str) -> bool {
+    THROTTLING_CODES.contains(&code)
+        || TRANSIENT_CODES.contains(&code)
+        // Service-specific throttling codes the SDK list does not name (Step Functions'
+        // KmsThrottlingException, say).
+        || code.contains("Throttl")
+}
+
+/// May the request succeed if sent again? True when it may never have reached the service
+/// (dispatch failure, timeout), when the service answered with a throttling or server-side error
+/// (code, HTTP 5xx or 429), and when the answer could not be read: a 2xx response the SDK cannot
+/// deserialize surfaces as a `ServiceError` with no code (the generated deserializers map parse
+/// failures to the operation's `unhandled` error) and an unreadable error response as a
+/// `ResponseError`. Never the request's own fault (validation, access denied, not found).
+fn is_transient<E: aws_smithy_types::error::metadata::ProvideErrorMetadata>(
+    err: &aws_smithy_runtime_api::client::result::SdkError<E, HttpResponse>,
+) -> bool {
+    use aws_smithy_runtime_api::client::result::SdkError;
+    match err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::ServiceError(se) => {
+            let status = se.raw().status();
+            status.is_success() || status.is_server_error() || status.as_u16() == 429 || se.err().code().is_some_and(is_transient_code)
+        }
+        // ConstructionFailure: the request could not be built; sending it again builds it again.
+        _ => false,
+    }
+}
+
 impl AwsError {
-    pub fn new<E, R>(
+    pub fn new<E>(
         service: &'static str,
         operation: &'static str,
         resource: impl Into<String>,
-        err: aws_smithy_runtime_api::client::result::SdkError<E, R>,
+        err: aws_smithy_runtime_api::client::result::SdkError<E, HttpResponse>,
     ) -> Self
     where
         E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
     {
-        use aws_smithy_runtime_api::client::result::SdkError;
-        let transient = match &err {
-            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => true,
-            SdkError::ResponseError(_) => true,
-            SdkError::ServiceError(se) => {
-                let code = se.err().code().unwrap_or("");
-                code.contains("Throttl")
-                    || code.contains("TooManyRequests")
-                    || code == "ServiceUnavailable"
-                    || code == "InternalFailure"
-                    || code == "ServerException"
-            }
-            _ => false,
-        };
+        let transient = is_transient(&err);
         let message = match err.as_service_error() {
-            Some(se) => format!("{}: {}", se.code().unwrap_or("error"), se.message().unwrap_or("no message")),
+            Some(se) if se.code().is_some() => format!("{}: {}", se.code().unwrap_or("error"), se.message().unwrap_or("no message")),
+            // No error code: the response could not be read (a success response kanaria cannot
+            // parse, or an error body that is not the service's, such as a proxy's HTML page).
+            Some(_) => format!(
+                "unreadable response (HTTP {}; the call may have taken effect, retry it): {}",
+                err.raw_response().map(|r| r.status().as_u16()).unwrap_or(0),
+                aws_smithy_types::error::display::DisplayErrorContext(&err)
+            ),
             None => aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
         };
         AwsError { service, operation, resource: resource.into(), message, transient }
@@ -282,6 +347,90 @@ mod tests {
         assert!(copy.ecs.is_built() && copy.ssm.is_built());
         let _ = copy.dynamodb.config();
         assert!(clients.dynamodb.is_built(), "a clone builds for both");
+    }
+
+    use aws_sdk_dynamodb::operation::get_item::GetItemError;
+    use aws_smithy_runtime_api::client::result::{ConnectorError, SdkError};
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    fn response(status: u16) -> HttpResponse {
+        HttpResponse::new(status.try_into().expect("a valid status"), SdkBody::from("{}"))
+    }
+
+    /// A DynamoDB GetItem error as the SDK hands it over: `code` in the body (None when the body
+    /// had none), `status` on the raw response.
+    fn service_error(status: u16, code: Option<&str>) -> SdkError<GetItemError, HttpResponse> {
+        let meta = match code {
+            Some(code) => ErrorMetadata::builder().code(code).message("what the service said").build(),
+            None => ErrorMetadata::builder().build(),
+        };
+        SdkError::service_error(GetItemError::generic(meta), response(status))
+    }
+
+    fn classify(err: SdkError<GetItemError, HttpResponse>) -> AwsError {
+        AwsError::new("DynamoDB", "GetItem", "kanaria lock of prod/web", err)
+    }
+
+    #[test]
+    fn unreadable_responses_timeouts_and_dispatch_failures_are_transient() {
+        // A 2xx the generated deserializer cannot parse arrives as a ServiceError without a code.
+        let unparsed = classify(SdkError::service_error(GetItemError::unhandled("expected '{' at offset 0"), response(200)));
+        assert!(unparsed.transient, "{unparsed}");
+        assert!(unparsed.message.starts_with("unreadable response (HTTP 200"), "{unparsed}");
+        assert!(classify(SdkError::response_error("connection closed mid-body", response(200))).transient);
+        assert!(classify(SdkError::timeout_error("operation timed out after 3.1s")).transient);
+        assert!(classify(SdkError::dispatch_failure(ConnectorError::io("connection reset".into()))).transient);
+    }
+
+    #[test]
+    fn server_errors_and_throttling_are_transient() {
+        for status in [500, 502, 503, 504] {
+            let e = classify(service_error(status, None));
+            assert!(e.transient, "HTTP {status} without a code: {e}");
+            assert!(classify(service_error(status, Some("InternalServerError"))).transient, "HTTP {status}");
+        }
+        assert!(classify(service_error(429, None)).transient, "HTTP 429");
+        for code in [
+            "Throttling",
+            "ThrottlingException",
+            "ThrottledException",
+            "Throttled",
+            "TooManyRequestsException",
+            "ProvisionedThroughputExceededException",
+            "RequestLimitExceeded",
+            "TransactionInProgressException",
+            "TransactionConflictException",
+            "LimitExceededException",
+            "RequestThrottled",
+            "SlowDown",
+            "RequestTimeout",
+            "ServerException",
+            "ServiceUnavailable",
+            "KmsThrottlingException",
+        ] {
+            let e = classify(service_error(400, Some(code)));
+            assert!(e.transient, "{code} at HTTP 400: {e}");
+            assert!(e.is_code(code), "{e}");
+        }
+    }
+
+    #[test]
+    fn request_errors_are_not_transient() {
+        for code in [
+            "ValidationException",
+            "AccessDeniedException",
+            "ResourceNotFoundException",
+            "ConditionalCheckFailedException",
+            "TransactionCanceledException",
+            "InvalidParameterException",
+        ] {
+            let e = classify(service_error(400, Some(code)));
+            assert!(!e.transient, "{code}: {e}");
+            assert_eq!(e.message, format!("{code}: what the service said"));
+        }
+        assert!(!classify(service_error(403, None)).transient, "HTTP 403 without a code");
+        assert!(!classify(SdkError::construction_failure("missing table name")).transient);
     }
 
     #[test]

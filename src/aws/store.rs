@@ -15,10 +15,12 @@
 
 use std::collections::HashMap;
 
+use aws_sdk_dynamodb::operation::transact_write_items::{TransactWriteItemsError, TransactWriteItemsOutput};
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValue, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
+use aws_smithy_runtime_api::client::result::SdkError;
 
-use super::AwsError;
+use super::{AwsError, HttpResponse};
 use crate::events::{FailureKind, TaskFailure};
 
 /// Failure records outlive their rollout by this long (DynamoDB TTL on `expiresAt`).
@@ -208,8 +210,10 @@ pub struct InFlight {
     pub alarms: Vec<String>,
 }
 
+/// A single-item write refused by its condition. Transactions are read by
+/// [`conditional_transaction`]: their `TransactionCanceledException` does not by itself say that.
 fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(e: &E) -> bool {
-    matches!(e.code(), Some("ConditionalCheckFailedException") | Some("TransactionCanceledException"))
+    e.code() == Some("ConditionalCheckFailedException")
 }
 
 /// Every item a query returns, over all its pages.
@@ -227,25 +231,137 @@ async fn query_all(
 }
 
 /// DynamoDB write requests this process has made (every write here is conditional and goes
-/// through [`conditional`]); benchmarks read it.
+/// through [`conditional`] or [`conditional_transaction`]); benchmarks read it.
 pub static WRITE_REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// A conditional write's result: Some(output) when it was written, None when its condition did
-/// not hold (another writer got there first: not an error).
-pub(crate) fn conditional<T, E, R>(
-    result: Result<T, aws_smithy_runtime_api::client::result::SdkError<E, R>>,
+/// A conditional PutItem, UpdateItem or DeleteItem's result: Some(output) when it was written,
+/// None when its condition did not hold (`ConditionalCheckFailedException`: another writer got
+/// there first, not an error). Not for TransactWriteItems: see [`conditional_transaction`].
+pub(crate) fn conditional<T, E>(
+    result: Result<T, SdkError<E, HttpResponse>>,
     operation: &'static str,
     resource: impl Into<String>,
 ) -> Result<Option<T>, AwsError>
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     WRITE_REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     match result {
         Ok(out) => Ok(Some(out)),
         Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(None),
         Err(e) => Err(AwsError::new("DynamoDB", operation, resource, e)),
+    }
+}
+
+/// One item of a TransactWriteItems request, in request order: what it is (for messages) and
+/// whether it carries a condition expression.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TransactItem {
+    pub what: String,
+    pub conditioned: bool,
+}
+
+impl TransactItem {
+    pub(crate) fn conditioned(what: impl Into<String>) -> Self {
+        TransactItem { what: what.into(), conditioned: true }
+    }
+    pub(crate) fn unconditioned(what: impl Into<String>) -> Self {
+        TransactItem { what: what.into(), conditioned: false }
+    }
+}
+
+/// What a `TransactionCanceledException`'s `CancellationReasons` say about the transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Cancellation {
+    /// A condition of the request did not hold (and nothing else went wrong): not written, and
+    /// sending it again would not write it either.
+    ConditionNotMet,
+    /// Cancelled for another reason, or for reasons kanaria cannot read: an error.
+    Failed { transient: bool, detail: String },
+}
+
+/// Read the cancellation reasons of a TransactWriteItems request of `items`. DynamoDB gives one
+/// reason per item, in request order, `None` for an item that had no error (API reference,
+/// TransactWriteItems, TransactionCanceledException). Only `ConditionalCheckFailed` on items that
+/// carry a condition, with `None` on every other item, means "the condition did not hold".
+/// `TransactionConflict` (another transaction holds the item), `ThrottlingError` and
+/// `ProvisionedThroughputExceeded` pass: transient. `ValidationError` and
+/// `ItemCollectionSizeLimitExceeded` come back on every retry of the same request: not transient.
+/// A reason list that does not match the items cannot be read as "condition not met".
+fn read_cancellation(reasons: &[aws_sdk_dynamodb::types::CancellationReason], items: &[TransactItem]) -> Cancellation {
+    if reasons.len() != items.len() {
+        return Cancellation::Failed {
+            transient: true,
+            detail: format!(
+                "DynamoDB gave {} cancellation reason(s) for the {} item(s) of the request, so kanaria cannot tell whether a condition failed; retry",
+                reasons.len(),
+                items.len()
+            ),
+        };
+    }
+    let mut condition_failed = false;
+    let mut failures = Vec::new();
+    let mut transient = true;
+    for (i, (reason, item)) in reasons.iter().zip(items).enumerate() {
+        let describe = |code: &str| {
+            let message = reason.message().map(|m| format!(" ({m})")).unwrap_or_default();
+            format!("item {} of {} ({}): {code}{message}", i + 1, items.len(), item.what)
+        };
+        match reason.code() {
+            Some("None") => {}
+            Some("ConditionalCheckFailed") if item.conditioned => condition_failed = true,
+            Some("ConditionalCheckFailed") => failures.push(format!(
+                "{}, but kanaria set no condition on that item; the reasons do not match the request",
+                describe("ConditionalCheckFailed")
+            )),
+            Some(code @ ("ValidationError" | "ItemCollectionSizeLimitExceeded")) => {
+                transient = false;
+                failures.push(describe(code));
+            }
+            Some(code) => failures.push(describe(code)),
+            None => failures.push(describe("no reason code")),
+        }
+    }
+    if failures.is_empty() && condition_failed {
+        return Cancellation::ConditionNotMet;
+    }
+    if failures.is_empty() {
+        failures.push("every item's reason is None".into());
+    }
+    let next = if transient {
+        "nothing was written; retry (the cancellation is transient)"
+    } else {
+        "nothing was written; retrying the same request fails again: check the item's size and attribute values"
+    };
+    Cancellation::Failed { transient, detail: format!("{}; {next}", failures.join("; ")) }
+}
+
+/// A conditional TransactWriteItems request's result: Some(output) when it was written, None
+/// when it was cancelled only because a condition of `items` did not hold. A cancellation for
+/// any other reason (a conflicting transaction, throttling, a validation error) is an error
+/// naming the item and the reason.
+pub(crate) fn conditional_transaction(
+    result: Result<TransactWriteItemsOutput, SdkError<TransactWriteItemsError, HttpResponse>>,
+    items: &[TransactItem],
+    resource: impl Into<String>,
+) -> Result<Option<TransactWriteItemsOutput>, AwsError> {
+    WRITE_REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let err = match result {
+        Ok(out) => return Ok(Some(out)),
+        Err(err) => err,
+    };
+    let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) = err.as_service_error() else {
+        return Err(AwsError::new("DynamoDB", "TransactWriteItems", resource, err));
+    };
+    match read_cancellation(cancelled.cancellation_reasons(), items) {
+        Cancellation::ConditionNotMet => Ok(None),
+        Cancellation::Failed { transient, detail } => Err(AwsError {
+            service: "DynamoDB",
+            operation: "TransactWriteItems",
+            resource: resource.into(),
+            message: format!("TransactionCanceledException: {detail}"),
+            transient,
+        }),
     }
 }
 
@@ -283,12 +399,17 @@ impl<'a> Store<'a> {
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(put).build())
             .transact_items(TransactWriteItem::builder().put(index).build());
+        let mut items = vec![
+            TransactItem::conditioned(format!("lock of {}", lock.service)),
+            TransactItem::unconditioned(format!("in-flight index entry of {}", lock.service)),
+        ];
         if let Some(item) = also {
             let put = Put::builder().table_name(self.table).set_item(Some(item)).build().expect("item and table are set");
             tx = tx.transact_items(TransactWriteItem::builder().put(put).build());
+            items.push(TransactItem::unconditioned(format!("history entry of {}", lock.service)));
         }
         let result = tx.send().await;
-        Ok(conditional(result, "TransactWriteItems", format!("{} lock of {}", self.table, lock.service))?.is_some())
+        Ok(conditional_transaction(result, &items, format!("{} lock of {}", self.table, lock.service))?.is_some())
     }
 
     /// Replace a lock whose rollout has ended without releasing it, or that is being rolled back
@@ -559,12 +680,17 @@ impl<'a> Store<'a> {
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().delete(delete).build())
             .transact_items(TransactWriteItem::builder().delete(index).build());
+        let mut items = vec![
+            TransactItem::conditioned(format!("lock of {service_key}")),
+            TransactItem::conditioned(format!("in-flight index entry of {service_key}")),
+        ];
         if let Some(last) = last {
             let item = history_item(service_key, rollout_id, last);
             let put = Put::builder().table_name(self.table).set_item(Some(item)).build().expect("item and table are set");
             tx = tx.transact_items(TransactWriteItem::builder().put(put).build());
+            items.push(TransactItem::unconditioned(format!("history entry of rollout {rollout_id}")));
         }
-        conditional(tx.send().await, "TransactWriteItems", format!("{} lock of {service_key}", self.table))?;
+        conditional_transaction(tx.send().await, &items, format!("{} lock of {service_key}", self.table))?;
         Ok(())
     }
 
@@ -816,4 +942,173 @@ pub struct Episode {
     pub window_seconds: u64,
     /// The alert's one-line summary, repeated in the "recovered" message.
     pub summary: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+    use aws_sdk_dynamodb::types::CancellationReason;
+    use aws_smithy_mocks::{mock, MockResponseInterceptor, Rule, RuleMode};
+    use aws_smithy_types::body::SdkBody;
+
+    /// A DynamoDB client whose requests the rules answer (no network, no retries: each test sees
+    /// what one attempt returns).
+    fn mocked(rules: &[&Rule]) -> Client {
+        let interceptor = rules.iter().fold(MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny), |i, r| i.with_rule(r));
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("AKIDEXAMPLE", "secret", None, None, "test"))
+            .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
+            .http_client(aws_smithy_mocks::create_mock_http_client())
+            .interceptor(interceptor)
+            .build();
+        Client::from_conf(config)
+    }
+
+    /// DynamoDB's answer to a cancelled TransactWriteItems, as it is on the wire (awsJson 1.0): one
+    /// reason per item, in request order.
+    fn cancelled(codes: &[&str]) -> HttpResponse {
+        let reasons: Vec<serde_json::Value> = codes
+            .iter()
+            .map(|c| match *c {
+                "None" => serde_json::json!({ "Code": "None" }),
+                code => serde_json::json!({ "Code": code, "Message": format!("{code} message") }),
+            })
+            .collect();
+        let body = serde_json::json!({
+            "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+            "CancellationReasons": reasons,
+            "Message": format!("Transaction cancelled, please refer cancellation reasons for specific reasons [{}]", codes.join(", ")),
+        });
+        HttpResponse::new(400.try_into().unwrap(), SdkBody::from(body.to_string()))
+    }
+
+    fn lock(rollout_id: &str) -> LockRecord {
+        LockRecord { service: "prod/web".into(), rollout_id: rollout_id.into(), ..Default::default() }
+    }
+
+    fn reasons(codes: &[Option<&str>]) -> Vec<CancellationReason> {
+        codes.iter().map(|c| CancellationReason::builder().set_code(c.map(str::to_string)).build()).collect()
+    }
+
+    fn lock_and_index() -> Vec<TransactItem> {
+        vec![TransactItem::conditioned("lock of prod/web"), TransactItem::unconditioned("in-flight index entry of prod/web")]
+    }
+
+    #[test]
+    fn a_failed_condition_on_a_conditioned_item_is_condition_not_met() {
+        assert_eq!(
+            read_cancellation(&reasons(&[Some("ConditionalCheckFailed"), Some("None")]), &lock_and_index()),
+            Cancellation::ConditionNotMet
+        );
+        let release = [
+            TransactItem::conditioned("lock of prod/web"),
+            TransactItem::conditioned("in-flight index entry of prod/web"),
+            TransactItem::unconditioned("history entry of rollout r1"),
+        ];
+        assert_eq!(
+            read_cancellation(&reasons(&[Some("ConditionalCheckFailed"), Some("ConditionalCheckFailed"), Some("None")]), &release),
+            Cancellation::ConditionNotMet
+        );
+    }
+
+    #[test]
+    fn a_transaction_cancelled_by_conflict_or_throttling_is_transient() {
+        for code in ["TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"] {
+            match read_cancellation(&reasons(&[Some("None"), Some(code)]), &lock_and_index()) {
+                Cancellation::Failed { transient: true, detail } => {
+                    assert!(detail.contains(&format!("item 2 of 2 (in-flight index entry of prod/web): {code}")), "{detail}")
+                }
+                other => panic!("{code}: {other:?}"),
+            }
+        }
+        // The condition failed and another item conflicted: retrying gives a clear answer.
+        let mixed = read_cancellation(&reasons(&[Some("ConditionalCheckFailed"), Some("TransactionConflict")]), &lock_and_index());
+        assert!(matches!(mixed, Cancellation::Failed { transient: true, .. }), "{mixed:?}");
+    }
+
+    #[test]
+    fn a_validation_error_is_not_transient() {
+        match read_cancellation(&reasons(&[Some("ValidationError"), Some("None")]), &lock_and_index()) {
+            Cancellation::Failed { transient: false, detail } => {
+                assert!(detail.contains("item 1 of 2 (lock of prod/web): ValidationError"), "{detail}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn reasons_that_do_not_match_the_request_are_never_success() {
+        let items = lock_and_index();
+        for codes in [
+            vec![],
+            vec![Some("ConditionalCheckFailed")],
+            vec![Some("ConditionalCheckFailed"), Some("None"), Some("None")],
+            vec![Some("None"), Some("ConditionalCheckFailed")],
+            vec![Some("None"), Some("None")],
+            vec![None, Some("ConditionalCheckFailed")],
+            vec![Some("ConditionalCheckFailed"), None],
+        ] {
+            let read = read_cancellation(&reasons(&codes), &items);
+            assert!(matches!(read, Cancellation::Failed { .. }), "{codes:?} read as {read:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn acquire_reads_a_conflict_as_a_transient_error_not_as_a_held_lock() {
+        let tx = mock!(Client::transact_write_items).then_http_response(|| cancelled(&["TransactionConflict", "None"]));
+        let get = mock!(Client::get_item).then_output(|| GetItemOutput::builder().build());
+        let ddb = mocked(&[&tx, &get]);
+        let err = Store::new(&ddb, "kanaria").acquire(&lock("r1")).await.unwrap_err();
+        assert!(err.transient, "{err}");
+        assert!(err.message.contains("item 1 of 2 (lock of prod/web): TransactionConflict"), "{err}");
+        assert_eq!(get.num_calls(), 0, "a cancelled transaction was read as a lock held by someone else");
+    }
+
+    #[tokio::test]
+    async fn acquire_reads_a_failed_condition_as_the_lock_held() {
+        let tx = mock!(Client::transact_write_items).then_http_response(|| cancelled(&["ConditionalCheckFailed", "None"]));
+        let get = mock!(Client::get_item).then_output(|| GetItemOutput::builder().set_item(Some(lock_item(&lock("r0")))).build());
+        let ddb = mocked(&[&tx, &get]);
+        let acquired = Store::new(&ddb, "kanaria").acquire(&lock("r1")).await.unwrap();
+        assert!(matches!(&acquired, Acquire::HeldBy(held) if held.rollout_id == "r0"), "{acquired:?}");
+    }
+
+    #[tokio::test]
+    async fn release_surfaces_a_throttled_item_as_transient() {
+        let tx = mock!(Client::transact_write_items).then_http_response(|| cancelled(&["None", "None", "ThrottlingError"]));
+        let ddb = mocked(&[&tx]);
+        let last = LastRollout { outcome: "PROMOTED".into(), ..Default::default() };
+        let err = Store::new(&ddb, "kanaria").release("prod/web", "r1", Some(&last)).await.unwrap_err();
+        assert!(err.transient, "{err}");
+        assert!(err.message.contains("item 3 of 3 (history entry of rollout r1): ThrottlingError"), "{err}");
+
+        // The lock is another rollout's already: nothing to release, not an error.
+        let tx =
+            mock!(Client::transact_write_items).then_http_response(|| cancelled(&["ConditionalCheckFailed", "ConditionalCheckFailed"]));
+        let ddb = mocked(&[&tx]);
+        Store::new(&ddb, "kanaria").release("prod/web", "r1", None).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_plain_conditional_check_failure_is_still_condition_not_met() {
+        let update = mock!(Client::update_item).then_http_response(|| {
+            let body = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException","message":"The conditional request failed"}"#;
+            HttpResponse::new(400.try_into().unwrap(), SdkBody::from(body))
+        });
+        let ddb = mocked(&[&update]);
+        Store::new(&ddb, "kanaria").set_execution_arn("prod/web", "r1", "arn:x").await.unwrap();
+        assert_eq!(Store::new(&ddb, "kanaria").request_promote("prod/web").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_success_response_is_transient() {
+        let get = mock!(Client::get_item).then_http_response(|| HttpResponse::new(200.try_into().unwrap(), SdkBody::from("<html>")));
+        let ddb = mocked(&[&get]);
+        let err = Store::new(&ddb, "kanaria").lock("prod/web").await.unwrap_err();
+        assert!(err.transient, "{err}");
+        assert!(err.message.starts_with("unreadable response (HTTP 200"), "{err}");
+    }
 }
