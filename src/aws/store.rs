@@ -59,6 +59,9 @@ pub struct LockRecord {
     pub approval_id: Option<String>,
     /// A newer push waiting for this rollout to end (JSON of the image), with `onNewerPush: queue`.
     pub queued: Option<String>,
+    /// The circuit breaker's trip of this rollout completed (fenced, traffic restored or left to
+    /// the RollBack state, its wait ended): later deliveries of the event need do nothing.
+    pub trip_completed: bool,
 }
 
 pub const IN_FLIGHT: &str = "IN_FLIGHT";
@@ -141,6 +144,7 @@ fn lock_from(item: &HashMap<String, AttributeValue>) -> LockRecord {
         promote_requested: item.get("promoteRequested").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
         queued: get_s(item, "queued"),
         approval_id: get_s(item, "approvalId"),
+        trip_completed: item.get("tripCompleted").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
     }
 }
 
@@ -478,6 +482,19 @@ impl<'a> Store<'a> {
             .await;
         conditional(record, "PutItem", format!("{} abort of {rollout_id}", self.table))?;
         Ok(lock)
+    }
+
+    /// Record that the circuit breaker's trip of the rollout completed. True only for the one
+    /// caller that records it (the one that tells people).
+    pub async fn mark_trip_completed(&self, service_key: &str, rollout_id: &str) -> Result<bool, AwsError> {
+        self.update_lock_if(
+            service_key,
+            rollout_id,
+            "SET tripCompleted = :yes",
+            "rolloutId = :id AND attribute_not_exists(tripCompleted)",
+            vec![(":yes", AttributeValue::Bool(true))],
+        )
+        .await
     }
 
     /// Why the rollout is being rolled back, if something decided so.

@@ -37,6 +37,7 @@ pub fn abort_outcome(service: &str, result: Option<&(String, Tripped)>) -> (Exit
             Exit::Success,
             format!("rolling back rollout {id} of {service}: traffic moves to the stable task set as soon as its tasks are healthy again"),
         ),
+        Some((id, Tripped::AlreadyTripped)) => (Exit::Success, format!("rollout {id} of {service} is being rolled back already")),
         Some((_, Tripped::NotInFlight)) | None => (Exit::Failure, no_rollout(service)),
     }
 }

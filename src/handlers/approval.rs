@@ -53,7 +53,7 @@ pub async fn request(ctx: &Context, rollout: &Rollout, token: TaskToken) -> Resu
     let lock = store.lock(&service_key).await?;
     if lock.is_some_and(|l| l.promote_requested) {
         // `kanaria promote` is a person's go-ahead already.
-        circuit_breaker::continue_wait(&ctx.clients.sfn, &token).await;
+        circuit_breaker::continue_wait(&ctx.clients.sfn, &token).await?;
         return Ok(json!({ "approval": record.id, "skipped": "promote requested" }));
     }
     info!(rollout = %rollout.id, service = %service_key, approval = %record.id, timeout = pending.timeout_seconds, "waiting for approval");

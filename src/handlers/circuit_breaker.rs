@@ -7,13 +7,16 @@
 //!    stable task set (read back from the ALB) and delete the new task set.
 //! 3. End the execution promptly: fail the bake it is waiting in (its task token), so its
 //!    RollBack state releases the service and the execution ends FAILED with the cause.
+//! 4. Record that the trip completed. Until then every delivery of the event that asked for it
+//!    runs the trip again: each step is idempotent, so a trip that broke off (a lost reply, a
+//!    throttled call) is finished by the retry instead of being skipped as a duplicate.
 
 use aws_sdk_sfn::Client as Sfn;
 use tracing::{info, warn};
 
 use super::{progress, rollout_step, HandlerError};
 use crate::aws::store::{Store, TaskToken};
-use crate::aws::Context;
+use crate::aws::{AwsError, Context};
 use crate::rollout::{Action, Rollout, Verdict};
 use crate::slack::message::Phase;
 
@@ -28,6 +31,8 @@ pub enum Tripped {
     Fenced,
     /// The rollout no longer holds the service (ended, or superseded): nothing to do.
     NotInFlight,
+    /// An earlier trip of this rollout completed: nothing left to do.
+    AlreadyTripped,
 }
 
 pub async fn trip(ctx: &Context, service_key: &str, rollout_id: &str, cause: &str) -> Result<Tripped, HandlerError> {
@@ -36,6 +41,10 @@ pub async fn trip(ctx: &Context, service_key: &str, rollout_id: &str, cause: &st
         info!(service = %service_key, rollout = %rollout_id, "circuit breaker: rollout no longer in flight");
         return Ok(Tripped::NotInFlight);
     };
+    if lock.trip_completed {
+        info!(service = %service_key, rollout = %rollout_id, "circuit breaker: tripped already");
+        return Ok(Tripped::AlreadyTripped);
+    }
     warn!(service = %service_key, rollout = %rollout_id, %cause, "circuit breaker tripped: rolling back");
     let snapshot: Option<Rollout> = lock.rollout_json.as_deref().and_then(|j| serde_json::from_str(j).ok());
     let outcome = match snapshot {
@@ -54,7 +63,11 @@ pub async fn trip(ctx: &Context, service_key: &str, rollout_id: &str, cause: &st
         _ => Tripped::Fenced,
     };
     if let Some(token) = &lock.bake_token {
-        end_wait(&ctx.clients.sfn, token, "Kanaria.RolledBack", cause).await;
+        end_wait(&ctx.clients.sfn, token, "Kanaria.RolledBack", cause).await?;
+    }
+    // Only the first trip to complete tells people (a retry that finishes a trip says nothing twice).
+    if !store.mark_trip_completed(service_key, rollout_id).await? {
+        return Ok(outcome);
     }
     // The notice for people (a restart-loop alert for these tasks would say the same thing).
     let notice = crate::aws::notify::Notice {
@@ -69,17 +82,44 @@ pub async fn trip(ctx: &Context, service_key: &str, rollout_id: &str, cause: &st
     Ok(outcome)
 }
 
+/// Step Functions' answers that mean the waiting state has ended already (timed out, or
+/// completed by someone else): nothing left to end. Any other error means the state may still
+/// be waiting, so it is an error of the caller's, to retry (Step Functions API reference,
+/// SendTaskFailure: TaskTimedOut, TaskDoesNotExist, InvalidToken).
+fn wait_already_ended(err: &AwsError) -> bool {
+    ["TaskTimedOut", "TaskDoesNotExist", "InvalidToken"].iter().any(|code| err.is_code(code))
+}
+
 /// Fail the state waiting on `token`. A token whose state has already ended is fine.
-pub async fn end_wait(sfn: &Sfn, token: &TaskToken, error: &str, cause: &str) {
-    if let Err(e) = sfn.send_task_failure().task_token(&token.0).error(error).cause(truncate(cause, 32_000)).send().await {
-        info!(error = %aws_sdk_sfn::error::DisplayErrorContext(&e), "the waiting state had already ended");
+pub async fn end_wait(sfn: &Sfn, token: &TaskToken, error: &str, cause: &str) -> Result<(), AwsError> {
+    match sfn.send_task_failure().task_token(&token.0).error(error).cause(truncate(cause, 32_000)).send().await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let err = AwsError::new("Step Functions", "SendTaskFailure", "the rollout's waiting state", e);
+            if wait_already_ended(&err) {
+                info!(error = %err, "the waiting state had already ended");
+                Ok(())
+            } else {
+                warn!(error = %err, "could not end the rollout's waiting state; the event will be retried");
+                Err(err)
+            }
+        }
     }
 }
 
 /// Let the state waiting on `token` go on (a promote request ends the bake early).
-pub async fn continue_wait(sfn: &Sfn, token: &TaskToken) {
-    if let Err(e) = sfn.send_task_success().task_token(&token.0).output("{\"skipped\":true}").send().await {
-        info!(error = %aws_sdk_sfn::error::DisplayErrorContext(&e), "the waiting state had already ended");
+pub async fn continue_wait(sfn: &Sfn, token: &TaskToken) -> Result<(), AwsError> {
+    match sfn.send_task_success().task_token(&token.0).output("{\"skipped\":true}").send().await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let err = AwsError::new("Step Functions", "SendTaskSuccess", "the rollout's waiting state", e);
+            if wait_already_ended(&err) {
+                info!(error = %err, "the waiting state had already ended");
+                Ok(())
+            } else {
+                Err(err)
+            }
+        }
     }
 }
 

@@ -22,7 +22,7 @@ pub async fn promote(ctx: &Context, service_key: &str) -> Result<Option<String>,
     let store = Store::new(&ctx.clients.dynamodb, &ctx.settings.table);
     let Some(lock) = store.request_promote(service_key).await? else { return Ok(None) };
     if let Some(token) = &lock.bake_token {
-        circuit_breaker::continue_wait(&ctx.clients.sfn, token).await;
+        circuit_breaker::continue_wait(&ctx.clients.sfn, token).await?;
     }
     Ok(Some(lock.rollout_id))
 }

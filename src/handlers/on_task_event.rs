@@ -97,24 +97,24 @@ async fn failed_task(ctx: &Context, failed: FailedTask) -> Result<Value, Handler
         // Not a task of a rollout's new task set: restart-loop detection's business.
         return restart_loop::on_failed_stop(ctx, &event.region, &service_key, task, &failure).await;
     };
-    let first_time = store.record_failure(&lock.rollout_id, &failure, now_unix()).await?;
-    if !first_time {
-        info!(service = %service_key, task = %failure.task_arn, version = failure.version, "repeated delivery of a failed task; counted once");
-        return Ok(json!({ "recorded": false, "rollout": lock.rollout_id, "task": failure.task_arn }));
+    // Counted once per task (its several stop events and redeliveries record nothing new), but
+    // never returned early on: a trip that broke off must be finished by whichever delivery
+    // comes next, until it has completed (the lost-reply case: the record written, the reply lost,
+    // the SDK's retry finding it recorded).
+    if store.record_failure(&lock.rollout_id, &failure, now_unix()).await? {
+        warn!(service = %service_key, rollout = %lock.rollout_id, failure = %failure.describe(), "a task of the new task set failed");
+    } else {
+        info!(service = %service_key, task = %failure.task_arn, version = failure.version, "failed task recorded already; counted once");
     }
-    warn!(service = %service_key, rollout = %lock.rollout_id, failure = %failure.describe(), "a task of the new task set failed");
+    if lock.trip_completed {
+        return Ok(json!({ "recorded": true, "rollout": lock.rollout_id, "circuitBreaker": "tripped already" }));
+    }
 
     let threshold =
         lock.rollout_json.as_deref().and_then(|j| serde_json::from_str::<Rollout>(j).ok()).map(|r| r.policy.failure_threshold).unwrap_or(1);
     let failures = store.failures(&lock.rollout_id).await?;
     if (failures.len() as u32) < threshold {
         return Ok(json!({ "recorded": true, "rollout": lock.rollout_id, "failures": failures.len(), "threshold": threshold }));
-    }
-    if lock.status != crate::aws::store::IN_FLIGHT {
-        // Already being rolled back: this failure is recorded for the cause, nothing more to do.
-        return Ok(
-            json!({ "recorded": true, "rollout": lock.rollout_id, "failures": failures.len(), "circuitBreaker": "already tripped" }),
-        );
     }
     let lines: Vec<String> = failures.iter().map(|f| f.describe()).collect();
     let cause = format!("{} task(s) of the new task set failed at {}% traffic: {}", failures.len(), lock.weight, lines.join("; "));

@@ -16,10 +16,15 @@ use crate::aws::notify::{self, Notice};
 use crate::aws::store::{Episode, StopRecord, Store};
 use crate::aws::{ecs, now_unix, policies, AwsError, Context};
 use crate::diagnosis::{diagnose, Kind, StoppedTask};
-use crate::events::{unix_seconds, EcsTaskStateChange, TaskFailure};
+use crate::events::{EcsTaskStateChange, TaskFailure};
 
 /// The opt-out tag.
 pub const OPT_OUT_TAG: &str = "kanaria:restart-alerts";
+
+/// The longest `restartLoop.window` a policy may set (policy validation) and the fewest
+/// failures: below that many recent stops no threshold can be reached, so no policy is read.
+const MAX_WINDOW_SECONDS: u64 = 24 * 3600;
+const MIN_FAILURES: u32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Thresholds {
@@ -55,18 +60,27 @@ pub async fn on_failed_stop(
     failure: &TaskFailure,
 ) -> Result<Value, HandlerError> {
     let store = Store::new(&ctx.clients.dynamodb, &ctx.settings.table);
-    let stopped_at = task.stopped_at.as_deref().and_then(unix_seconds).unwrap_or_else(now_unix);
-    let thresholds = thresholds_for(ctx, service_key).await?;
+    // The same in every event of one stop (when the task stopped, not when its target finished
+    // draining), so a later event of the stop does not move the time.
+    let stopped_at = task.stop_time().unwrap_or_else(now_unix);
     let record = StopRecord {
         task_arn: failure.task_arn.clone(),
         task_definition_arn: task.task_definition_arn.clone(),
         version: failure.version,
         stopped_at,
     };
-    if !store.record_stop(service_key, &record, stopped_at + thresholds.window_seconds + 3600).await? {
-        return Ok(json!({ "restartLoop": "repeated delivery; counted once" }));
+    // Kept for the longest window a policy may set, plus an hour.
+    if !store.record_stop(service_key, &record, stopped_at + MAX_WINDOW_SECONDS + 3600).await? {
+        info!(service = %service_key, task = %failure.task_arn, "failed stop recorded already; counted once");
     }
-    let stops = store.recent_stops(service_key, stopped_at.saturating_sub(thresholds.window_seconds)).await?;
+    // Every delivery goes on to the count: an alert that failed to go out after the stop was
+    // recorded is sent by the next delivery (opening the episode is what happens once).
+    let recent = store.recent_stops(service_key, stopped_at.saturating_sub(MAX_WINDOW_SECONDS)).await?;
+    if (recent.len() as u32) < MIN_FAILURES {
+        return Ok(json!({ "restartLoop": "counted", "stops": recent.len() }));
+    }
+    let thresholds = thresholds_for(ctx, service_key).await?;
+    let stops: Vec<&StopRecord> = recent.iter().filter(|s| s.stopped_at >= stopped_at.saturating_sub(thresholds.window_seconds)).collect();
     let in_window = stops.iter().filter(|s| s.stopped_at <= stopped_at + thresholds.window_seconds).count() as u32;
     if in_window < thresholds.failures {
         return Ok(json!({ "restartLoop": "counted", "stops": in_window, "threshold": thresholds.failures }));

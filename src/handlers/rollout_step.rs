@@ -83,7 +83,7 @@ async fn bake(ctx: &Context, rollout: &Rollout, token: TaskToken) -> Result<Valu
         return Err(HandlerError::new("Kanaria.RolledBack", cause));
     }
     if store.lock(&service_key).await?.is_some_and(|l| l.promote_requested) {
-        circuit_breaker::continue_wait(&ctx.clients.sfn, &token).await;
+        circuit_breaker::continue_wait(&ctx.clients.sfn, &token).await?;
     }
     Ok(json!({ "baking": rollout.wait_seconds }))
 }
