@@ -19,6 +19,7 @@ pub mod bridge;
 pub mod call;
 pub mod coldstart;
 pub mod ecs;
+pub mod faults;
 pub mod fixture;
 pub mod iam;
 pub mod probe;
@@ -94,6 +95,8 @@ pub struct Shared {
     elb_changes: watch::Sender<u64>,
     /// IAM as AWS evaluates it, for every call of a function and invoke of the state machine.
     pub iam: iam::IamGate,
+    /// Faults a test asked for ([`faults`]).
+    pub faults: faults::Faults,
 }
 
 impl Shared {
@@ -109,6 +112,12 @@ impl Shared {
         self.extra.lock().expect("extra functions").get(name).cloned().map(Target::Extra)
     }
 
+    /// The context a hosted function runs with (its clients carry its app id, so its calls are
+    /// authorized against its role and faults aimed at it apply).
+    pub fn function_context(&self, function: Function) -> &Context {
+        self.function_ctx.iter().find(|(f, _)| *f == function).map(|(_, c)| c).unwrap_or(&self.ctx)
+    }
+
     /// Host another function under `name` (tests: validation hooks).
     pub fn register_function(&self, name: &str, function: ExtraFunction) {
         self.extra.lock().expect("extra functions").insert(name.to_string(), function);
@@ -116,7 +125,7 @@ impl Shared {
 
     pub async fn invoke(&self, function: Function, payload: Value) -> Result<Value, HandlerError> {
         let started = Instant::now();
-        let ctx = self.function_ctx.iter().find(|(f, _)| *f == function).map(|(_, c)| c).unwrap_or(&self.ctx);
+        let ctx = self.function_context(function);
         let result = function.handle(ctx, payload.clone()).await;
         let duration = started.elapsed();
         if let Err(e) = &result {
@@ -360,7 +369,13 @@ impl LocalAws {
             }
             None => (Stdio::null(), Stdio::null()),
         };
-        let moto = Command::new(&options.moto_server)
+        // moto's server through local/moto/strict_moto.py, which adds Step Functions rules moto
+        // skips (TimeoutSecondsPath must be a positive integer), with the Python moto runs on.
+        let python =
+            options.moto_server.parent().map(|bin| bin.join("python3")).filter(|p| p.exists()).unwrap_or_else(|| PathBuf::from("python3"));
+        let strict_moto = options.root.join("local/moto/strict_moto.py");
+        let moto = Command::new(&python)
+            .arg(&strict_moto)
             .args(["-H", "127.0.0.1", "-p", &moto_addr.port().to_string()])
             // moto's Step Functions interpreter sends its Lambda invokes to localhost:MOTO_PORT.
             .env("MOTO_PORT", front.port().to_string())
@@ -370,7 +385,9 @@ impl LocalAws {
             .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
-            .with_context(|| format!("starting {} (run `scripts/setup` to install moto)", options.moto_server.display()))?;
+            .with_context(|| {
+                format!("starting moto with {} {} (run `scripts/setup` to install moto)", python.display(), strict_moto.display())
+            })?;
 
         let http: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
@@ -448,6 +465,7 @@ impl LocalAws {
             ecs_front: Default::default(),
             elb_changes,
             iam,
+            faults: Default::default(),
         });
         let mut tasks = vec![tokio::spawn(server::serve(listener, shared.clone()))];
 

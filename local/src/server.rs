@@ -2,7 +2,6 @@
 //! interpreter calls) that answers the Lambda Invoke API with kanaria's real handlers and
 //! forwards every other request to moto unchanged.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -17,6 +16,7 @@ use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
 use crate::call::ApiCall;
+use crate::faults::FaultKind;
 use crate::{Shared, Target};
 
 type Body = Full<Bytes>;
@@ -40,7 +40,13 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             let service = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
                 let client = client.clone();
-                async move { Ok::<_, Infallible>(route(req, &shared, &client).await) }
+                async move {
+                    match route(req, &shared, &client).await {
+                        Answer::Respond(r) => Ok(r),
+                        // An error from the service closes the connection without an answer.
+                        Answer::Drop => Err(DroppedConnection),
+                    }
+                }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
                 debug!(error = %e, "connection closed");
@@ -48,6 +54,30 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         });
     }
 }
+
+/// What the front server does with a request.
+enum Answer {
+    Respond(Response<Body>),
+    /// A fault: close the connection without answering.
+    Drop,
+}
+
+impl From<Response<Body>> for Answer {
+    fn from(r: Response<Body>) -> Self {
+        Answer::Respond(r)
+    }
+}
+
+#[derive(Debug)]
+struct DroppedConnection;
+
+impl std::fmt::Display for DroppedConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by an injected fault")
+    }
+}
+
+impl std::error::Error for DroppedConnection {}
 
 /// `/2015-03-31/functions/{name or ARN}/invocations` → the function name or ARN.
 fn invocation_target(path: &str) -> Option<String> {
@@ -74,7 +104,7 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-async fn route(req: Request<Incoming>, shared: &Arc<Shared>, client: &Client<HttpConnector, Body>) -> Response<Body> {
+async fn route(req: Request<Incoming>, shared: &Arc<Shared>, client: &Client<HttpConnector, Body>) -> Answer {
     if req.uri().path().starts_with("/slack/") {
         let path = req.uri().path().to_string();
         let authorization = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -85,7 +115,8 @@ async fn route(req: Request<Incoming>, shared: &Arc<Shared>, client: &Client<Htt
             .status(status)
             .header("content-type", "application/json; charset=utf-8")
             .body(Full::new(Bytes::from(reply)))
-            .expect("static response");
+            .expect("static response")
+            .into();
     }
     if req.method() == Method::POST {
         if let Some(name) = req.uri().path().strip_prefix("/function-url/") {
@@ -94,15 +125,15 @@ async fn route(req: Request<Incoming>, shared: &Arc<Shared>, client: &Client<Htt
                 req.headers().iter().map(|(k, v)| (k.as_str().to_ascii_lowercase(), v.to_str().unwrap_or_default().to_string())).collect();
             let body = match req.into_body().collect().await {
                 Ok(b) => b.to_bytes(),
-                Err(e) => return plain(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}")),
+                Err(e) => return plain(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}")).into(),
             };
-            return function_url(shared, &name, &headers, &body).await;
+            return function_url(shared, &name, &headers, &body).await.into();
         }
         if let Some(target) = invocation_target(req.uri().path()) {
             let asynchronous = req.headers().get("x-amz-invocation-type").and_then(|v| v.to_str().ok()) == Some("Event");
             let body = match req.into_body().collect().await {
                 Ok(b) => b.to_bytes(),
-                Err(e) => return plain(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}")),
+                Err(e) => return plain(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}")).into(),
             };
             return invoke(shared, &target, body, asynchronous).await;
         }
@@ -110,26 +141,35 @@ async fn route(req: Request<Incoming>, shared: &Arc<Shared>, client: &Client<Htt
     forward(req, shared, client).await
 }
 
-async fn invoke(shared: &Arc<Shared>, target: &str, body: Bytes, asynchronous: bool) -> Response<Body> {
-    let Some(target_fn) = shared.function_for(target) else {
-        let msg = serde_json::json!({"Type": "User", "message": format!("Function not found: {target}")});
-        return Response::builder()
-            .status(StatusCode::NOT_FOUND)
-            .header("x-amzn-errortype", "ResourceNotFoundException")
+async fn invoke(shared: &Arc<Shared>, target: &str, body: Bytes, asynchronous: bool) -> Answer {
+    let fault = shared.faults.check(Some("states"), "lambda:Invoke");
+    let lambda_error = |status: StatusCode, code: &str, message: &str| -> Answer {
+        Response::builder()
+            .status(status)
+            .header("x-amzn-errortype", code)
             .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(msg.to_string())))
-            .expect("static response");
+            .body(Full::new(Bytes::from(serde_json::json!({"Type": "User", "message": message}).to_string())))
+            .expect("static response")
+            .into()
+    };
+    match &fault {
+        Some(FaultKind::DropConnection) => return Answer::Drop,
+        Some(FaultKind::LambdaTooManyRequests | FaultKind::Throttle) => {
+            return lambda_error(StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException", "Rate Exceeded.")
+        }
+        Some(FaultKind::ServerError) => {
+            return lambda_error(StatusCode::INTERNAL_SERVER_ERROR, "ServiceException", "Lambda was unable to process the request")
+        }
+        Some(FaultKind::Unavailable) => return lambda_error(StatusCode::SERVICE_UNAVAILABLE, "ServiceException", "Lambda is unavailable"),
+        _ => {}
+    }
+    let Some(target_fn) = shared.function_for(target) else {
+        return lambda_error(StatusCode::NOT_FOUND, "ResourceNotFoundException", &format!("Function not found: {target}"));
     };
     // Only the state machine invokes functions over HTTP here: its role must allow it.
     let arn = if target.starts_with("arn:") { target.to_string() } else { crate::function_arn(target) };
     if let Some(why) = shared.iam.authorize_invoke(&arn) {
-        let msg = serde_json::json!({"Type": "User", "message": why});
-        return Response::builder()
-            .status(StatusCode::FORBIDDEN)
-            .header("x-amzn-errortype", "AccessDeniedException")
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(msg.to_string())))
-            .expect("static response");
+        return lambda_error(StatusCode::FORBIDDEN, "AccessDeniedException", &why);
     }
     let payload: serde_json::Value = if body.is_empty() {
         serde_json::Value::Null
@@ -137,11 +177,11 @@ async fn invoke(shared: &Arc<Shared>, target: &str, body: Bytes, asynchronous: b
         match serde_json::from_slice(&body) {
             Ok(v) => v,
             Err(e) => {
-                return Response::builder()
-                    .status(StatusCode::BAD_REQUEST)
-                    .header("x-amzn-errortype", "InvalidRequestContentException")
-                    .body(Full::new(Bytes::from(format!("{{\"message\":\"Could not parse request body into json: {e}\"}}"))))
-                    .expect("static response")
+                return lambda_error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidRequestContentException",
+                    &format!("Could not parse request body into json: {e}"),
+                )
             }
         }
     };
@@ -153,7 +193,8 @@ async fn invoke(shared: &Arc<Shared>, target: &str, body: Bytes, asynchronous: b
                 .status(StatusCode::OK)
                 .header("content-type", "application/json")
                 .body(Full::new(Bytes::from(output.to_string())))
-                .expect("static response");
+                .expect("static response")
+                .into();
         }
     };
     if asynchronous {
@@ -161,22 +202,33 @@ async fn invoke(shared: &Arc<Shared>, target: &str, body: Bytes, asynchronous: b
         tokio::spawn(async move {
             let _ = shared.invoke(function, payload).await;
         });
-        return Response::builder().status(StatusCode::ACCEPTED).body(Full::new(Bytes::new())).expect("static response");
+        return Response::builder().status(StatusCode::ACCEPTED).body(Full::new(Bytes::new())).expect("static response").into();
     }
-    match shared.invoke(function, payload).await {
-        Ok(output) => Response::builder()
+    let result = shared.invoke(function, payload).await;
+    // Lambda reports a function error as HTTP 200 with X-Amz-Function-Error.
+    let function_error = |error_type: &str, message: &str| -> Answer {
+        Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "application/json")
+            .header("x-amz-function-error", "Unhandled")
+            .body(Full::new(Bytes::from(serde_json::json!({"errorType": error_type, "errorMessage": message}).to_string())))
+            .expect("static response")
+            .into()
+    };
+    match (fault, result) {
+        // The function ran (its changes were made); the caller hears of a failure only.
+        (Some(FaultKind::AppliedThenError), _) => {
+            lambda_error(StatusCode::INTERNAL_SERVER_ERROR, "ServiceException", "Lambda was unable to return the function's response")
+        }
+        (Some(FaultKind::LambdaTimeout), _) => function_error("Sandbox.Timedout", "Task timed out after 60.00 seconds"),
+        (_, Ok(output)) => Response::builder()
             .status(StatusCode::OK)
             .header("content-type", "application/json")
             .header("x-amz-executed-version", "$LATEST")
             .body(Full::new(Bytes::from(output.to_string())))
-            .expect("static response"),
-        // Lambda reports a function error as HTTP 200 with X-Amz-Function-Error.
-        Err(e) => Response::builder()
-            .status(StatusCode::OK)
-            .header("content-type", "application/json")
-            .header("x-amz-function-error", "Unhandled")
-            .body(Full::new(Bytes::from(serde_json::json!({"errorType": e.error_type, "errorMessage": e.message}).to_string())))
-            .expect("static response"),
+            .expect("static response")
+            .into(),
+        (_, Err(e)) => function_error(&e.error_type, &e.message),
     }
 }
 
@@ -208,38 +260,96 @@ async fn function_url(shared: &Arc<Shared>, name: &str, headers: &[(String, Stri
 
 /// An AWS API call for moto: answered here where AWS would answer differently (the strict
 /// front, [`crate::ecs::front`]), else forwarded to moto and its answer adjusted.
-async fn forward(req: Request<Incoming>, shared: &Arc<Shared>, client: &Client<HttpConnector, Body>) -> Response<Body> {
+async fn forward(req: Request<Incoming>, shared: &Arc<Shared>, client: &Client<HttpConnector, Body>) -> Answer {
     let (parts, body) = req.into_parts();
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),
-        Err(e) => return plain(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}")),
+        Err(e) => return plain(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}")).into(),
     };
     let ua = |h: &str| parts.headers.get(h).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains(FUNCTION_APP_NAME));
     if ua("x-amz-user-agent") || ua("user-agent") {
         FUNCTION_API_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
     let call = ApiCall::parse(&parts, &body);
+    let mut applied_then_error = false;
     if let Some(call) = &call {
         if let Some(denied) = shared.iam.authorize(shared, call, &parts, &body).await {
-            return denied;
+            return denied.into();
+        }
+        match shared.faults.check(call.caller.as_deref(), &call.action()) {
+            None => {}
+            Some(FaultKind::AppliedThenError) => applied_then_error = true,
+            Some(FaultKind::DropConnection) => return Answer::Drop,
+            Some(fault) => return fault_answer(call, &fault, &body).into(),
         }
         if let Some(answer) = crate::ecs::front::before(shared, call, &body).await {
-            return answer;
+            return if applied_then_error { internal_error(call).into() } else { answer.into() };
         }
     }
     let (status, head, answer) = match to_moto(&parts, body.clone(), shared.moto_addr, client).await {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return resp.into(),
     };
     let answer = match &call {
         Some(call) => crate::ecs::front::after(shared, call, &body, status, answer),
         None => answer,
     };
+    if let (true, Some(call)) = (applied_then_error, &call) {
+        // The call took effect; the caller never learns it did.
+        return internal_error(call).into();
+    }
     let mut out = Response::builder().status(status);
     for (k, v) in head.iter().filter(|(k, _)| *k != "content-length") {
         out = out.header(k, v);
     }
-    out.body(Full::new(answer)).unwrap_or_else(|e| plain(StatusCode::BAD_GATEWAY, format!("bad answer from moto: {e}")))
+    out.body(Full::new(answer)).unwrap_or_else(|e| plain(StatusCode::BAD_GATEWAY, format!("bad answer from moto: {e}"))).into()
+}
+
+/// An injected fault, answered as the service would answer it.
+fn fault_answer(call: &ApiCall, fault: &FaultKind, request: &Bytes) -> Response<Body> {
+    match fault {
+        FaultKind::Throttle => {
+            let status = if call.protocol == crate::call::Protocol::Rest { StatusCode::TOO_MANY_REQUESTS } else { StatusCode::BAD_REQUEST };
+            call.error(status, call.throttling_code(), "Rate exceeded")
+        }
+        FaultKind::Unavailable => {
+            call.error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "Service is unavailable. Please try again.")
+        }
+        FaultKind::TransactionCanceled(reason) if call.operation == "TransactWriteItems" => {
+            // One reason per item, in order (DynamoDB API reference, TransactWriteItems).
+            let items = serde_json::from_slice::<serde_json::Value>(request)
+                .ok()
+                .and_then(|v| v["TransactItems"].as_array().map(|a| a.len()))
+                .unwrap_or(1)
+                .max(1);
+            let codes: Vec<&str> = (0..items).map(|i| if i == 0 { reason.as_str() } else { "None" }).collect();
+            let reasons: Vec<serde_json::Value> = codes
+                .iter()
+                .map(|c| {
+                    if *c == "None" {
+                        serde_json::json!({"Code": "None"})
+                    } else {
+                        serde_json::json!({"Code": c, "Message": "Transaction is ongoing for the item."})
+                    }
+                })
+                .collect();
+            let mut extra = serde_json::Map::new();
+            extra.insert("CancellationReasons".into(), reasons.into());
+            let message = format!("Transaction cancelled, please refer cancellation reasons for specific reasons [{}]", codes.join(", "));
+            call.error_with(StatusCode::BAD_REQUEST, "TransactionCanceledException", &message, extra)
+        }
+        _ => internal_error(call),
+    }
+}
+
+/// HTTP 500 with the service's internal-error code (the SDK retries it).
+fn internal_error(call: &ApiCall) -> Response<Body> {
+    let code = match call.service.as_str() {
+        "ecs" => "ServerException",
+        "dynamodb" => "InternalServerError",
+        _ => "InternalFailure",
+    };
+    call.error(StatusCode::INTERNAL_SERVER_ERROR, code, "We encountered an internal error. Please try again.")
 }
 
 /// Send the request to moto as it came; its status, headers and body.

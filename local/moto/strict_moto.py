@@ -1,0 +1,89 @@
+"""moto's server, with the Step Functions rules that moto skips and kanaria depends on.
+
+The local runtime starts moto through this file instead of `moto_server` (same arguments). It
+changes moto's Step Functions interpreter where moto is kinder than AWS:
+
+- `TimeoutSecondsPath` (and `HeartbeatSecondsPath`) must select a positive integer. AWS fails
+  the execution with States.Runtime otherwise, and no Catch catches it ("The States.ALL error
+  type ... can't catch the States.DataLimitExceeded terminal error or Runtime error types",
+  Step Functions developer guide, error handling). moto accepts 0 (a check that is never true).
+
+- States.ALL matches any error name but States.Runtime (and States.DataLimitExceeded): those end
+  the execution, whatever its Retry and Catch say (same page). moto's States.ALL matches all.
+
+Execution names are already unique per state machine for the life of the moto process (moto
+answers ExecutionAlreadyExists for a closed execution's name, as AWS does for 90 days).
+"""
+
+import sys
+
+from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+    FailureEvent,
+    FailureEventException,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+    StatesErrorNameType,
+)
+from moto.stepfunctions.parser.asl.component.common.timeouts import timeout
+from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+
+def _runtime_failure(env, field, value):
+    cause = f"The value of the field '{field}' is '{value}', which is not a positive integer."
+    return FailureEventException(
+        failure_event=FailureEvent(
+            env=env,
+            error_name=StatesErrorName(typ=StatesErrorNameType.StatesRuntime),
+            event_type=HistoryEventType.ExecutionFailed,
+            event_details=EventDetails(
+                executionFailedEventDetails=ExecutionFailedEventDetails(
+                    error=StatesErrorNameType.StatesRuntime.to_name(), cause=cause
+                )
+            ),
+        )
+    )
+
+
+def _positive(original, field):
+    def eval_seconds(self, env):
+        seconds = original(self, env)
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds <= 0:
+            raise _runtime_failure(env, field, seconds)
+        return seconds
+
+    return eval_seconds
+
+
+timeout.TimeoutSecondsPath._eval_seconds = _positive(timeout.TimeoutSecondsPath._eval_seconds, "TimeoutSecondsPath")
+try:
+    from moto.stepfunctions.parser.asl.component.common.timeouts import heartbeat
+
+    heartbeat.HeartbeatSecondsPath._eval_seconds = _positive(
+        heartbeat.HeartbeatSecondsPath._eval_seconds, "HeartbeatSecondsPath"
+    )
+except (ImportError, AttributeError):
+    pass
+
+from moto.stepfunctions.parser.asl.component.common.error_name import error_equals_decl
+
+_TERMINAL = {StatesErrorNameType.StatesRuntime.to_name(), "States.DataLimitExceeded"}
+_original_eval_body = error_equals_decl.ErrorEqualsDecl._eval_body
+
+
+def _eval_body(self, env):
+    error_name = env.stack[-1]
+    if getattr(error_name, "error_name", None) in _TERMINAL and self._STATE_ALL_ERROR in self.error_names:
+        env.stack.pop()
+        env.stack.append(False)
+        return
+    _original_eval_body(self, env)
+
+
+error_equals_decl.ErrorEqualsDecl._eval_body = _eval_body
+
+if __name__ == "__main__":
+    from moto.server import main
+
+    sys.exit(main())
