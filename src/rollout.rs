@@ -209,9 +209,9 @@ pub enum Action {
     Shift,
     /// After a bake: no failed green task, all green tasks running.
     Verify,
-    /// 100% to green, green primary, old task set scaled to 0.
+    /// 100% to green, green primary, old task set scaled to 0; the rollout is done (lock released).
     Promote,
-    /// After draining: delete the old task set, release the service.
+    /// After draining: delete the old task set (the service is released already).
     Finish,
     /// 100% back to stable, green deleted, service released.
     Rollback,
@@ -553,14 +553,30 @@ pub fn decide(action: Action, rollout: &Rollout, obs: &Observation, now: u64) ->
             }
         }
         Action::Promote => {
-            // Never send all traffic to a task set that is no longer there.
-            green_of(rollout, obs)?;
             let green = green_ref(rollout)?;
             let stable = stable_ref(rollout)?;
+            let promoted = obs.primary().map(|p| p.id.as_str()) == Some(green.id.as_str())
+                && obs.task_set(&stable.id).is_none_or(|s| s.scale_percent == 0.0);
+            if obs.lock_holder.as_deref() != Some(rollout.id.as_str()) {
+                // The lock is released as the last act of a promotion: a retry finds the work
+                // done. Anything else means another rollout holds the service now.
+                if !promoted {
+                    holds_lock(rollout, obs)?;
+                }
+                next.weight = 100;
+                next.wait_seconds = rollout.policy.drain.secs();
+                next.verdict = Some(Verdict::Done);
+                return Ok(Decision { commands, rollout: next });
+            }
+            // Never send all traffic to a task set that is no longer there.
+            green_of(rollout, obs)?;
             let wanted = split(stable, &green.target_group_arn, 100);
             let cause = stop_cause(rollout, obs);
             // Order matters for safety: all traffic first, then primary, and only then is the old
-            // task set scaled down (a failure before that leaves a fast rollback possible).
+            // task set scaled down (a failure before that leaves a fast rollback possible). Then
+            // the rollout is done: the lock goes, so events no longer treat the new primary as a
+            // canary and a newer push starts a rollout of its own. The old task set drains and is
+            // deleted after that (Finish), without the lock.
             if weights_differ(obs, &wanted) {
                 match cause {
                     Some(cause) => rollback_with(&mut next, cause),
@@ -572,30 +588,22 @@ pub fn decide(action: Action, rollout: &Rollout, obs: &Observation, now: u64) ->
                 commands.push(Command::ScaleTaskSet { task_set_id: stable.id.clone(), percent: 0.0 });
             } else {
                 next.weight = 100;
-                next.wait_seconds = rollout.policy.drain.secs();
-                next.verdict = Some(Verdict::Done);
+                commands.push(Command::ReleaseLock { rollout_id: rollout.id.clone() });
             }
         }
         Action::Finish => {
-            let green = green_ref(rollout)?;
-            let stale: Vec<&TaskSetView> = obs.task_sets.iter().filter(|t| t.id != green.id && t.status != "DRAINING").collect();
-            if obs.primary().map(|p| p.id.as_str()) != Some(green.id.as_str()) {
-                return Err(Halt::NotReady(format!("the new task set {} is not primary; promote did not complete", green.id)));
-            }
-            if !stale.is_empty() {
-                for t in stale {
-                    // Only task sets that get no traffic are deleted.
-                    if t.target_group_arn.as_deref().is_none_or(|tg| obs.weight_of(tg) == 0) {
-                        commands.push(Command::DeleteTaskSet { task_set_id: t.id.clone() });
-                    }
+            // After the drain: delete the task set this rollout replaced, if it is still there, no
+            // longer primary and gets no traffic. Nothing else is this rollout's to touch (a newer
+            // rollout may be in flight by now), and nothing here can undo the promotion.
+            let stable = stable_ref(rollout)?;
+            if let Some(old) = obs.task_set(&stable.id) {
+                let unused = old.status != "PRIMARY" && old.target_group_arn.as_deref().is_none_or(|tg| obs.weight_of(tg) == 0);
+                if unused {
+                    commands.push(Command::DeleteTaskSet { task_set_id: old.id.clone() });
                 }
             }
             if commands.is_empty() {
-                if obs.lock_holder.as_deref() == Some(rollout.id.as_str()) {
-                    commands.push(Command::ReleaseLock { rollout_id: rollout.id.clone() });
-                } else {
-                    next.verdict = Some(Verdict::Done);
-                }
+                next.verdict = Some(Verdict::Done);
             }
         }
         Action::Rollback | Action::Restore => {

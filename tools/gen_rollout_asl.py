@@ -2,10 +2,16 @@
 import json, os
 
 FN = "${RolloutStepFunctionArn}"
-RETRY = [{
-    "ErrorEquals": ["Kanaria.Transient", "Kanaria.NotConverged", "Lambda.ServiceException", "Lambda.AWSLambdaException",
-                    "Lambda.SdkClientException", "Lambda.TooManyRequestsException"],
-    "IntervalSeconds": 1, "MaxAttempts": 4, "BackoffRate": 2.0, "MaxDelaySeconds": 10}]
+# Lambda throttled (rollout-step's reserved concurrency, the account's limit) or timed out, or the
+# Lambda service failed: retried for several minutes, with full jitter so that many executions
+# throttled together do not come back together. Every step is idempotent, so retrying a step
+# that timed out halfway is safe.
+LAMBDA_ERRORS = ["Lambda.TooManyRequestsException", "Sandbox.Timedout", "Lambda.ServiceException", "Lambda.AWSLambdaException",
+                 "Lambda.SdkClientException"]
+RETRY = [
+    {"ErrorEquals": LAMBDA_ERRORS, "IntervalSeconds": 2, "MaxAttempts": 12, "BackoffRate": 2.0, "MaxDelaySeconds": 60, "JitterStrategy": "FULL"},
+    {"ErrorEquals": ["Kanaria.Transient", "Kanaria.NotConverged"], "IntervalSeconds": 1, "MaxAttempts": 4, "BackoffRate": 2.0,
+     "MaxDelaySeconds": 10, "JitterStrategy": "FULL"}]
 TO_ROLLBACK = {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RollBack"}
 
 
@@ -91,8 +97,7 @@ sm = {
         "Parameters": {"FunctionName.$": BLUE_GREEN + ".validation.hook", "Payload": {"rollout.$": "$"}},
         "ResultSelector": {"pass.$": "$.Payload.pass", "reason.$": "$.Payload.reason"},
         "ResultPath": "$.hook",
-        "Retry": [{"ErrorEquals": ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException", "Lambda.TooManyRequestsException"],
-                   "IntervalSeconds": 1, "MaxAttempts": 3, "BackoffRate": 2.0}],
+        "Retry": [{"ErrorEquals": LAMBDA_ERRORS, "IntervalSeconds": 2, "MaxAttempts": 6, "BackoffRate": 2.0, "MaxDelaySeconds": 30, "JitterStrategy": "FULL"}],
         "Catch": [TO_ROLLBACK],
         "Next": "HookPassed"},
     "HookPassed": {"Type": "Choice", "Choices": [{"Variable": "$.hook.pass", "BooleanEquals": True, "Next": "CheckValidation"}], "Default": "RollBack"},
@@ -106,16 +111,18 @@ sm = {
     "StepHealthy": {"Type": "Choice", "Choices": [
         {"And": [{"Variable": "$.approval", "IsPresent": True}, {"Or": [verdict("nextStep", None), verdict("promote", None)]}], "Next": "WaitForApproval"},
         verdict("nextStep", "ShiftTraffic"), verdict("hold", "Bake"), verdict("promote", "Promote")], "Default": "RollBack"},
-    "Promote": task("promote", "PromoteDone", "100% to the new task set, make it primary, scale the old one to 0."),
+    "Promote": task("promote", "PromoteDone", "100% to the new task set, make it primary, scale the old one to 0; release the service (then start a queued newer push, if any).", extra=SM_ARN),
     "PromoteDone": {"Type": "Choice", "Choices": [verdict("rollback", "RollBack")], "Default": "DrainOldTaskSet"},
     "DrainOldTaskSet": {"Type": "Wait", "Comment": "Let the old task set finish in-flight requests (the policy's drain).", "SecondsPath": "$.waitSeconds", "Next": "DeleteOldTaskSet"},
-    "DeleteOldTaskSet": task("finish", "Promoted", "Delete the old task set and release the service (then start a queued newer push, if any).", catch=("CleanupFailed",), extra=SM_ARN),
+    "DeleteOldTaskSet": task("finish", "Promoted", "Delete the old task set (the service was released at promotion).", catch=("CleanupFailed",)),
     "Promoted": {"Type": "Succeed", "Comment": "The new image serves 100% of traffic from the primary task set."},
     "CleanupFailed": {"Type": "Fail", "Comment": "The new image is live and primary; only removing the old task set failed.",
-                      "Error": "Kanaria.CleanupFailed", "Cause": "The new task set is primary and serves 100% of traffic, but deleting the old task set or releasing the service failed. See the DeleteOldTaskSet state's error, delete the old task set by hand if it is still there; the next push takes over the service."},
+                      "Error": "Kanaria.CleanupFailed", "Cause": "The new task set is primary and serves 100% of traffic and the rollout is recorded as promoted, but deleting the old task set failed. See the DeleteOldTaskSet state's error, and delete the old task set by hand if it is still there (it gets no traffic); the next rollout removes it too."},
     "RollBack": {"Type": "Task", "Comment": "100% back to the stable task set (read back), delete the new task set, release the service.",
                  "Resource": FN, "Parameters": dict({"action": "rollback", "rollout.$": "$"}, **SM_ARN),
-                 "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 1, "MaxAttempts": 6, "BackoffRate": 2.0, "MaxDelaySeconds": 20}],
+                 # Rolling back must outlast throttling: Lambda errors are retried for about 20 minutes.
+                 "Retry": [{"ErrorEquals": LAMBDA_ERRORS, "IntervalSeconds": 2, "MaxAttempts": 25, "BackoffRate": 2.0, "MaxDelaySeconds": 60, "JitterStrategy": "FULL"},
+                           {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 1, "MaxAttempts": 6, "BackoffRate": 2.0, "MaxDelaySeconds": 20, "JitterStrategy": "FULL"}],
                  "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.rollbackError", "Next": "RollbackFailed"}],
                  "Next": "StableServing"},
     "StableServing": {"Type": "Choice", "Comment": "Traffic moves back only to a stable task set that serves (healthy); while its tasks start again, wait and look again.",

@@ -25,6 +25,7 @@ pub mod iam;
 pub mod probe;
 pub mod scheduling;
 pub mod server;
+pub mod sfn_events;
 pub mod slack;
 pub mod template;
 
@@ -521,6 +522,9 @@ impl LocalAws {
             }
         }
         tasks.push(tokio::spawn(simulator.clone().run()));
+        let state_machines: Vec<String> =
+            template.state_machines.iter().map(|sm| format!("arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{}", sm.name)).collect();
+        tasks.push(tokio::spawn(sfn_events::run(moto_config.clone(), state_machines)));
         let probe = Arc::new(probe::Probe::new(&moto_config, simulator.clone()));
         tasks.push(tokio::spawn(probe.clone().run(shared.elb_changes())));
         info!(%endpoint, moto = %moto_addr, elapsed_ms = started.elapsed().as_millis() as u64, "local AWS ready");

@@ -4,7 +4,10 @@
 //! One table, keys `pk`/`sk`:
 //! - `service#CLUSTER/SERVICE` / `lock`: the in-flight rollout (the lock): its status (the fence
 //!   every forward step checks), progress, a snapshot of the rollout, the current bake's task
-//!   token, a promote request and a queued newer push;
+//!   token, a promote request, and its lease (`leaseUntil`: by when the rollout's next step must
+//!   have run; DynamoDB's TTL removes a lock a day past it, should everything else fail);
+//! - `service#CLUSTER/SERVICE` / `queued`: the newest push waiting for the rollout in flight to
+//!   end (`onNewerPush: queue`), started when the lock is released;
 //! - `service#CLUSTER/SERVICE` / `history#ENDED#ID`: how each rollout ended;
 //! - `inflight` / `CLUSTER/SERVICE`: an index of in-flight rollouts and their alarms;
 //! - `rollout#ID` / `failure#TASK_ARN`: a failed task of the rollout's new task set;
@@ -25,6 +28,14 @@ use crate::events::{FailureKind, TaskFailure};
 
 /// Failure records outlive their rollout by this long (DynamoDB TTL on `expiresAt`).
 const FAILURE_TTL_SECONDS: u64 = 30 * 24 * 3600;
+
+/// A lock whose rollout stopped renewing its lease is removed by DynamoDB's TTL this long after
+/// the lease ran out: the backstop when neither the rollout nor the execution-status event nor a
+/// newer push released it.
+const LOCK_TTL_AFTER_LEASE_SECONDS: u64 = 24 * 3600;
+
+/// A queued push waits at most this long for the rollout in flight to end.
+const QUEUED_TTL_SECONDS: u64 = 7 * 24 * 3600;
 
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -57,8 +68,10 @@ pub struct LockRecord {
     pub promote_requested: bool,
     /// The approval the rollout waits for now, if it waits for a person.
     pub approval_id: Option<String>,
-    /// A newer push waiting for this rollout to end (JSON of the image), with `onNewerPush: queue`.
-    pub queued: Option<String>,
+    /// By when the rollout's next step must have run (Unix seconds): each step of the rollout
+    /// extends it past the wait that follows. Past it, whoever finds the lock asks Step Functions
+    /// whether the execution still runs before acting on it.
+    pub lease_until: u64,
     /// The circuit breaker's trip of this rollout completed (fenced, traffic restored or left to
     /// the RollBack state, its wait ended): later deliveries of the event need do nothing.
     pub trip_completed: bool,
@@ -90,6 +103,15 @@ pub struct LastRollout {
     pub ended_at: u64,
     pub digest: String,
     pub started_at: u64,
+}
+
+/// Which rollout of a digest a service is on: the Nth push of it, and the push that made it so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestAttempt {
+    pub attempt: u32,
+    /// The EventBridge id of the push event (a redelivery has the same), or `deploy-…`.
+    pub push_id: String,
+    pub pushed_at: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -142,7 +164,7 @@ fn lock_from(item: &HashMap<String, AttributeValue>) -> LockRecord {
         rollout_json: get_s(item, "rollout"),
         bake_token: get_s(item, "bakeToken").map(TaskToken),
         promote_requested: item.get("promoteRequested").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
-        queued: get_s(item, "queued"),
+        lease_until: get_n(item, "leaseUntil"),
         approval_id: get_s(item, "approvalId"),
         trip_completed: item.get("tripCompleted").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
     }
@@ -164,6 +186,8 @@ fn lock_item(lock: &LockRecord) -> HashMap<String, AttributeValue> {
         ("updatedAt".to_string(), n(lock.updated_at)),
         ("status".to_string(), s(IN_FLIGHT)),
         ("pushedAt".to_string(), n(lock.pushed_at)),
+        ("leaseUntil".to_string(), n(lock.lease_until)),
+        ("expiresAt".to_string(), n(lock.lease_until + LOCK_TTL_AFTER_LEASE_SECONDS)),
     ]);
     if let Some(arn) = &lock.execution_arn {
         item.insert("executionArn".into(), s(arn));
@@ -199,6 +223,8 @@ fn inflight_item(lock: &LockRecord) -> HashMap<String, AttributeValue> {
         ("pk".to_string(), s("inflight")),
         ("sk".to_string(), s(&lock.service)),
         ("rolloutId".to_string(), s(&lock.rollout_id)),
+        // Goes with its lock, whatever else fails.
+        ("expiresAt".to_string(), n(lock.lease_until + LOCK_TTL_AFTER_LEASE_SECONDS)),
     ]);
     if !lock.alarms.is_empty() {
         item.insert("alarms".into(), AttributeValue::Ss(lock.alarms.clone()));
@@ -514,8 +540,15 @@ impl<'a> Store<'a> {
 
     /// Keep the current bake's task token (only while the rollout is in flight). Returns false
     /// when the rollout is being rolled back or no longer holds the lock.
-    pub async fn set_bake_token(&self, service_key: &str, rollout_id: &str, token: &TaskToken) -> Result<bool, AwsError> {
-        self.update_lock_in_flight(service_key, rollout_id, "SET bakeToken = :token REMOVE approvalId", vec![(":token", s(&token.0))]).await
+    /// The lease runs to `lease_until` (the end of the bake, and some).
+    pub async fn set_bake_token(&self, service_key: &str, rollout_id: &str, token: &TaskToken, lease_until: u64) -> Result<bool, AwsError> {
+        self.update_lock_in_flight(
+            service_key,
+            rollout_id,
+            "SET bakeToken = :token, leaseUntil = :lease, expiresAt = :expires REMOVE approvalId",
+            vec![(":token", s(&token.0)), (":lease", n(lease_until)), (":expires", n(lease_until + LOCK_TTL_AFTER_LEASE_SECONDS))],
+        )
+        .await
     }
 
     /// Keep the task token of a wait for a person, and which approval it is (`kanaria approve`
@@ -526,12 +559,18 @@ impl<'a> Store<'a> {
         rollout_id: &str,
         token: &TaskToken,
         approval_id: &str,
+        lease_until: u64,
     ) -> Result<bool, AwsError> {
         self.update_lock_in_flight(
             service_key,
             rollout_id,
-            "SET bakeToken = :token, approvalId = :approval",
-            vec![(":token", s(&token.0)), (":approval", s(approval_id))],
+            "SET bakeToken = :token, approvalId = :approval, leaseUntil = :lease, expiresAt = :expires",
+            vec![
+                (":token", s(&token.0)),
+                (":approval", s(approval_id)),
+                (":lease", n(lease_until)),
+                (":expires", n(lease_until + LOCK_TTL_AFTER_LEASE_SECONDS)),
+            ],
         )
         .await
     }
@@ -559,21 +598,101 @@ impl<'a> Store<'a> {
         }
     }
 
-    /// Queue a newer push behind the in-flight rollout (the newest push wins).
+    /// Queue a newer push behind the rollout in flight (the newest push wins). Its own item, so
+    /// no release or retry of the rollout loses it. Returns false when a newer one is queued.
     pub async fn queue_push(&self, service_key: &str, push_json: &str, pushed_at: u64) -> Result<bool, AwsError> {
         let out = self
             .ddb
-            .update_item()
+            .put_item()
             .table_name(self.table)
-            .key("pk", s(service_pk(service_key)))
-            .key("sk", s("lock"))
-            .update_expression("SET queued = :push, queuedAt = :at")
-            .condition_expression("attribute_exists(pk) AND (attribute_not_exists(queuedAt) OR queuedAt <= :at)")
-            .expression_attribute_values(":push", s(push_json))
+            .item("pk", s(service_pk(service_key)))
+            .item("sk", s("queued"))
+            .item("push", s(push_json))
+            .item("pushedAt", n(pushed_at))
+            .item("expiresAt", n(pushed_at + QUEUED_TTL_SECONDS))
+            .condition_expression("attribute_not_exists(pk) OR pushedAt <= :at")
             .expression_attribute_values(":at", n(pushed_at))
             .send()
             .await;
-        Ok(conditional(out, "UpdateItem", format!("{} lock of {service_key}", self.table))?.is_some())
+        Ok(conditional(out, "PutItem", format!("{} queued push of {service_key}", self.table))?.is_some())
+    }
+
+    /// The attempt number of the service's latest rollout of `digest`, and the push that started
+    /// it (its event id and time), if the digest was ever pushed for the service.
+    pub async fn digest_attempt(&self, service_key: &str, digest: &str) -> Result<Option<DigestAttempt>, AwsError> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(self.table)
+            .key("pk", s(service_pk(service_key)))
+            .key("sk", s(format!("digest#{digest}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| AwsError::new("DynamoDB", "GetItem", format!("{} attempts of {digest} for {service_key}", self.table), e))?;
+        Ok(out.item().map(|i| DigestAttempt {
+            attempt: get_n(i, "attempt") as u32,
+            push_id: get_s(i, "pushId").unwrap_or_default(),
+            pushed_at: get_n(i, "pushedAt"),
+        }))
+    }
+
+    /// Record `next` as the digest's attempt, if the record is still `previous` (None: no record):
+    /// of two pushes racing for the next attempt, one wins. Kept as long as Step Functions keeps
+    /// execution names (90 days).
+    pub async fn record_digest_attempt(
+        &self,
+        service_key: &str,
+        digest: &str,
+        previous: Option<&DigestAttempt>,
+        next: &DigestAttempt,
+    ) -> Result<bool, AwsError> {
+        let mut put = self
+            .ddb
+            .put_item()
+            .table_name(self.table)
+            .item("pk", s(service_pk(service_key)))
+            .item("sk", s(format!("digest#{digest}")))
+            .item("attempt", n(next.attempt as u64))
+            .item("pushId", s(&next.push_id))
+            .item("pushedAt", n(next.pushed_at))
+            .item("expiresAt", n(next.pushed_at + 90 * 24 * 3600));
+        put = match previous {
+            None => put.condition_expression("attribute_not_exists(pk)"),
+            Some(p) => put.condition_expression("attempt = :attempt").expression_attribute_values(":attempt", n(p.attempt as u64)),
+        };
+        Ok(conditional(put.send().await, "PutItem", format!("{} attempts of {digest} for {service_key}", self.table))?.is_some())
+    }
+
+    /// The push queued for the service, if any (its JSON).
+    pub async fn queued(&self, service_key: &str) -> Result<Option<String>, AwsError> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(self.table)
+            .key("pk", s(service_pk(service_key)))
+            .key("sk", s("queued"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| AwsError::new("DynamoDB", "GetItem", format!("{} queued push of {service_key}", self.table), e))?;
+        Ok(out.item().and_then(|i| get_s(i, "push")))
+    }
+
+    /// Remove the queued push once it started (only that push: a newer one queued meanwhile stays).
+    pub async fn dequeue(&self, service_key: &str, push_json: &str) -> Result<(), AwsError> {
+        let out = self
+            .ddb
+            .delete_item()
+            .table_name(self.table)
+            .key("pk", s(service_pk(service_key)))
+            .key("sk", s("queued"))
+            .condition_expression("push = :push")
+            .expression_attribute_values(":push", s(push_json))
+            .send()
+            .await;
+        conditional(out, "DeleteItem", format!("{} queued push of {service_key}", self.table))?;
+        Ok(())
     }
 
     pub async fn lock(&self, service_key: &str) -> Result<Option<LockRecord>, AwsError> {
@@ -607,6 +726,7 @@ impl<'a> Store<'a> {
         green: Option<&str>,
         rollout_json: &str,
         now: u64,
+        lease_until: u64,
     ) -> Result<bool, AwsError> {
         let mut values = vec![
             (":phase", s(phase)),
@@ -614,8 +734,12 @@ impl<'a> Store<'a> {
             (":weight", n(weight as u64)),
             (":now", n(now)),
             (":rollout", s(rollout_json)),
+            (":lease", n(lease_until)),
+            (":expires", n(lease_until + LOCK_TTL_AFTER_LEASE_SECONDS)),
         ];
-        let mut expr = "SET phase = :phase, step = :step, weight = :weight, updatedAt = :now, rollout = :rollout".to_string();
+        let mut expr =
+            "SET phase = :phase, step = :step, weight = :weight, updatedAt = :now, rollout = :rollout, leaseUntil = :lease, expiresAt = :expires"
+                .to_string();
         if let Some(g) = green {
             expr.push_str(", greenTaskSetId = :green");
             values.push((":green", s(g)));

@@ -46,7 +46,8 @@ pub async fn request(ctx: &Context, rollout: &Rollout, token: TaskToken) -> Resu
         digest: rollout.image.digest.clone(),
     };
     approvals.put(&record).await?;
-    if !store.set_approval_wait(&service_key, &rollout.id, &token, &record.id).await? {
+    let lease_until = now + pending.timeout_seconds + super::lease::MARGIN_SECONDS;
+    if !store.set_approval_wait(&service_key, &rollout.id, &token, &record.id, lease_until).await? {
         let cause = store.abort_cause(&rollout.id).await?.unwrap_or_else(|| "the rollout no longer holds the service".into());
         return Err(HandlerError::new("Kanaria.RolledBack", cause));
     }

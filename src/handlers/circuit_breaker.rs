@@ -37,6 +37,13 @@ pub enum Tripped {
 
 pub async fn trip(ctx: &Context, service_key: &str, rollout_id: &str, cause: &str) -> Result<Tripped, HandlerError> {
     let store = Store::new(&ctx.clients.dynamodb, &ctx.settings.table);
+    // A lock whose execution has ended is a leftover: acting on it would roll production back to
+    // an old image. `still_running` releases it.
+    match store.lock(service_key).await?.filter(|l| l.rollout_id == rollout_id) {
+        None => return Ok(Tripped::NotInFlight),
+        Some(lock) if !super::lease::still_running(ctx, &lock).await? => return Ok(Tripped::NotInFlight),
+        Some(_) => {}
+    }
     let Some(lock) = store.begin_abort(service_key, rollout_id, cause).await? else {
         info!(service = %service_key, rollout = %rollout_id, "circuit breaker: rollout no longer in flight");
         return Ok(Tripped::NotInFlight);

@@ -4,6 +4,7 @@
 
 pub mod approval;
 pub mod circuit_breaker;
+pub mod lease;
 pub mod manual;
 pub mod on_alarm;
 pub mod on_image_push;

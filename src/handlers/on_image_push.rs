@@ -16,28 +16,51 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tracing::{error, info, warn};
 
-use super::{circuit_breaker, HandlerError};
+use super::{circuit_breaker, lease, HandlerError};
 use crate::aws::approvals::Approvals;
-use crate::aws::store::{Acquire, LastRollout, LockRecord, Store};
+use crate::aws::store::{Acquire, DigestAttempt, LastRollout, LockRecord, Store};
 use crate::aws::{ecs, now_unix, policies, sfn, Context};
 use crate::events::{CloudTrailPutImage, EcrImageAction, Envelope};
 use crate::policy::{NewerPush, Policy};
 use crate::rollout::{Image, Rollout};
 
-/// A lock whose execution never appeared for this long is abandoned (the function that took it
-/// died before StartExecution) and may be taken over.
-const ORPHAN_LOCK_SECONDS: u64 = 900;
-
 #[derive(Debug, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", tag = "outcome")]
 pub enum Outcome {
-    Started { service: String, execution: String },
-    Duplicate { service: String, execution: String },
-    AlreadyRunning { service: String },
-    Refused { service: String, held_by: String },
-    AlreadyRolledOut { service: String, execution: String, status: String },
-    Superseded { service: String, execution: String, superseded: String },
-    Queued { service: String, behind: String },
+    Started {
+        service: String,
+        execution: String,
+    },
+    Duplicate {
+        service: String,
+        execution: String,
+    },
+    AlreadyRunning {
+        service: String,
+    },
+    Refused {
+        service: String,
+        held_by: String,
+    },
+    AlreadyRolledOut {
+        service: String,
+        execution: String,
+        status: String,
+    },
+    Superseded {
+        service: String,
+        execution: String,
+        superseded: String,
+    },
+    Queued {
+        service: String,
+        behind: String,
+    },
+    /// Nothing to roll out to (the service runs no task).
+    NotRunning {
+        service: String,
+        reason: String,
+    },
 }
 
 const CLOUDTRAIL_DETAIL_TYPE: &str = "AWS API Call via CloudTrail";
@@ -67,6 +90,17 @@ async fn record_pusher(ctx: &Context, event: Value) -> Result<Value, HandlerErro
 pub struct QueuedPush {
     pub image: Image,
     pub pushed_at: u64,
+    /// The push event's id (a redelivery of it must not start the digest again).
+    #[serde(default)]
+    pub push_id: String,
+}
+
+/// One push of an image to roll out: what, when, and which event (or `kanaria deploy`) asked.
+#[derive(Debug, Clone)]
+pub struct Push {
+    pub image: Image,
+    pub pushed_at: u64,
+    pub push_id: String,
 }
 
 pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> {
@@ -115,49 +149,105 @@ pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> 
         uri: format!("{}.dkr.ecr.{}.amazonaws.com/{}@{}", event.account, event.region, push.repository_name, push.image_digest),
     };
     let pushed_at = event.time.as_deref().and_then(|t| humantime::parse_rfc3339_weak(t).ok()).map(unix_secs).unwrap_or_else(now_unix);
+    // A redelivered event keeps its id; without one (never from EventBridge), the time stands in.
+    let push_id = if event.id.is_empty() { format!("{}@{pushed_at}", image.digest) } else { event.id.clone() };
+    let push = Push { image, pushed_at, push_id };
     let mut outcomes = Vec::new();
     for policy in matching {
-        outcomes.push(start_rollout(ctx, policy, &image, pushed_at).await?);
+        outcomes.push(start_rollout(ctx, policy, &push).await?);
     }
     Ok(json!({ "rollouts": outcomes }))
 }
 
-/// Deterministic rollout id and execution name for a service and digest.
-pub fn rollout_names(policy: &Policy, digest: &str) -> (String, String) {
-    let hash = Sha256::digest(format!("{}@{digest}", policy.service.key()));
+/// Deterministic rollout id and execution name for a service, digest and attempt: every
+/// delivery of one push names the same execution; a later push of the same digest (the usual
+/// recovery: re-push the last good image) is the next attempt and gets a new name, since Step
+/// Functions keeps a name taken for 90 days after its execution ended.
+pub fn rollout_names(policy: &Policy, digest: &str, attempt: u32) -> (String, String) {
+    let hash = Sha256::digest(format!("{}@{digest}#{attempt}", policy.service.key()));
     let id: String = hash.iter().take(8).map(|b| format!("{b:02x}")).collect();
     let short_digest: String = digest.trim_start_matches("sha256:").chars().take(12).collect();
+    let attempt = attempt.to_string();
+    // Step Functions names: at most 80 characters of letters, digits, - and _.
     let service: String = policy
         .service
         .name
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
-        .take(80 - 1 - 12 - 1 - 16)
+        .take(80 - 1 - 12 - 1 - attempt.len() - 1 - 16)
         .collect();
-    (id.clone(), format!("{service}-{short_digest}-{id}"))
+    (id.clone(), format!("{service}-{short_digest}-{attempt}-{id}"))
 }
 
 fn unix_secs(t: std::time::SystemTime) -> u64 {
     t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-/// Start a push that was queued behind a rollout that has now ended (with the policy as it is
-/// now).
-pub async fn start_queued(ctx: &Context, service_key: &str, queued: &QueuedPush) -> Result<Outcome, HandlerError> {
+/// Start the push queued behind the service's rollout, once that rollout has released the
+/// service (with the policy as it is now). Idempotent: a second call finds the push started (a
+/// duplicate of its own execution) or no push queued. The queued item goes only once its rollout
+/// started, so a failure here leaves it for the next caller (the rollout's end, a later push).
+pub async fn start_queued_push(ctx: &Context, service_key: &str) -> Result<Option<Outcome>, HandlerError> {
+    let store = Store::new(&ctx.clients.dynamodb, &ctx.settings.table);
+    let Some(json) = store.queued(service_key).await? else { return Ok(None) };
+    let Ok(queued) = serde_json::from_str::<QueuedPush>(&json) else {
+        warn!(service = %service_key, "a queued push could not be read and was dropped; push the image again");
+        store.dequeue(service_key, &json).await?;
+        return Ok(None);
+    };
     let policy = policies::load_all(&ctx.clients.ssm, &ctx.settings.policy_prefix)
         .await?
         .into_iter()
         .filter_map(|(_, p)| p.ok())
-        .find(|p| p.service.key() == service_key)
-        .ok_or_else(|| {
-            HandlerError::new("Kanaria.PolicyGone", format!("the policy of {service_key} is gone or invalid; the queued push was dropped"))
-        })?;
-    start_rollout(ctx, policy, &queued.image, queued.pushed_at).await
+        .find(|p| p.service.key() == service_key);
+    let Some(policy) = policy else {
+        warn!(service = %service_key, "the policy of the service is gone or invalid; its queued push was dropped");
+        store.dequeue(service_key, &json).await?;
+        return Ok(None);
+    };
+    let push = Push { image: queued.image, pushed_at: queued.pushed_at, push_id: queued.push_id };
+    let outcome = start_rollout(ctx, policy, &push).await?;
+    if !matches!(outcome, Outcome::Queued { .. }) {
+        store.dequeue(service_key, &json).await?;
+    }
+    info!(service = %service_key, ?outcome, "the queued push was started");
+    Ok(Some(outcome))
 }
 
-async fn start_rollout(ctx: &Context, policy: Policy, image: &Image, pushed_at: u64) -> Result<Outcome, HandlerError> {
+/// Which attempt at rolling `push` out to the service this push is: the attempt of the digest's
+/// latest rollout when this is the push that started it again (a redelivery) or while that
+/// rollout is in flight (the same digest pushed under another tag is a duplicate, never its own
+/// supersede); the next attempt when the digest is pushed again after its rollout ended (the
+/// usual recovery: re-push the last good image). None: a late delivery of an older push.
+async fn attempt_for(store: &Store<'_>, policy: &Policy, push: &Push) -> Result<Option<u32>, HandlerError> {
     let service = policy.service.key();
-    let (id, name) = rollout_names(&policy, &image.digest);
+    let service = service.as_str();
+    loop {
+        let previous = store.digest_attempt(service, &push.image.digest).await?;
+        let next = match &previous {
+            None => 1,
+            Some(p) if p.push_id == push.push_id => return Ok(Some(p.attempt)),
+            Some(p) if push.pushed_at < p.pushed_at => return Ok(None),
+            Some(p) => {
+                let (in_flight, _) = rollout_names(policy, &push.image.digest, p.attempt);
+                if store.lock(service).await?.is_some_and(|l| l.rollout_id == in_flight) {
+                    return Ok(Some(p.attempt));
+                }
+                p.attempt + 1
+            }
+        };
+        let record = DigestAttempt { attempt: next, push_id: push.push_id.clone(), pushed_at: push.pushed_at };
+        if store.record_digest_attempt(service, &push.image.digest, previous.as_ref(), &record).await? {
+            return Ok(Some(next));
+        }
+        // Another delivery recorded an attempt meanwhile: read it again.
+    }
+}
+
+pub async fn start_rollout(ctx: &Context, policy: Policy, push: &Push) -> Result<Outcome, HandlerError> {
+    let service = policy.service.key();
+    let image = &push.image;
+    let pushed_at = push.pushed_at;
 
     // Pushing a new tag onto the digest that already runs is not a release.
     let view = ecs::describe_service(&ctx.clients.ecs, &policy.service).await?;
@@ -169,9 +259,23 @@ async fn start_rollout(ctx: &Context, policy: Policy, image: &Image, pushed_at: 
             return Ok(Outcome::AlreadyRunning { service });
         }
     }
+    // A service that runs no task cannot show whether the image works: every step would wait
+    // for tasks that never start, and time out.
+    if view.desired_count == 0 {
+        warn!(%service, image = %image.uri, "refused: the service's desired count is 0");
+        return Ok(Outcome::NotRunning {
+            service,
+            reason: "the service's desired count is 0: scale it up, then push the image again (or run kanaria deploy)".into(),
+        });
+    }
 
-    let now = now_unix();
     let store = Store::new(&ctx.clients.dynamodb, &ctx.settings.table);
+    let Some(attempt) = attempt_for(&store, &policy, push).await? else {
+        warn!(%service, digest = %image.digest, "refused: a later push of this digest started a rollout already (this push was delivered late)");
+        return Ok(Outcome::Refused { service, held_by: "a later push of the same digest".into() });
+    };
+    let (id, name) = rollout_names(&policy, &image.digest, attempt);
+    let now = now_unix();
     let lock = LockRecord {
         service: service.clone(),
         rollout_id: id.clone(),
@@ -188,21 +292,19 @@ async fn start_rollout(ctx: &Context, policy: Policy, image: &Image, pushed_at: 
         status: crate::aws::store::IN_FLIGHT.into(),
         pushed_at,
         alarms: policy.alarms.clone(),
+        // The execution's first step must run within the margin.
+        lease_until: now + lease::MARGIN_SECONDS,
         ..Default::default()
     };
     let mut superseded = None;
-    let duplicate = match store.acquire(&lock).await? {
-        Acquire::Acquired => false,
-        Acquire::AlreadyOurs(_) => true,
+    let known_execution = match store.acquire(&lock).await? {
+        Acquire::Acquired => None,
+        // A duplicate delivery, or a retry after StartExecution failed: the execution this lock
+        // waits for is started below either way (an existing one is found by its name).
+        Acquire::AlreadyOurs(held) => Some(held.execution_arn.filter(|a| !a.is_empty())),
         Acquire::HeldBy(held) => {
-            let arn =
-                held.execution_arn.clone().unwrap_or_else(|| sfn::execution_arn(&ctx.settings.state_machine_arn, &held.execution_name));
-            let status = sfn::status(&ctx.clients.sfn, &arn).await?;
-            let stale = match status.as_deref() {
-                Some(s) => !sfn::is_running(s),
-                None => now.saturating_sub(held.started_at) > ORPHAN_LOCK_SECONDS,
-            };
-            if stale {
+            if !lease::still_running(ctx, &held).await? {
+                // Released just now: its rollout had ended.
                 if !store.take_over(&held.rollout_id, &lock, None).await? {
                     return Ok(refused(&service, image, &held, "another push took the service first"));
                 }
@@ -210,11 +312,19 @@ async fn start_rollout(ctx: &Context, policy: Policy, image: &Image, pushed_at: 
             } else if pushed_at < held.pushed_at {
                 return Ok(refused(&service, image, &held, "this push is older than the one rolling out (delivered late)"));
             } else if policy.on_newer_push == NewerPush::Queue {
-                let queued = serde_json::to_string(&QueuedPush { image: image.clone(), pushed_at }).expect("a push serialises");
+                let queued = QueuedPush { image: image.clone(), pushed_at, push_id: push.push_id.clone() };
+                let queued = serde_json::to_string(&queued).expect("a push serialises");
                 if !store.queue_push(&service, &queued, pushed_at).await? {
                     return Ok(refused(&service, image, &held, "a newer push is queued already"));
                 }
                 info!(%service, queued_digest = %image.digest, in_flight_rollout = %held.rollout_id, "push queued behind the rollout in flight");
+                // The rollout may have released the service between our two reads: then nobody
+                // would start the queued push but us.
+                if store.lock(&service).await?.is_none() {
+                    if let Some(started) = Box::pin(start_queued_push(ctx, &service)).await? {
+                        return Ok(started);
+                    }
+                }
                 return Ok(Outcome::Queued { service, behind: held.rollout_id });
             } else {
                 let cause = format!(
@@ -240,29 +350,37 @@ async fn start_rollout(ctx: &Context, policy: Policy, image: &Image, pushed_at: 
                 info!(%service, superseded_rollout = %held.rollout_id, "superseded the rollout in flight");
                 superseded = Some(held.rollout_id.clone());
             }
-            false
+            None
         }
     };
 
     let rollout = Rollout::new(id.clone(), policy, image.clone());
     let input = serde_json::to_string(&rollout).expect("a rollout serialises");
     match sfn::start_once(&ctx.clients.sfn, &ctx.settings.state_machine_arn, &name, &input).await? {
-        sfn::Started::Running(arn) if duplicate => {
+        sfn::Started::Running(arn) if known_execution.as_ref().is_some_and(|k| k.as_deref() == Some(arn.as_str())) => {
             info!(%service, rollout = %id, execution = %name, "duplicate delivery: the rollout is already running");
             Ok(Outcome::Duplicate { service, execution: arn })
         }
         sfn::Started::Running(arn) => {
+            if arn.is_empty() {
+                return Err(HandlerError::new(
+                    "Kanaria.Transient",
+                    format!("Step Functions StartExecution of {name} returned no execution ARN; retry"),
+                ));
+            }
             store.set_execution_arn(&service, &id, &arn).await?;
-            info!(%service, rollout = %id, execution = %name, image = %image.uri, "rollout started");
-            Ok(match superseded {
-                Some(old) => Outcome::Superseded { service, execution: arn, superseded: old },
-                None => Outcome::Started { service, execution: arn },
+            info!(%service, rollout = %id, execution = %name, image = %image.uri, attempt, "rollout started");
+            Ok(match (superseded, known_execution) {
+                (Some(old), _) => Outcome::Superseded { service, execution: arn, superseded: old },
+                // The lock was ours but its execution had not started (a retried delivery).
+                (None, Some(_)) => Outcome::Started { service, execution: arn },
+                (None, None) => Outcome::Started { service, execution: arn },
             })
         }
         sfn::Started::Ended { arn, status } => {
-            // This digest was rolled out (or rolled back) before; a re-push does not retry it.
+            // This attempt's execution ran and ended: a redelivery of the push that started it.
             store.release(&service, &id, None).await?;
-            warn!(%service, execution = %arn, %status, "ignored: this digest was already rolled out for this service; push a new image to release again");
+            info!(%service, execution = %arn, %status, "ignored: a redelivery of the push that started this rollout, which has ended; push the image again to roll it out again");
             Ok(Outcome::AlreadyRolledOut { service, execution: arn, status })
         }
     }

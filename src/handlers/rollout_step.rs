@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
-use super::{approval, circuit_breaker, on_image_push, progress, HandlerError};
+use super::{approval, circuit_breaker, lease, on_image_push, progress, HandlerError};
 use crate::analysis::judge;
 use crate::aws::store::{LastRollout, Store, TaskToken, ABORTING};
 use crate::aws::{cloudwatch, ecs, elb, now_unix, Context};
@@ -44,6 +44,9 @@ pub struct StepInput {
 }
 
 pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> {
+    if event.get("detail-type").and_then(Value::as_str) == Some(lease::EXECUTION_STATUS_CHANGE) {
+        return lease::execution_ended(ctx, event).await;
+    }
     let input: StepInput = serde_json::from_value(event).map_err(|e| HandlerError::invalid_input("rollout-step input", e))?;
     let action = match input.action {
         StepAction::Bake => {
@@ -57,18 +60,18 @@ pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> 
         StepAction::Reconcile(action) => action,
     };
     let service_key = input.rollout.service.key();
-    let queued = if matches!(action, Action::Finish | Action::Rollback) {
-        Store::new(&ctx.clients.dynamodb, &ctx.settings.table)
-            .lock(&service_key)
-            .await?
-            .filter(|l| l.rollout_id == input.rollout.id)
-            .and_then(|l| l.queued)
-    } else {
-        None
-    };
     let rollout = run(ctx, action, input.rollout).await?;
-    if let (Some(push), Some(sm)) = (queued, input.state_machine_arn) {
-        start_queued(ctx, &service_key, &push, &sm).await?;
+    // A promotion or a rollback ends by releasing the service: a push queued behind this rollout
+    // starts now. Its failure never fails this rollout: the push stays queued, and the end of
+    // this execution (or the next push) starts it.
+    if matches!(action, Action::Promote | Action::Rollback) && rollout.verdict == Some(Verdict::Done) {
+        let mut ctx = ctx.clone();
+        if let Some(sm) = input.state_machine_arn {
+            ctx.settings.state_machine_arn = sm;
+        }
+        if let Err(e) = on_image_push::start_queued_push(&ctx, &service_key).await {
+            warn!(service = %service_key, error = %e, "the queued push did not start; it stays queued");
+        }
     }
     Ok(serde_json::to_value(rollout).expect("a rollout serialises"))
 }
@@ -78,7 +81,8 @@ pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> 
 async fn bake(ctx: &Context, rollout: &Rollout, token: TaskToken) -> Result<Value, HandlerError> {
     let store = Store::new(&ctx.clients.dynamodb, &ctx.settings.table);
     let service_key = rollout.service.key();
-    if !store.set_bake_token(&service_key, &rollout.id, &token).await? {
+    let lease_until = now_unix() + rollout.wait_seconds + lease::MARGIN_SECONDS;
+    if !store.set_bake_token(&service_key, &rollout.id, &token, lease_until).await? {
         let cause = store.abort_cause(&rollout.id).await?.unwrap_or_else(|| "the rollout no longer holds the service".into());
         return Err(HandlerError::new("Kanaria.RolledBack", cause));
     }
@@ -282,7 +286,7 @@ async fn act(ctx: &Context, rollout: &Rollout, action: Action, command: &Command
         Command::ReleaseLock { rollout_id } => {
             let store = Store::new(&clients.dynamodb, &ctx.settings.table);
             let started_at = store.lock(&service.key()).await?.map(|l| l.started_at).unwrap_or(0);
-            let outcome = if action == Action::Finish { "SUCCEEDED" } else { "ROLLED_BACK" };
+            let outcome = if action == Action::Promote { "SUCCEEDED" } else { "ROLLED_BACK" };
             let last = LastRollout {
                 service: service.key(),
                 rollout_id: rollout_id.clone(),
@@ -299,19 +303,6 @@ async fn act(ctx: &Context, rollout: &Rollout, action: Action, command: &Command
     Ok(())
 }
 
-/// Start the newest push that queued behind the rollout that just ended.
-async fn start_queued(ctx: &Context, service_key: &str, push: &str, state_machine_arn: &str) -> Result<(), HandlerError> {
-    let Ok(queued) = serde_json::from_str::<on_image_push::QueuedPush>(push) else {
-        warn!(service = %service_key, "a queued push could not be read; push the image again");
-        return Ok(());
-    };
-    let mut ctx = ctx.clone();
-    ctx.settings.state_machine_arn = state_machine_arn.to_string();
-    let outcome = on_image_push::start_queued(&ctx, service_key, &queued).await?;
-    info!(service = %service_key, ?outcome, "started the push that was queued");
-    Ok(())
-}
-
 /// Publish the rollout's picture for people after the states that change what they see.
 async fn show_progress(ctx: &Context, action: Action, rollout: &Rollout, obs: &Observation) {
     let phase = match (action, rollout.verdict) {
@@ -322,8 +313,8 @@ async fn show_progress(ctx: &Context, action: Action, rollout: &Rollout, obs: &O
         (Action::Shift, _) => Phase::Baking { until: rollout.step_started_at.unwrap_or_else(now_unix) + rollout.wait_seconds },
         (Action::Verify, Some(Verdict::Hold)) => Phase::Baking { until: now_unix() + rollout.wait_seconds },
         (Action::TestTraffic, _) => Phase::Verified,
+        (Action::Promote, Some(Verdict::Done)) => Phase::Promoted,
         (Action::Promote, _) => Phase::Promoting,
-        (Action::Finish, _) => Phase::Promoted,
         // The next state's picture follows at once.
         _ => return,
     };
@@ -337,7 +328,10 @@ async fn show_progress(ctx: &Context, action: Action, rollout: &Rollout, obs: &O
 /// the event handlers (which task set is new, what to restore). Ended rollouts have released
 /// the lock; nothing to record then.
 async fn record_progress(ctx: &Context, action: Action, rollout: &Rollout) -> Result<(), HandlerError> {
-    if matches!(action, Action::Finish | Action::Rollback | Action::Restore) {
+    // Released by now (or never held, for Finish).
+    if matches!(action, Action::Finish | Action::Rollback | Action::Restore)
+        || (action == Action::Promote && rollout.verdict == Some(Verdict::Done))
+    {
         return Ok(());
     }
     let phase = match (action, rollout.verdict) {
@@ -362,6 +356,8 @@ async fn record_progress(ctx: &Context, action: Action, rollout: &Rollout) -> Re
             rollout.green.as_ref().map(|g| g.id.as_str()),
             &snapshot,
             now_unix(),
+            // The next step runs after the wait this one chose, or the lease runs out.
+            now_unix() + rollout.wait_seconds + lease::MARGIN_SECONDS,
         )
         .await?;
     if !holds {

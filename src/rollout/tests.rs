@@ -721,12 +721,17 @@ fn promote_then_scales_the_old_task_set_to_zero() {
 }
 
 #[test]
-fn promote_is_done_with_the_drain_wait() {
+fn promote_ends_the_rollout_by_releasing_the_service_then_waits_for_the_drain() {
     let mut obs = canary_obs(100);
     obs.task_sets[0].status = "ACTIVE".into();
     obs.task_sets[0].scale_percent = 0.0;
     obs.task_sets[1].status = "PRIMARY".into();
     let r = Rollout { weight: 50, wait_seconds: 180, ..canary_rollout() };
+    // Promoted: the rollout is done, the lock goes (events stop treating the new primary as a
+    // canary; a newer push starts a rollout of its own).
+    let d = ok(Action::Promote, &r, &obs, NOW);
+    assert_eq!(d.commands, vec![Command::ReleaseLock { rollout_id: ROLLOUT_ID.into() }]);
+    obs.lock_holder = None;
     let d = ok(Action::Promote, &r, &obs, NOW);
     assert!(d.commands.is_empty());
     assert_eq!(d.rollout.verdict, Some(Verdict::Done));
@@ -736,6 +741,16 @@ fn promote_is_done_with_the_drain_wait() {
     // An old task set that is already gone needs no scaling either.
     obs.task_sets.remove(0);
     assert_eq!(ok(Action::Promote, &r, &obs, NOW).rollout.verdict, Some(Verdict::Done));
+
+    // A retry after a newer rollout took the service finds this promotion complete: done,
+    // nothing touched. Had it not completed, it would not be this rollout's to finish.
+    obs.lock_holder = Some(OTHER_ROLLOUT_ID.into());
+    obs.weights = weights(10, 90);
+    let d = ok(Action::Promote, &r, &obs, NOW);
+    assert!(d.commands.is_empty(), "{:?}", d.commands);
+    assert_eq!(d.rollout.verdict, Some(Verdict::Done));
+    let halted = decide(Action::Promote, &r, &canary_obs(50).with_lock(OTHER_ROLLOUT_ID), NOW);
+    assert!(matches!(halted, Err(Halt::Superseded(_))), "{halted:?}");
 }
 
 #[test]
@@ -767,36 +782,33 @@ fn promoted_obs() -> Observation {
 }
 
 #[test]
-fn finish_deletes_the_old_task_set_then_releases_the_lock_then_is_done() {
+fn finish_deletes_only_the_task_set_this_rollout_replaced_and_never_touches_the_lock() {
     let r = Rollout { weight: 100, ..canary_rollout() };
     let mut obs = promoted_obs();
+    obs.lock_holder = None;
     obs.task_sets.push(view(LEFTOVER_ID, "ACTIVE", None, STABLE_TD, None));
     let d = ok(Action::Finish, &r, &obs, NOW);
-    assert_eq!(
-        d.commands,
-        vec![Command::DeleteTaskSet { task_set_id: STABLE_ID.into() }, Command::DeleteTaskSet { task_set_id: LEFTOVER_ID.into() }]
-    );
+    assert_eq!(d.commands, vec![Command::DeleteTaskSet { task_set_id: STABLE_ID.into() }], "the leftover is the next rollout's to remove");
     assert_eq!(d.rollout.verdict, None);
 
-    obs.task_sets.retain(|t| t.id == GREEN_ID);
-    let d = ok(Action::Finish, &r, &obs, NOW);
-    assert_eq!(d.commands, vec![Command::ReleaseLock { rollout_id: ROLLOUT_ID.into() }]);
-    assert_eq!(d.rollout.verdict, None);
-
-    obs.lock_holder = None;
+    obs.task_sets.retain(|t| t.id != STABLE_ID);
     let d = ok(Action::Finish, &r, &obs, NOW);
     assert!(d.commands.is_empty());
     assert_eq!(d.rollout.verdict, Some(Verdict::Done));
+    // A newer rollout holds the service by now: still nothing of ours to release.
+    obs.lock_holder = Some(OTHER_ROLLOUT_ID.into());
+    assert_eq!(ok(Action::Finish, &r, &obs, NOW).rollout.verdict, Some(Verdict::Done));
 }
 
 #[test]
-fn finish_keeps_task_sets_that_still_get_traffic() {
+fn finish_keeps_the_old_task_set_while_it_gets_traffic() {
+    // A newer rollout's canary already sends traffic to the old set's target group.
     let r = Rollout { weight: 100, ..canary_rollout() };
     let mut obs = promoted_obs();
-    // Someone put a task set behind the green target group, which gets 100%.
-    obs.task_sets.push(view(LEFTOVER_ID, "ACTIVE", Some(TG_B), STABLE_TD, None));
+    obs.weights = weights(10, 90);
     let d = ok(Action::Finish, &r, &obs, NOW);
-    assert_eq!(d.commands, vec![Command::DeleteTaskSet { task_set_id: STABLE_ID.into() }]);
+    assert!(d.commands.is_empty(), "{:?}", d.commands);
+    assert_eq!(d.rollout.verdict, Some(Verdict::Done));
 }
 
 #[test]
@@ -804,25 +816,20 @@ fn finish_ignores_draining_task_sets() {
     let mut obs = promoted_obs();
     obs.task_sets[0].status = "DRAINING".into();
     let d = ok(Action::Finish, &canary_rollout(), &obs, NOW);
-    assert_eq!(d.commands, vec![Command::ReleaseLock { rollout_id: ROLLOUT_ID.into() }]);
-}
-
-#[test]
-fn finish_leaves_a_lock_it_does_not_hold() {
-    let mut obs = promoted_obs();
-    obs.task_sets.remove(0);
-    obs.lock_holder = Some(OTHER_ROLLOUT_ID.into());
-    let d = ok(Action::Finish, &canary_rollout(), &obs, NOW);
-    assert!(d.commands.is_empty(), "{:?}", d.commands);
+    assert!(d.commands.is_empty());
     assert_eq!(d.rollout.verdict, Some(Verdict::Done));
 }
 
 #[test]
-fn finish_refuses_when_green_is_not_primary() {
-    // Promote did not complete: deleting "stale" task sets now would delete the stable one.
-    let msg = not_ready(halt(Action::Finish, &canary_rollout(), &canary_obs(100)));
-    assert!(msg.contains(GREEN_ID) && msg.contains("not primary"), "{msg}");
-    assert!(not_ready(halt(Action::Finish, &new_rollout(), &promoted_obs())).contains("no new task set"));
+fn finish_never_deletes_a_primary_task_set() {
+    // Someone made the old task set primary again by hand: it is not kanaria's to delete.
+    let mut obs = promoted_obs();
+    obs.task_sets[0].status = "PRIMARY".into();
+    obs.task_sets[1].status = "ACTIVE".into();
+    obs.weights = weights(0, 100);
+    let d = ok(Action::Finish, &canary_rollout(), &obs, NOW);
+    assert!(d.commands.is_empty(), "{:?}", d.commands);
+    assert!(not_ready(halt(Action::Finish, &new_rollout(), &promoted_obs())).contains("no stable task set"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1138,8 +1145,13 @@ impl World {
                 t.scale_percent = *percent;
                 let count = ((desired as f64) * percent / 100.0).ceil() as u32;
                 t.computed_desired_count = Some(count);
-                t.running_count = Some(count);
-                t.stability = Some(Stability::SteadyState);
+                if count <= t.running_count.unwrap_or(0) {
+                    t.running_count = Some(count);
+                    t.stability = Some(Stability::SteadyState);
+                } else {
+                    // As in ECS: the new tasks take a while to start and turn healthy.
+                    t.stability = Some(Stability::Stabilizing);
+                }
             }
             Command::DeleteTaskSet { task_set_id } => obs.task_sets.retain(|t| &t.id != task_set_id),
             Command::ReleaseLock { rollout_id } => {
@@ -1220,7 +1232,12 @@ impl World {
     }
 
     fn start_green_tasks(&mut self, green_id: &str) {
-        let t = self.obs.task_sets.iter_mut().find(|t| t.id == green_id).unwrap();
+        self.start_tasks(green_id);
+    }
+
+    /// The task set's tasks run and are healthy targets.
+    fn start_tasks(&mut self, id: &str) {
+        let t = self.obs.task_sets.iter_mut().find(|t| t.id == id).unwrap();
         t.running_count = t.computed_desired_count;
         t.stability = Some(Stability::SteadyState);
     }
@@ -1298,15 +1315,16 @@ fn a_whole_canary_converges_and_every_retry_is_a_no_op() {
             Command::SetWeights { weights: weights(0, 100) },
             Command::MakePrimary { task_set_arn: green.arn.clone() },
             Command::ScaleTaskSet { task_set_id: STABLE_ID.into(), percent: 0.0 },
-            Command::DeleteTaskSet { task_set_id: STABLE_ID.into() },
             Command::ReleaseLock { rollout_id: ROLLOUT_ID.into() },
+            Command::DeleteTaskSet { task_set_id: STABLE_ID.into() },
         ]
     );
     assert_eq!(
         world.commands_of(Action::Promote),
         vec![
             Command::MakePrimary { task_set_arn: green.arn.clone() },
-            Command::ScaleTaskSet { task_set_id: STABLE_ID.into(), percent: 0.0 }
+            Command::ScaleTaskSet { task_set_id: STABLE_ID.into(), percent: 0.0 },
+            Command::ReleaseLock { rollout_id: ROLLOUT_ID.into() },
         ]
     );
 
@@ -1423,27 +1441,40 @@ fn a_failing_canary_rolls_back_to_stable() {
 }
 
 #[test]
-fn a_promote_that_fails_after_scale_down_rolls_back_to_stable() {
+fn a_rollback_after_promote_scaled_the_old_task_set_down_moves_traffic_only_once_it_serves() {
+    // Replaces a test that asserted an outage: the rollback scaled the old task set up and moved
+    // all traffic to it in one go, before it had a healthy task, then deleted the set that served.
     let mut world = World::new(fresh_obs());
     let r = drive_canary(&mut world, new_rollout(), None);
-    // Promote moved traffic, made green primary and scaled stable to 0, then the function died
-    // before reading back; the Catch hands the rollout and the error to RollBack.
-    world.run(Action::Promote, &r, NOW);
-    assert_eq!(world.obs.task_sets.iter().find(|t| t.id == STABLE_ID).unwrap().scale_percent, 0.0);
+    let green = r.green.clone().unwrap();
+    // Promote moved all traffic, made green primary and scaled the old set to 0; the function
+    // died before it released the service, and the Catch hands the error to RollBack.
+    world.apply(Action::Promote, &Command::SetWeights { weights: weights(0, 100) });
+    world.apply(Action::Promote, &Command::MakePrimary { task_set_arn: green.arn.clone() });
+    world.apply(Action::Promote, &Command::ScaleTaskSet { task_set_id: STABLE_ID.into(), percent: 0.0 });
     let caught =
         Rollout { error: Some(lambda_error("Kanaria.NotConverged", "Promote for prod/web did not read back as done after 6 rounds")), ..r };
     world.log.clear();
-    let (done, rounds) = world.run(Action::Rollback, &caught, NOW + 60);
-    assert!(rounds <= MAX_ROUNDS);
-    let stable_arn = task_set_arn(STABLE_ID);
-    let green_id = caught.green.as_ref().unwrap().id.clone();
+    // The old set is scaled back up and made primary; no traffic moves while its tasks start.
+    let (waiting, _) = world.run(Action::Rollback, &caught, NOW + 60);
+    assert_eq!(waiting.verdict, Some(Verdict::Wait), "{waiting:?}");
     assert_eq!(
         world.commands_of(Action::Rollback),
         vec![
             Command::ScaleTaskSet { task_set_id: STABLE_ID.into(), percent: 100.0 },
-            Command::MakePrimary { task_set_arn: stable_arn },
+            Command::MakePrimary { task_set_arn: task_set_arn(STABLE_ID) },
+        ]
+    );
+    assert_eq!(world.obs.weights, weights(0, 100), "traffic stays on the set that serves");
+    // Its tasks are healthy: now traffic moves back, and only then the new set goes.
+    world.start_tasks(STABLE_ID);
+    world.log.clear();
+    let (done, _) = world.run(Action::Rollback, &waiting, NOW + 90);
+    assert_eq!(
+        world.commands_of(Action::Rollback),
+        vec![
             Command::SetWeights { weights: weights(100, 0) },
-            Command::DeleteTaskSet { task_set_id: green_id },
+            Command::DeleteTaskSet { task_set_id: green.id.clone() },
             Command::ReleaseLock { rollout_id: ROLLOUT_ID.into() },
         ]
     );
@@ -1536,6 +1567,13 @@ fn analysis_policy(inconclusive: &str) -> Policy {
 
 fn bake_gate() -> Policy {
     blue_green_policy("{ bake: 30s }")
+}
+
+impl Observation {
+    fn with_lock(mut self, holder: &str) -> Self {
+        self.lock_holder = Some(holder.into());
+        self
+    }
 }
 
 fn fenced(obs: Observation) -> Observation {
@@ -1742,7 +1780,9 @@ fn a_fence_stops_promote_only_before_traffic_has_moved() {
     assert_eq!(d.commands, vec![Command::ScaleTaskSet { task_set_id: STABLE_ID.into(), percent: 0.0 }]);
     obs.task_sets[0].scale_percent = 0.0;
     let d = ok(Action::Promote, &r, &obs, NOW);
-    assert!(d.commands.is_empty());
+    assert_eq!(d.commands, vec![Command::ReleaseLock { rollout_id: ROLLOUT_ID.into() }]);
+    obs.lock_holder = None;
+    let d = ok(Action::Promote, &r, &obs, NOW);
     assert_eq!((d.rollout.verdict, d.rollout.wait_seconds, d.rollout.cause), (Some(Verdict::Done), 45, None));
 
     // Failed tasks are a stop cause too, with the same rule.
@@ -2187,8 +2227,8 @@ fn a_whole_blue_green_rollout_converges() {
             Command::SetWeights { weights: weights(0, 100) },
             Command::MakePrimary { task_set_arn: green.arn.clone() },
             Command::ScaleTaskSet { task_set_id: STABLE_ID.into(), percent: 0.0 },
-            Command::DeleteTaskSet { task_set_id: STABLE_ID.into() },
             Command::ReleaseLock { rollout_id: ROLLOUT_ID.into() },
+            Command::DeleteTaskSet { task_set_id: STABLE_ID.into() },
         ]
     );
 }
