@@ -274,6 +274,8 @@ pub struct TaskSetView {
     /// ECS's own figures, when it reports them.
     pub computed_desired_count: Option<u32>,
     pub running_count: Option<u32>,
+    /// Tasks ECS is starting for the set (PROVISIONING, PENDING, ACTIVATING).
+    pub pending_count: Option<u32>,
     /// `stabilityStatus`: STEADY_STATE only when every wanted task runs, none is pending and all
     /// are healthy in their target group (ECS API reference, TaskSet).
     pub stability: Option<Stability>,
@@ -314,6 +316,21 @@ impl Observation {
 
     fn green_running(&self, green: &TaskSetView) -> u32 {
         self.green_running.max(green.running_count.unwrap_or(0))
+    }
+
+    /// Why the new task set, which has taken traffic, is short of tasks — or None. Tasks ECS is
+    /// still starting count: the service scaling out during a bake (target tracking, a schedule)
+    /// starts new tasks, which is no failure of the release (failed tasks are counted apart, by
+    /// the circuit breaker). A set that should run no task cannot be judged, and a set running
+    /// none cannot serve.
+    fn tasks_missing(&self, set: &TaskSetView) -> Option<String> {
+        let expected = self.green_expected(set);
+        let running = self.green_running(set);
+        let pending = set.pending_count.unwrap_or(0);
+        if expected == 0 || running == 0 || running + pending < expected {
+            return Some(format!("only {running} of {expected} tasks of the new task set are running ({pending} starting)"));
+        }
+        None
     }
 
     /// Whether traffic may move to the task set, or why not (for people). Ready means healthy
@@ -467,14 +484,10 @@ pub fn decide(action: Action, rollout: &Rollout, obs: &Observation, now: u64) ->
         }
         Action::Validate => {
             let green = green_of(rollout, obs)?;
-            let (expected, running) = (obs.green_expected(green), obs.green_running(green));
             if let Some(cause) = stop_cause(rollout, obs) {
                 rollback_with(&mut next, cause);
-            } else if expected == 0 || running < expected {
-                rollback_with(
-                    &mut next,
-                    format!("only {running} of {expected} tasks of the new task set are running after validation on the test route"),
-                );
+            } else if let Some(short) = obs.tasks_missing(green) {
+                rollback_with(&mut next, format!("{short} after validation on the test route"));
             } else {
                 next.verdict = Some(Verdict::Ready);
             }
@@ -509,17 +522,11 @@ pub fn decide(action: Action, rollout: &Rollout, obs: &Observation, now: u64) ->
         }
         Action::Verify => {
             let green = green_of(rollout, obs)?;
-            let (expected, running) = (obs.green_expected(green), obs.green_running(green));
             let steps = rollout.policy.steps();
             if let Some(cause) = stop_cause(rollout, obs) {
                 rollback_with(&mut next, cause);
-            } else if expected == 0 || running < expected {
-                // A new task set that should run no tasks (scaled to 0, or a desired count of 0)
-                // cannot be judged healthy, and must not get traffic.
-                rollback_with(
-                    &mut next,
-                    format!("only {running} of {expected} tasks of the new task set are running after the {}% step", rollout.weight),
-                );
+            } else if let Some(short) = obs.tasks_missing(green) {
+                rollback_with(&mut next, format!("{short} after the {}% step", rollout.weight));
             } else {
                 match &obs.analysis {
                     Some(Judgement::Fail(reason)) => rollback_with(&mut next, format!("canary analysis at {}%: {reason}", rollout.weight)),

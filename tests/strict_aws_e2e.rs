@@ -12,18 +12,6 @@ use kanaria::handlers::Function;
 use kanaria_local::faults::{FaultKind, FaultRule};
 use kanaria_local::fixture::SampleOptions;
 
-/// Poll a condition that emulated AWS changes over time (the simulator's clock, not a guess).
-async fn eventually<T>(env: &Env, what: &str, limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
-        tokio::time::timeout(Duration::from_millis(500), env.local.simulator.changed()).await.ok();
-    }
-}
-
 /// A second task set of the sample service on its green target group, created as a test
 /// (not kanaria) would: returns its id.
 async fn create_green_task_set(env: &Env, client_token: Option<&str>) -> aws_sdk_ecs::operation::create_task_set::CreateTaskSetOutput {
@@ -64,26 +52,31 @@ async fn new_tasks_start_over_time_and_turn_healthy_after_the_health_check_thres
     let elb = &env.local.ctx().clients.elb;
 
     // Pending first, never RUNNING at once.
-    let pending = eventually(&env, "tasks pending", Duration::from_secs(5), async || {
-        let out = ecs.describe_task_sets().cluster("demo").service("web").task_sets(&id).send().await.unwrap();
-        let s = out.task_sets()[0].clone();
-        (s.pending_count() > 0).then_some(s)
-    })
-    .await;
+    let pending = env
+        .eventually("tasks pending", Duration::from_secs(5), async || {
+            let out = ecs.describe_task_sets().cluster("demo").service("web").task_sets(&id).send().await.unwrap();
+            let s = out.task_sets()[0].clone();
+            (s.pending_count() > 0).then_some(s)
+        })
+        .await;
     assert_eq!((pending.running_count(), pending.computed_desired_count()), (0, 2));
     // Running, registered, but `initial`: still STABILIZING.
-    let initial = eventually(&env, "targets registered", Duration::from_secs(5), async || {
-        let health = elb.describe_target_health().target_group_arn(&env.sample.target_groups[1]).send().await.unwrap();
-        let states: Vec<String> =
-            health.target_health_descriptions().iter().filter_map(|d| d.target_health()?.state().map(|s| s.as_str().to_string())).collect();
-        (states.len() == 2).then_some(states)
-    })
-    .await;
+    let initial = env
+        .eventually("targets registered", Duration::from_secs(5), async || {
+            let health = elb.describe_target_health().target_group_arn(&env.sample.target_groups[1]).send().await.unwrap();
+            let states: Vec<String> = health
+                .target_health_descriptions()
+                .iter()
+                .filter_map(|d| d.target_health()?.state().map(|s| s.as_str().to_string()))
+                .collect();
+            (states.len() == 2).then_some(states)
+        })
+        .await;
     assert_eq!(initial, ["initial", "initial"]);
     let out = ecs.describe_task_sets().cluster("demo").service("web").task_sets(&id).send().await.unwrap();
     assert_eq!(out.task_sets()[0].stability_status().map(|s| s.as_str()), Some("STABILIZING"));
     // Healthy after the threshold, and only then STEADY_STATE.
-    eventually(&env, "STEADY_STATE", Duration::from_secs(10), async || {
+    env.eventually("STEADY_STATE", Duration::from_secs(10), async || {
         let out = ecs.describe_task_sets().cluster("demo").service("web").task_sets(&id).send().await.unwrap();
         (out.task_sets()[0].stability_status().map(|s| s.as_str()) == Some("STEADY_STATE")).then_some(())
     })
@@ -104,22 +97,24 @@ async fn a_crash_is_announced_before_the_task_stops_and_stops_after_the_deregist
     // Tasks started from now on (the new task set's) crash 200 ms after RUNNING.
     env.local.simulator.crash_images("demo/web:v1", 3, Duration::from_millis(200));
     create_green_task_set(&env, None).await;
-    let crashed = eventually(&env, "a crash", Duration::from_secs(10), async || {
-        env.local.simulator.events_sent().into_iter().find(|e| e["desiredStatus"] == "STOPPED")
-    })
-    .await;
+    let crashed = env
+        .eventually("a crash", Duration::from_secs(10), async || {
+            env.local.simulator.events_sent().into_iter().find(|e| e["desiredStatus"] == "STOPPED")
+        })
+        .await;
     assert_eq!(crashed["lastStatus"], "RUNNING", "{crashed}");
     assert_eq!(crashed["stopCode"], "EssentialContainerExited");
     assert_eq!(crashed["containers"][0]["exitCode"], 3);
     let task = crashed["taskArn"].as_str().unwrap().to_string();
     let seen_at = Instant::now();
-    let stopped = eventually(&env, "STOPPED", Duration::from_secs(10), async || {
-        let events = env.local.simulator.events_sent();
-        let of_task: Vec<String> =
-            events.iter().filter(|e| e["taskArn"] == task.as_str()).map(|e| e["lastStatus"].as_str().unwrap().to_string()).collect();
-        of_task.contains(&"STOPPED".to_string()).then_some(of_task)
-    })
-    .await;
+    let stopped = env
+        .eventually("STOPPED", Duration::from_secs(10), async || {
+            let events = env.local.simulator.events_sent();
+            let of_task: Vec<String> =
+                events.iter().filter(|e| e["taskArn"] == task.as_str()).map(|e| e["lastStatus"].as_str().unwrap().to_string()).collect();
+            of_task.contains(&"STOPPED".to_string()).then_some(of_task)
+        })
+        .await;
     // The default deregistration delay, 300 s, at the runtime's 1:100 time scale.
     assert!(seen_at.elapsed() >= Duration::from_millis(2500), "STOPPED came {:?} after the crash", seen_at.elapsed());
     let after_crash: Vec<&str> = stopped.iter().map(String::as_str).skip_while(|s| *s != "DEACTIVATING").collect();
@@ -157,7 +152,7 @@ async fn the_probe_follows_weights_and_stickiness_and_sees_503_without_healthy_t
     let route = env.sample.policy.traffic.route().unwrap();
     let elb = &env.local.ctx().clients.elb;
     let t0 = Instant::now();
-    eventually(&env, "requests served", Duration::from_secs(5), async || {
+    env.eventually("requests served", Duration::from_secs(5), async || {
         (env.local.probe.summary(&env.sample.listener_arn, t0, None).ok >= 20).then_some(())
     })
     .await;
@@ -167,7 +162,7 @@ async fn the_probe_follows_weights_and_stickiness_and_sees_503_without_healthy_t
     // Half the traffic to a group with no targets: those clients get 503s.
     kanaria::aws::elb::set_weights(elb, &route, &[(blue.clone(), 50), (green.clone(), 50)]).await.unwrap();
     let t1 = Instant::now();
-    eventually(&env, "503s", Duration::from_secs(5), async || {
+    env.eventually("503s", Duration::from_secs(5), async || {
         (env.local.probe.summary(&env.sample.listener_arn, t1, None).no_healthy_target >= 10).then_some(())
     })
     .await;
@@ -200,7 +195,7 @@ async fn the_probe_follows_weights_and_stickiness_and_sees_503_without_healthy_t
         .await
         .unwrap();
     let t2 = Instant::now();
-    eventually(&env, "sticky clients on green", Duration::from_secs(5), async || {
+    env.eventually("sticky clients on green", Duration::from_secs(5), async || {
         (env.local.probe.summary(&env.sample.listener_arn, t2, None).requests >= 32).then_some(())
     })
     .await;
@@ -211,7 +206,7 @@ async fn the_probe_follows_weights_and_stickiness_and_sees_503_without_healthy_t
         .await
         .unwrap();
     let t3 = Instant::now();
-    eventually(&env, "a round of requests", Duration::from_secs(5), async || {
+    env.eventually("a round of requests", Duration::from_secs(5), async || {
         (env.local.probe.summary(&env.sample.listener_arn, t3, None).requests >= 32).then_some(())
     })
     .await;
@@ -219,7 +214,7 @@ async fn the_probe_follows_weights_and_stickiness_and_sees_503_without_healthy_t
     assert!(s.errors_by_target_group.get(&green).is_some_and(|n| *n >= 8), "sticky clients still reach green at weight 0: {s:?}");
     elb.modify_listener().listener_arn(&env.sample.listener_arn).default_actions(forward(&[(&blue, 100)])).send().await.unwrap();
     let t4 = Instant::now();
-    eventually(&env, "a round of requests", Duration::from_secs(5), async || {
+    env.eventually("a round of requests", Duration::from_secs(5), async || {
         (env.local.probe.summary(&env.sample.listener_arn, t4, None).requests >= 32).then_some(())
     })
     .await;
@@ -317,11 +312,12 @@ async fn step_functions_names_stay_taken_and_a_zero_timeout_path_fails_past_catc
         .await
         .unwrap();
     let run = sfn.start_execution().state_machine_arn(sm.state_machine_arn()).name("once").input(r#"{"seconds": 0}"#).send().await.unwrap();
-    let ended = eventually(&env, "the execution ends", Duration::from_secs(10), async || {
-        let d = sfn.describe_execution().execution_arn(run.execution_arn()).send().await.unwrap();
-        (d.status().as_str() != "RUNNING").then_some(d)
-    })
-    .await;
+    let ended = env
+        .eventually("the execution ends", Duration::from_secs(10), async || {
+            let d = sfn.describe_execution().execution_arn(run.execution_arn()).send().await.unwrap();
+            (d.status().as_str() != "RUNNING").then_some(d)
+        })
+        .await;
     assert_eq!((ended.status().as_str(), ended.error()), ("FAILED", Some("States.Runtime")), "{:?}", ended.cause());
     let again =
         sfn.start_execution().state_machine_arn(sm.state_machine_arn()).name("once").input(r#"{"seconds": 0}"#).send().await.unwrap_err();

@@ -11,6 +11,9 @@ changes moto's Step Functions interpreter where moto is kinder than AWS:
 - States.ALL matches any error name but States.Runtime (and States.DataLimitExceeded): those end
   the execution, whatever its Retry and Catch say (same page). moto's States.ALL matches all.
 
+- StopExecution ends an execution ABORTED, and nothing of it runs after that. moto lets the task
+  that was waiting fail afterwards, which runs its Catch and turns the execution FAILED.
+
 Execution names are already unique per state machine for the life of the moto process (moto
 answers ExecutionAlreadyExists for a closed execution's name, as AWS does for 90 days).
 """
@@ -82,6 +85,23 @@ def _eval_body(self, env):
 
 
 error_equals_decl.ErrorEqualsDecl._eval_body = _eval_body
+
+from moto.stepfunctions.parser.asl.eval import environment as _environment
+from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
+
+
+def _unless_stopped(original):
+    def set_state(self, *args, **kwargs):
+        if isinstance(self.program_state(), ProgramStopped):
+            return
+        original(self, *args, **kwargs)
+
+    return set_state
+
+
+_environment.Environment.set_error = _unless_stopped(_environment.Environment.set_error)
+_environment.Environment.set_timed_out = _unless_stopped(_environment.Environment.set_timed_out)
+_environment.Environment.set_ended = _unless_stopped(_environment.Environment.set_ended)
 
 if __name__ == "__main__":
     from moto.server import main

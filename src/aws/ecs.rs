@@ -60,6 +60,7 @@ fn task_set_view(t: &aws_sdk_ecs::types::TaskSet) -> TaskSetView {
         scale_percent: scale,
         computed_desired_count: reported.then(|| t.computed_desired_count().max(0) as u32),
         running_count: reported.then(|| t.running_count().max(0) as u32),
+        pending_count: reported.then(|| t.pending_count().max(0) as u32),
         stability: t.stability_status().map(|s| match s {
             aws_sdk_ecs::types::StabilityStatus::SteadyState => Stability::SteadyState,
             _ => Stability::Stabilizing,

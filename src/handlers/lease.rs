@@ -5,9 +5,10 @@
 //! only when the execution ends without its own RollBack or promotion releasing it: an operator's
 //! StopExecution, a failure Step Functions does not let the state machine catch, a timeout. Two
 //! things end such a lock:
-//! - the execution's end: EventBridge's `Step Functions Execution Status Change` (FAILED, ABORTED,
-//!   TIMED_OUT) reaches rollout-step, which releases the lock of that execution, records how it
-//!   ended, tells people, and starts a push queued behind it ([`execution_ended`]);
+//! - the execution's end: EventBridge's `Step Functions Execution Status Change` (SUCCEEDED,
+//!   FAILED, ABORTED, TIMED_OUT) reaches rollout-step, which releases the lock of that execution
+//!   if it is still there, records how it ended, tells people, and starts a push queued behind
+//!   it ([`execution_ended`]);
 //! - whoever is about to act on a lock (the circuit breaker, a newer push) first asks Step
 //!   Functions whether its execution still runs ([`still_running`]), and releases it if not —
 //!   so a failed task of the *current* primary, an alarm or an abort never rolls production back
@@ -51,7 +52,7 @@ pub async fn execution_ended(ctx: &Context, event: Value) -> Result<Value, Handl
     let event = Envelope::<ExecutionStatusChange>::parse(event, "aws.states", EXECUTION_STATUS_CHANGE)
         .map_err(|e| HandlerError::invalid_input("rollout-step", e))?;
     let detail = event.detail;
-    if !matches!(detail.status.as_str(), "FAILED" | "ABORTED" | "TIMED_OUT") {
+    if !matches!(detail.status.as_str(), "SUCCEEDED" | "FAILED" | "ABORTED" | "TIMED_OUT") {
         return Ok(json!({ "ignored": format!("execution {}", detail.status) }));
     }
     let Some(rollout) = detail.input.as_deref().and_then(|i| serde_json::from_str::<Rollout>(i).ok()) else {
@@ -62,8 +63,12 @@ pub async fn execution_ended(ctx: &Context, event: Value) -> Result<Value, Handl
     let lock = store.lock(&service_key).await?;
     let ours = lock.filter(|l| l.rollout_id == rollout.id && l.execution_arn.as_deref().is_none_or(|arn| arn == detail.execution_arn));
     let Some(lock) = ours else {
-        // The rollout released the service itself (promoted, or rolled back): nothing left over.
-        return Ok(json!({ "execution": detail.execution_arn, "status": detail.status, "lock": "released by the rollout" }));
+        // The rollout released the service itself (promoted, or rolled back): nothing left over
+        // but, perhaps, a push queued behind it that its own attempts could not start.
+        let started = on_image_push::start_queued_push(ctx, &service_key).await?;
+        return Ok(
+            json!({ "execution": detail.execution_arn, "status": detail.status, "lock": "released by the rollout", "queuedPush": started.map(|o| format!("{o:?}")) }),
+        );
     };
     let why = match (detail.error.as_deref(), detail.cause.as_deref()) {
         (Some(e), Some(c)) if !c.is_empty() => format!("{e}: {c}"),

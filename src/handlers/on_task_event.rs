@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use super::{circuit_breaker, restart_loop, HandlerError};
 use crate::aws::store::Store;
-use crate::aws::{now_unix, Context};
+use crate::aws::{elb, now_unix, Context};
 use crate::events::{unix_seconds, EcsServiceAction, EcsTaskStateChange, Envelope, TaskFailure};
 use crate::rollout::Rollout;
 
@@ -110,14 +110,22 @@ async fn failed_task(ctx: &Context, failed: FailedTask) -> Result<Value, Handler
         return Ok(json!({ "recorded": true, "rollout": lock.rollout_id, "circuitBreaker": "tripped already" }));
     }
 
-    let threshold =
-        lock.rollout_json.as_deref().and_then(|j| serde_json::from_str::<Rollout>(j).ok()).map(|r| r.policy.failure_threshold).unwrap_or(1);
+    let snapshot = lock.rollout_json.as_deref().and_then(|j| serde_json::from_str::<Rollout>(j).ok());
+    let threshold = snapshot.as_ref().map(|r| r.policy.failure_threshold).unwrap_or(1);
     let failures = store.failures(&lock.rollout_id).await?;
     if (failures.len() as u32) < threshold {
         return Ok(json!({ "recorded": true, "rollout": lock.rollout_id, "failures": failures.len(), "threshold": threshold }));
     }
     let lines: Vec<String> = failures.iter().map(|f| f.describe()).collect();
-    let cause = format!("{} task(s) of the new task set failed at {}% traffic: {}", failures.len(), lock.weight, lines.join("; "));
+    // The weight as the ALB has it now (the lock's figure lags while a shift is under way).
+    let weight = match snapshot.as_ref().and_then(|r| Some((r.policy.traffic.route()?, r.green.as_ref()?.target_group_arn.clone()))) {
+        Some((route, green_tg)) => elb::read_weights(&ctx.clients.elb, &route)
+            .await
+            .map(|w| w.iter().find(|(tg, _)| *tg == green_tg).map(|(_, w)| *w).unwrap_or(0))
+            .unwrap_or(lock.weight),
+        None => lock.weight,
+    };
+    let cause = format!("{} task(s) of the new task set failed at {weight}% traffic: {}", failures.len(), lines.join("; "));
     let outcome = circuit_breaker::trip(ctx, &service_key, &lock.rollout_id, &cause).await?;
     Ok(json!({ "recorded": true, "rollout": lock.rollout_id, "failures": failures.len(), "circuitBreaker": format!("{outcome:?}") }))
 }

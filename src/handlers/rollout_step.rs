@@ -62,9 +62,9 @@ pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> 
     let service_key = input.rollout.service.key();
     let rollout = run(ctx, action, input.rollout).await?;
     // A promotion or a rollback ends by releasing the service: a push queued behind this rollout
-    // starts now. Its failure never fails this rollout: the push stays queued, and the end of
-    // this execution (or the next push) starts it.
-    if matches!(action, Action::Promote | Action::Rollback) && rollout.verdict == Some(Verdict::Done) {
+    // starts now (Finish tries again after the drain). Its failure never fails this rollout: the
+    // push stays queued, and the end of this execution (or the next push) starts it.
+    if matches!(action, Action::Promote | Action::Finish | Action::Rollback) && rollout.verdict == Some(Verdict::Done) {
         let mut ctx = ctx.clone();
         if let Some(sm) = input.state_machine_arn {
             ctx.settings.state_machine_arn = sm;

@@ -83,6 +83,7 @@ fn view(id: &str, status: &str, tg: Option<&str>, td: &str, external_id: Option<
         scale_percent: 100.0,
         computed_desired_count: Some(4),
         running_count: Some(4),
+        pending_count: Some(0),
         stability: Some(Stability::SteadyState),
     }
 }
@@ -443,6 +444,27 @@ fn check_green_expects_scaled_desired_count_rounded_up_otherwise() {
     assert!(cause.contains("2 of 3 tasks of task set"), "{cause}");
     obs.green_running = 3;
     assert_eq!(ok(Action::CheckGreen, &canary_rollout(), &obs, NOW).rollout.verdict, Some(Verdict::Ready));
+}
+
+#[test]
+fn a_scale_out_during_the_bake_is_not_a_failure_of_the_release() {
+    // Target tracking raised the desired count from 4 to 6 during the bake: 2 new tasks are
+    // starting when Verify runs. No task failed: the step passes.
+    let mut obs = canary_obs(10);
+    obs.desired_count = 6;
+    obs.task_sets[1].computed_desired_count = Some(6);
+    obs.task_sets[1].pending_count = Some(2);
+    let r = Rollout { weight: 10, step: 0, ..canary_rollout() };
+    assert_eq!(ok(Action::Verify, &r, &obs, NOW).rollout.verdict, Some(Verdict::NextStep));
+    // Tasks neither running nor starting are missing.
+    obs.task_sets[1].pending_count = Some(0);
+    let d = ok(Action::Verify, &r, &obs, NOW);
+    assert_eq!(d.rollout.verdict, Some(Verdict::Rollback));
+    assert!(d.rollout.cause.as_deref().is_some_and(|c| c.contains("4 of 6 tasks") && c.contains("0 starting")), "{:?}", d.rollout.cause);
+    // And a set that runs nothing cannot serve.
+    obs.task_sets[1].running_count = Some(0);
+    obs.task_sets[1].pending_count = Some(6);
+    assert_eq!(ok(Action::Verify, &r, &obs, NOW).rollout.verdict, Some(Verdict::Rollback));
 }
 
 #[test]
@@ -1124,6 +1146,7 @@ impl World {
                     scale_percent: 100.0,
                     computed_desired_count: Some(obs.desired_count),
                     running_count: Some(0),
+                    pending_count: Some(0),
                     stability: Some(Stability::Stabilizing),
                 });
             }
@@ -2041,7 +2064,10 @@ fn validate_rolls_back_on_missing_tasks_failures_or_alarms() {
     obs.task_sets[1].running_count = Some(3);
     let d = ok(Action::Validate, &r, &obs, NOW);
     assert_eq!(d.rollout.verdict, Some(Verdict::Rollback));
-    assert_eq!(d.rollout.cause.as_deref(), Some("only 3 of 4 tasks of the new task set are running after validation on the test route"));
+    assert_eq!(
+        d.rollout.cause.as_deref(),
+        Some("only 3 of 4 tasks of the new task set are running (0 starting) after validation on the test route")
+    );
 
     let d = ok(Action::Validate, &r, &Observation { failures: vec![failure("0123abcd", 1)], ..canary_obs(0) }, NOW);
     assert_eq!(d.rollout.verdict, Some(Verdict::Rollback));

@@ -55,6 +55,71 @@ impl Env {
         }
     }
 
+    /// Wait for a condition emulated AWS changes over time: re-checked whenever the simulator
+    /// changed something and at least every half second (never a fixed sleep).
+    pub async fn eventually<T>(&self, what: &str, limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+            tokio::time::timeout(Duration::from_millis(500), self.local.simulator.changed()).await.ok();
+        }
+    }
+
+    /// A CloudWatch alarm the policy may list, and the event CloudWatch sends when it goes to ALARM.
+    pub async fn create_alarm(&self, name: &str) {
+        self.local
+            .ctx()
+            .clients
+            .cloudwatch
+            .put_metric_alarm()
+            .alarm_name(name)
+            .namespace("AWS/ApplicationELB")
+            .metric_name("HTTPCode_Target_5XX_Count")
+            .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
+            .period(60)
+            .evaluation_periods(1)
+            .threshold(10.0)
+            .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// The alarm goes to ALARM, and CloudWatch tells EventBridge.
+    pub async fn fire_alarm(&self, name: &str) {
+        let reason = "Threshold Crossed: 1 datapoint [42.0] was greater than the threshold (10.0).";
+        self.local
+            .ctx()
+            .clients
+            .cloudwatch
+            .set_alarm_state()
+            .alarm_name(name)
+            .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+            .state_reason(reason)
+            .send()
+            .await
+            .unwrap();
+        let event = serde_json::json!({
+            "source": "aws.cloudwatch", "detail-type": "CloudWatch Alarm State Change",
+            "detail": {"alarmName": name, "state": {"value": "ALARM", "reason": reason}, "previousState": {"value": "OK"}}
+        });
+        fixture::put_event(&self.local.config, &event).await.unwrap();
+    }
+
+    /// The executions started by on-image-push so far, in order.
+    pub fn started_executions(&self) -> Vec<String> {
+        self.results_of(Function::OnImagePush)
+            .into_iter()
+            .filter_map(|r| r.ok())
+            .flat_map(|out| out["rollouts"].as_array().cloned().unwrap_or_default())
+            .filter(|r| matches!(r["outcome"].as_str(), Some("started" | "superseded")))
+            .filter_map(|r| r["execution"].as_str().map(str::to_string))
+            .collect()
+    }
+
     /// What the probe's clients on the production listener saw since the service was ready.
     pub fn traffic(&self) -> kanaria_local::probe::Summary {
         self.local.probe.summary(&self.sample.listener_arn, self.ready_at, None)
