@@ -233,7 +233,9 @@ pub struct Observation {
     /// Traffic weights per target group on the production listener or rule.
     pub weights: Vec<(String, u32)>,
     /// The task-definition revision that runs `rollout.image` in the policy's container, if one
-    /// is registered already (latest ACTIVE revision of the primary's family).
+    /// is registered already: the newest ACTIVE revision of the primary's family that is exactly
+    /// what registering would create (the primary's revision with only that image changed), so a
+    /// registration whose answer was lost is reused, not repeated.
     pub revision_with_image: Option<String>,
     /// RUNNING tasks of the green task set (when ECS reports no running count).
     pub green_running: u32,
