@@ -233,7 +233,9 @@ pub struct Observation {
     /// Traffic weights per target group on the production listener or rule.
     pub weights: Vec<(String, u32)>,
     /// The task-definition revision that runs `rollout.image` in the policy's container, if one
-    /// is registered already (latest ACTIVE revision of the primary's family).
+    /// is registered already: the newest ACTIVE revision of the primary's family that is exactly
+    /// what registering would create (the primary's revision with only that image changed), so a
+    /// registration whose answer was lost is reused, not repeated.
     pub revision_with_image: Option<String>,
     /// RUNNING tasks of the green task set (when ECS reports no running count).
     pub green_running: u32,
@@ -713,18 +715,12 @@ fn create_green(next: &mut Rollout, obs: &Observation, now: u64, commands: &mut 
     if next.stable_image.is_none() {
         next.stable_image = obs.stable_image.clone();
     }
-    if let Some(green) = ours {
-        next.green = Some(TaskSetRef { id: green.id.clone(), arn: green.arn.clone(), target_group_arn: green_tg });
-        next.task_definition_arn = Some(green.task_definition_arn.clone());
-        next.green_created_at.get_or_insert(now);
-        next.checks = 0;
-        next.verdict = Some(Verdict::Done);
-        next.wait_seconds = readiness_poll_seconds(0);
-        return Ok(());
-    }
     // Leftovers (a task set of an earlier rollout that could not be cleaned up) would exceed
-    // the per-service task-set limit over time; remove them while they get no traffic.
-    for t in obs.task_sets.iter().filter(|t| t.id != stable.id && t.status != "DRAINING") {
+    // the per-service task-set limit over time; remove them while they get no traffic. A retried
+    // call that finds the task set it made removes the others too: a second set of this rollout
+    // (a create retried without its client token) would run tasks for nothing until Finish.
+    let ours_id = ours.map(|o| o.id.as_str());
+    for t in obs.task_sets.iter().filter(|t| t.id != stable.id && t.status != "DRAINING" && Some(t.id.as_str()) != ours_id) {
         if t.target_group_arn.as_deref().is_none_or(|tg| obs.weight_of(tg) == 0) {
             commands.push(Command::DeleteTaskSet { task_set_id: t.id.clone() });
         } else {
@@ -735,6 +731,15 @@ fn create_green(next: &mut Rollout, obs: &Observation, now: u64, commands: &mut 
         }
     }
     if !commands.is_empty() {
+        return Ok(());
+    }
+    if let Some(green) = ours {
+        next.green = Some(TaskSetRef { id: green.id.clone(), arn: green.arn.clone(), target_group_arn: green_tg });
+        next.task_definition_arn = Some(green.task_definition_arn.clone());
+        next.green_created_at.get_or_insert(now);
+        next.checks = 0;
+        next.verdict = Some(Verdict::Done);
+        next.wait_seconds = readiness_poll_seconds(0);
         return Ok(());
     }
     match &obs.revision_with_image {

@@ -5,10 +5,11 @@
 //!
 //! Checks, in report order: the policy validates and fits the service; the deployment controller
 //! is EXTERNAL with a primary task set; the listener (or rule) and both target groups exist and
-//! are wired as the policy says; the target groups are of type `ip` for awsvpc tasks; the task
-//! size is valid and the containers fit it; the execution role can pull from ECR and read every
-//! secret the task definition references; the subnets have a path to ECR; every essential
-//! container logs somewhere.
+//! are wired as the policy says; the target groups are of type `ip` for awsvpc tasks; what every
+//! new task set copies from the primary can be copied (the production load balancer first, one
+//! ALB target group); the task size is valid and the containers fit it; the execution role can
+//! pull from ECR and read every secret the task definition references; the subnets have a path to
+//! ECR; every essential container logs somewhere.
 //!
 //! IAM is evaluated statically from the role's identity policies (Allow/Deny, Action/NotAction,
 //! Resource/NotResource, wildcards). Conditions, permission boundaries, SCPs and resource
@@ -100,7 +101,12 @@ pub struct Workload {
     pub subnets: Vec<String>,
     pub security_groups: Vec<String>,
     pub assign_public_ip: bool,
+    /// Load balancers with a target group (Application or Network), in the task set's order.
     pub load_balancers: Vec<LoadBalancerFacts>,
+    /// Classic Load Balancers by name (a load balancer entry without a target group).
+    pub classic_load_balancers: Vec<String>,
+    /// Cloud Map services the tasks register in (`serviceRegistries[].registryArn`).
+    pub service_registries: Vec<String>,
 }
 
 impl Workload {
@@ -891,16 +897,41 @@ fn check_target_groups(facts: &Facts, policy: Option<&Policy>, td: Option<&TaskD
                 "create the initial task set with `--load-balancers targetGroupArn=BLUE_TG_ARN,containerName=CONTAINER,containerPort=PORT` \
                  (a task set's load balancers cannot be changed afterwards)",
             ),
-            Some(lb) if !policy.traffic.target_groups.contains(&lb.target_group_arn) => r.fail(
-                Check::TargetGroups,
-                w.from.clone(),
-                format!(
-                    "serves from target group {}, which is not one of the policy's traffic.targetGroups ({})",
-                    tg_label(facts, &lb.target_group_arn),
-                    policy.traffic.target_groups.iter().map(|t| tg_label(facts, t)).collect::<Vec<_>>().join(", ")
-                ),
-                format!("put {} in the policy's traffic.targetGroups (with one spare target group of the same type)", lb.target_group_arn),
-            ),
+            Some(lb) if !policy.traffic.target_groups.contains(&lb.target_group_arn) => {
+                match w.load_balancers.iter().position(|l| policy.traffic.target_groups.contains(&l.target_group_arn)) {
+                    Some(at) => r.fail(
+                        Check::TargetGroups,
+                        w.from.clone(),
+                        format!(
+                            "lists target group {} first and the policy's {} as load balancer {}: kanaria takes a task set's first load \
+                             balancer for the one traffic moves on, and would move {} instead",
+                            tg_label(facts, &lb.target_group_arn),
+                            tg_label(facts, &w.load_balancers[at].target_group_arn),
+                            at + 1,
+                            tg_label(facts, &lb.target_group_arn),
+                        ),
+                        format!(
+                            "a task set's load balancers cannot be changed: create the task set again with {} first in \
+                             `--load-balancers`, the others after it, make it primary (aws ecs update-service-primary-task-set) and \
+                             delete the old one",
+                            w.load_balancers[at].target_group_arn
+                        ),
+                    ),
+                    None => r.fail(
+                        Check::TargetGroups,
+                        w.from.clone(),
+                        format!(
+                            "serves from target group {}, which is not one of the policy's traffic.targetGroups ({})",
+                            tg_label(facts, &lb.target_group_arn),
+                            policy.traffic.target_groups.iter().map(|t| tg_label(facts, t)).collect::<Vec<_>>().join(", ")
+                        ),
+                        format!(
+                            "put {} in the policy's traffic.targetGroups (with one spare target group of the same type)",
+                            lb.target_group_arn
+                        ),
+                    ),
+                }
+            }
             Some(lb) => {
                 if let Some(td) = td {
                     match td.containers.iter().find(|c| c.name == lb.container_name) {
@@ -928,8 +959,112 @@ fn check_target_groups(facts: &Facts, policy: Option<&Policy>, td: Option<&TaskD
                         Some(_) => {}
                     }
                 }
+                if facts.controller == "EXTERNAL" {
+                    check_copied_settings(facts, w, r);
+                }
             }
         }
+    }
+}
+
+/// The load balancer a target group belongs to, by its protocol: HTTP/HTTPS target groups are
+/// an Application Load Balancer's, TCP/TLS/UDP/TCP_UDP a Network Load Balancer's.
+fn load_balancer_kind(tg: &TargetGroupFacts) -> Option<&'static str> {
+    match tg.protocol.as_deref()? {
+        "HTTP" | "HTTPS" => Some("Application"),
+        "TCP" | "TLS" | "UDP" | "TCP_UDP" => Some("Network"),
+        "GENEVE" => Some("Gateway"),
+        _ => None,
+    }
+}
+
+/// What kanaria copies from the primary task set into every new one besides the production
+/// load balancer (the first, checked above), and what it cannot copy. CreateTaskSet takes
+/// several load balancers and service registries (ECS API reference), but "If you're using an
+/// Application Load Balancer, only one Application Load Balancer target group is allowed per task
+/// set", and the EXTERNAL controller supports only Application and Network Load Balancers (ECS
+/// developer guide, External deployment): a copy that breaks those rules would be refused at
+/// CreateTaskSet, in the middle of a rollout.
+fn check_copied_settings(facts: &Facts, w: &Workload, r: &mut Report) {
+    let (cluster, name) = facts.service.split_once('/').unwrap_or((&facts.service, ""));
+    let recreate = format!(
+        "a task set's load balancers cannot be changed: create the task set again (aws ecs create-task-set --cluster {cluster} \
+         --service {name} ... --load-balancers ...), make it primary (aws ecs update-service-primary-task-set) and delete the old one"
+    );
+    for classic in &w.classic_load_balancers {
+        r.fail(
+            Check::TargetGroups,
+            w.from.clone(),
+            format!(
+                "registers with Classic Load Balancer {classic}: with the EXTERNAL deployment controller a task set may use only \
+                 Application and Network Load Balancers (ECS developer guide, External deployment), so kanaria cannot copy it into a \
+                 new task set"
+            ),
+            format!("serve that traffic through a Network Load Balancer target group instead; {recreate}"),
+        );
+    }
+    let mut application = Vec::new();
+    for lb in &w.load_balancers {
+        match facts.target_groups.get(&lb.target_group_arn) {
+            None => {}
+            Some(Err(u)) => r.unknown(Check::TargetGroups, u),
+            Some(Ok(None)) => r.fail(
+                Check::TargetGroups,
+                w.from.clone(),
+                format!(
+                    "registers with target group {}, which does not exist: kanaria copies it into every new task set, and \
+                     CreateTaskSet would refuse it",
+                    tg_label(facts, &lb.target_group_arn)
+                ),
+                format!("leave the missing target group out of the task set's load balancers; {recreate}"),
+            ),
+            Some(Ok(Some(tg))) => match load_balancer_kind(tg) {
+                Some("Application") => application.push(tg_label(facts, &lb.target_group_arn)),
+                Some("Network") if Some(lb) != w.load_balancers.first() => r.warn(
+                    Check::TargetGroups,
+                    w.from.clone(),
+                    format!(
+                        "registers with Network Load Balancer target group {}, which kanaria copies unchanged into every new task set: \
+                         its clients reach the new tasks as soon as they are healthy, in proportion to the number of tasks, not by \
+                         the canary's weights, until the rollout promotes or rolls back",
+                        tg.name
+                    ),
+                    "if that traffic must follow the canary too, serve it through the production listener instead; otherwise \
+                     nothing to do",
+                ),
+                _ => {}
+            },
+        }
+    }
+    if application.len() > 1 {
+        r.fail(
+            Check::TargetGroups,
+            w.from.clone(),
+            format!(
+                "registers with {} Application Load Balancer target groups ({}): a task set may have only one (ECS developer guide, \
+                 External deployment), so CreateTaskSet would refuse the new task set kanaria copies from this one",
+                application.len(),
+                application.join(", ")
+            ),
+            format!(
+                "keep one Application Load Balancer target group on the task set, the production one from the policy: serve the \
+                 other traffic through the production listener's load balancer (another listener or rule forwarding to the \
+                 policy's target groups) or a Network Load Balancer target group; {recreate}"
+            ),
+        );
+    }
+    if !w.service_registries.is_empty() {
+        r.warn(
+            Check::TargetGroups,
+            w.from.clone(),
+            format!(
+                "registers its tasks in Cloud Map ({}), which kanaria copies into every new task set: service-discovery clients \
+                 reach the new tasks as soon as they are healthy, not by the canary's weights",
+                w.service_registries.join(", ")
+            ),
+            "if that traffic must follow the canary too, serve it through the production listener; or have clients select \
+             instances by their ECS_TASK_SET_EXTERNAL_ID attribute, which ECS sets to the task set's external id (the rollout id)",
+        );
     }
 }
 

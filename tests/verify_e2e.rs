@@ -503,3 +503,41 @@ async fn a_service_that_cannot_be_read_exits_2_and_says_why() {
     assert_eq!(code, Some(2));
     assert!(err.contains("cannot read the policy file /nonexistent/web.yaml"), "{err}");
 }
+
+/// The primary task set has a second Application Load Balancer target group. "Only one
+/// Application Load Balancer target group is allowed per task set" (ECS developer guide, External
+/// deployment; moto does not enforce it): kanaria's copy of this task set would be refused at
+/// CreateTaskSet, in the middle of a rollout, so verify fails it first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_application_load_balancer_target_group_is_reported_before_a_rollout_trips_on_it() {
+    let env = start(SampleOptions {
+        awslogs_group: Some("/ecs/web".into()),
+        extra_target_group_protocol: Some("HTTP".into()),
+        ..SampleOptions::default()
+    })
+    .await;
+    let report = verify(&env, &["demo/web"]).await;
+    assert_fails(&report, "target groups", "2 Application Load Balancer target groups", "keep one Application Load Balancer target group");
+    assert!(squash(&report.1).contains("(web-blue, web-extra)"), "{}", report.1);
+    assert_only_failing(&report.1, &["target groups"]);
+}
+
+/// A Network Load Balancer target group and a Cloud Map registry on the primary task set are
+/// carried into every new task set: ready, with a warning that their clients do not follow the
+/// canary's weights.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_load_balancers_and_registries_are_carried_over_with_a_warning() {
+    let env = start(SampleOptions {
+        awslogs_group: Some("/ecs/web".into()),
+        extra_target_group_protocol: Some("TCP".into()),
+        service_registry: true,
+        ..SampleOptions::default()
+    })
+    .await;
+    let (code, out, err) = verify(&env, &["demo/web"]).await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let warnings: Vec<String> = out.lines().filter(|l| l.starts_with("warn")).map(squash).collect();
+    assert!(warnings.iter().any(|l| l.contains("Network Load Balancer target group web-extra")), "{out}");
+    assert!(warnings.iter().any(|l| l.contains("registers its tasks in Cloud Map")), "{out}");
+    assert_eq!(warnings.len(), 2, "{out}");
+}

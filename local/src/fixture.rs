@@ -5,8 +5,9 @@
 use anyhow::{anyhow, Context as _, Result};
 use aws_config::SdkConfig;
 use aws_sdk_ecs::types::{
-    AwsVpcConfiguration, Compatibility, ContainerDefinition, DeploymentController, DeploymentControllerType, LaunchType, LoadBalancer,
-    NetworkConfiguration, NetworkMode, PortMapping, Scale, ScaleUnit,
+    AwsVpcConfiguration, Compatibility, ContainerDefinition, CpuArchitecture, DeploymentController, DeploymentControllerType,
+    EphemeralStorage, IpcMode, LaunchType, LoadBalancer, MountPoint, NetworkConfiguration, NetworkMode, OsFamily, PidMode, PortMapping,
+    RuntimePlatform, Scale, ScaleUnit, ServiceRegistry, Volume,
 };
 use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum, ForwardActionConfig, ProtocolEnum, TargetGroupTuple, TargetTypeEnum};
 use kanaria::aws::Context;
@@ -32,6 +33,19 @@ pub struct SampleOptions {
     /// Give the container an awslogs log configuration to this group (created too). Off by
     /// default so the other tests' task definition stays as it always was.
     pub awslogs_group: Option<String>,
+    /// Register the initial task set's tasks in a Cloud Map service (`{service}` in a private DNS
+    /// namespace `{cluster}.local` of the VPC, A records), as service discovery does.
+    pub service_registry: bool,
+    /// Tags of the initial task set.
+    pub task_set_tags: Vec<(String, String)>,
+    /// The task definition also sets fields beyond the basics: `enableFaultInjection`,
+    /// `ephemeralStorage` (30 GiB), a bind-mount volume, `pidMode`/`ipcMode` `task`, a runtime
+    /// platform and an inference accelerator. moto keeps all of them but `enableFaultInjection`.
+    pub task_definition_extras: bool,
+    /// A third target group (`{service}-extra`, port 9000) with this protocol, registered as the
+    /// initial task set's second load balancer: `TCP` is a Network Load Balancer's target group,
+    /// `HTTP` an Application Load Balancer's.
+    pub extra_target_group_protocol: Option<String>,
 }
 
 impl Default for SampleOptions {
@@ -47,6 +61,10 @@ impl Default for SampleOptions {
             strategy_yaml: None,
             extra_policy_yaml: String::new(),
             awslogs_group: None,
+            service_registry: false,
+            task_set_tags: Vec::new(),
+            task_definition_extras: false,
+            extra_target_group_protocol: None,
         }
     }
 }
@@ -71,6 +89,10 @@ pub struct SampleService {
     /// (no permissions), both trusting ecs-tasks.amazonaws.com.
     pub execution_role_arn: String,
     pub task_role_arn: String,
+    /// The Cloud Map service of [`SampleOptions::service_registry`].
+    pub registry_arn: Option<String>,
+    /// The target group of [`SampleOptions::extra_target_group_protocol`].
+    pub extra_target_group: Option<String>,
 }
 
 /// Where the sample service's roles live (template.yaml's `PassableRoles` default: `kanaria/*`).
@@ -168,6 +190,58 @@ async fn ec2_query(endpoint: &str, params: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&resp.into_body().collect().await?.to_bytes()).into_owned())
 }
 
+/// One call of a JSON-protocol API (`X-Amz-Target: {target}`) through the front server, for the
+/// services the fixture needs once and kanaria never calls (Cloud Map).
+async fn json_call(endpoint: &str, signing_name: &str, target: &str, body: serde_json::Value) -> Result<serde_json::Value> {
+    use http_body_util::BodyExt;
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let req = hyper::Request::builder()
+        .method("POST")
+        .uri(format!("{endpoint}/"))
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("x-amz-target", target)
+        .header(
+            "authorization",
+            format!("AWS4-HMAC-SHA256 Credential=test/20260101/{REGION}/{signing_name}/aws4_request, SignedHeaders=host, Signature=0"),
+        )
+        .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))?;
+    let resp = client.request(req).await?;
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await?.to_bytes();
+    if !status.is_success() {
+        return Err(anyhow!("{target}: HTTP {status}: {}", String::from_utf8_lossy(&bytes)));
+    }
+    Ok(serde_json::from_slice(&bytes).with_context(|| format!("{target}: unreadable answer"))?)
+}
+
+/// A Cloud Map service `name` in the private DNS namespace `namespace` of `vpc` (created too).
+async fn cloud_map_service(endpoint: &str, namespace: &str, vpc: &str, name: &str) -> Result<String> {
+    const API: &str = "Route53AutoNaming_v20170314";
+    json_call(
+        endpoint,
+        "servicediscovery",
+        &format!("{API}.CreatePrivateDnsNamespace"),
+        serde_json::json!({"Name": namespace, "Vpc": vpc}),
+    )
+    .await?;
+    let namespaces = json_call(endpoint, "servicediscovery", &format!("{API}.ListNamespaces"), serde_json::json!({})).await?;
+    let namespace_id = namespaces["Namespaces"]
+        .as_array()
+        .and_then(|all| all.iter().find(|n| n["Name"] == namespace))
+        .and_then(|n| n["Id"].as_str())
+        .ok_or_else(|| anyhow!("Cloud Map namespace {namespace} was not created"))?
+        .to_string();
+    let service = json_call(
+        endpoint,
+        "servicediscovery",
+        &format!("{API}.CreateService"),
+        serde_json::json!({"Name": name, "NamespaceId": namespace_id, "DnsConfig": {"DnsRecords": [{"Type": "A", "TTL": 10}]}}),
+    )
+    .await?;
+    Ok(service["Service"]["Arn"].as_str().ok_or_else(|| anyhow!("Cloud Map CreateService answered no ARN: {service}"))?.to_string())
+}
+
 fn xml_values(xml: &str, tag: &str) -> Vec<String> {
     let open = format!("<{tag}>");
     let close = format!("</{tag}>");
@@ -197,6 +271,20 @@ pub async fn provision(config: &SdkConfig, endpoint: &str, ctx: &Context, option
             .await
             .context("creating a target group")?;
         target_groups.push(tg.target_groups()[0].target_group_arn().unwrap_or_default().to_string());
+    }
+    let mut extra_target_group = None;
+    if let Some(protocol) = &options.extra_target_group_protocol {
+        let tg = elb
+            .create_target_group()
+            .name(format!("{name}-extra"))
+            .protocol(ProtocolEnum::from(protocol.as_str()))
+            .port(9000)
+            .vpc_id(&vpc)
+            .target_type(TargetTypeEnum::Ip)
+            .send()
+            .await
+            .context("creating the extra target group")?;
+        extra_target_group = Some(tg.target_groups()[0].target_group_arn().unwrap_or_default().to_string());
     }
     let lb = elb
         .create_load_balancer()
@@ -253,7 +341,7 @@ pub async fn provision(config: &SdkConfig, endpoint: &str, ctx: &Context, option
             .context("creating the log group")?;
         container = container.log_configuration(awslogs(group)?);
     }
-    let td = ecs
+    let mut register = ecs
         .register_task_definition()
         .family(name)
         .network_mode(NetworkMode::Awsvpc)
@@ -261,11 +349,24 @@ pub async fn provision(config: &SdkConfig, endpoint: &str, ctx: &Context, option
         .cpu("256")
         .memory("512")
         .execution_role_arn(&execution_role_arn)
-        .task_role_arn(&task_role_arn)
-        .container_definitions(container.build())
-        .send()
-        .await
-        .context("registering the task definition")?;
+        .task_role_arn(&task_role_arn);
+    if options.task_definition_extras {
+        container = container.mount_points(MountPoint::builder().source_volume("scratch").container_path("/scratch").build());
+        #[allow(deprecated)] // Elastic Inference is retired; moto still keeps the field, which is all the tests need.
+        let accelerator = aws_sdk_ecs::types::InferenceAccelerator::builder().device_name("eia").device_type("eia2.medium").build()?;
+        #[allow(deprecated)]
+        let with_accelerator = register.inference_accelerators(accelerator);
+        register = with_accelerator
+            .enable_fault_injection(true)
+            .ephemeral_storage(EphemeralStorage::builder().size_in_gib(30).build())
+            .volumes(Volume::builder().name("scratch").build())
+            .pid_mode(PidMode::Task)
+            .ipc_mode(IpcMode::Task)
+            .runtime_platform(
+                RuntimePlatform::builder().operating_system_family(OsFamily::Linux).cpu_architecture(CpuArchitecture::X8664).build(),
+            );
+    }
+    let td = register.container_definitions(container.build()).send().await.context("registering the task definition")?;
     let td_arn = td.task_definition().and_then(|t| t.task_definition_arn()).unwrap_or_default().to_string();
     ecs.create_service()
         .cluster(&options.cluster)
@@ -279,7 +380,7 @@ pub async fn provision(config: &SdkConfig, endpoint: &str, ctx: &Context, option
     let network = NetworkConfiguration::builder()
         .awsvpc_configuration(AwsVpcConfiguration::builder().set_subnets(Some(subnets.clone())).security_groups(&security_group).build()?)
         .build();
-    let ts = ecs
+    let initial = ecs
         .create_task_set()
         .cluster(&options.cluster)
         .service(name)
@@ -287,11 +388,24 @@ pub async fn provision(config: &SdkConfig, endpoint: &str, ctx: &Context, option
         .external_id("initial")
         .launch_type(LaunchType::Fargate)
         .network_configuration(network)
-        .load_balancers(LoadBalancer::builder().target_group_arn(&target_groups[0]).container_name(name).container_port(8080).build())
-        .scale(Scale::builder().unit(ScaleUnit::Percent).value(100.0).build())
-        .send()
-        .await
-        .context("creating the initial task set")?;
+        .scale(Scale::builder().unit(ScaleUnit::Percent).value(100.0).build());
+    let mut load_balancers =
+        vec![LoadBalancer::builder().target_group_arn(&target_groups[0]).container_name(name).container_port(8080).build()];
+    if let Some(tg) = &extra_target_group {
+        load_balancers.push(LoadBalancer::builder().target_group_arn(tg).container_name(name).container_port(9000).build());
+    }
+    let mut initial = initial.set_load_balancers(Some(load_balancers));
+    let registry_arn = match options.service_registry {
+        true => Some(cloud_map_service(endpoint, &format!("{}.local", options.cluster), &vpc, name).await?),
+        false => None,
+    };
+    if let Some(arn) = &registry_arn {
+        initial = initial.service_registries(ServiceRegistry::builder().registry_arn(arn).build());
+    }
+    for (key, value) in &options.task_set_tags {
+        initial = initial.tags(aws_sdk_ecs::types::Tag::builder().key(key).value(value).build());
+    }
+    let ts = initial.send().await.context("creating the initial task set")?;
     let ts_arn = ts.task_set().and_then(|t| t.task_set_arn()).unwrap_or_default().to_string();
     ecs.update_service_primary_task_set()
         .cluster(&options.cluster)
@@ -334,6 +448,8 @@ pub async fn provision(config: &SdkConfig, endpoint: &str, ctx: &Context, option
         security_group,
         execution_role_arn,
         task_role_arn,
+        registry_arn,
+        extra_target_group,
     })
 }
 

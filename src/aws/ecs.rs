@@ -1,7 +1,14 @@
 //! ECS adapter: task sets of EXTERNAL-controller services, task-definition revisions, tasks.
 
-use aws_sdk_ecs::types::{DesiredStatus, LaunchType, LoadBalancer, Scale, ScaleUnit, TaskDefinition, TaskDefinitionField};
+use aws_sdk_ecs::config::retry::RetryConfig;
+use aws_sdk_ecs::operation::create_task_set::builders::CreateTaskSetFluentBuilder;
+use aws_sdk_ecs::operation::register_task_definition::builders::{RegisterTaskDefinitionFluentBuilder, RegisterTaskDefinitionInputBuilder};
+use aws_sdk_ecs::types::{
+    DesiredStatus, LaunchType, LoadBalancer, Scale, ScaleUnit, Tag, TaskDefinition, TaskDefinitionField, TaskDefinitionStatus, TaskSet,
+    TaskSetField,
+};
 use aws_sdk_ecs::Client;
+use tracing::warn;
 
 use super::AwsError;
 use crate::policy::ServiceRef;
@@ -106,7 +113,7 @@ pub async fn running_task_ips(ecs: &Client, cluster: &str, task_set_id: &str) ->
     Ok(ips)
 }
 
-async fn describe_task_definition(ecs: &Client, arn_or_family: &str) -> Result<(TaskDefinition, Vec<aws_sdk_ecs::types::Tag>), AwsError> {
+async fn describe_task_definition(ecs: &Client, arn_or_family: &str) -> Result<(TaskDefinition, Vec<Tag>), AwsError> {
     let out = ecs
         .describe_task_definition()
         .task_definition(arn_or_family)
@@ -128,8 +135,112 @@ fn image_of<'a>(td: &'a TaskDefinition, container: &str) -> Option<&'a str> {
     td.container_definitions().iter().find(|c| c.name() == Some(container)).and_then(|c| c.image())
 }
 
-/// The latest ACTIVE revision of `based_on`'s family, if its `container` already runs `image`.
-/// This makes registering idempotent: a retried rollout step reuses the revision it made.
+/// `td` with `container` running `image`; nothing else changes.
+fn with_image(td: &TaskDefinition, container: &str, image: &str) -> Result<TaskDefinition, AwsError> {
+    let mut changed = td.clone();
+    let target = changed.container_definitions.iter_mut().flatten().find(|c| c.name() == Some(container)).ok_or_else(|| AwsError {
+        service: "ECS",
+        operation: "RegisterTaskDefinition",
+        resource: td.task_definition_arn().or(td.family()).unwrap_or_default().to_string(),
+        message: format!("the task definition has no container named {container:?}; fix the policy's `container`"),
+        transient: false,
+    })?;
+    target.image = Some(image.to_string());
+    Ok(changed)
+}
+
+fn non_empty<T: Clone>(items: &[T]) -> Option<Vec<T>> {
+    Some(items.to_vec()).filter(|v| !v.is_empty())
+}
+
+/// The RegisterTaskDefinition request that registers `td` (as DescribeTaskDefinition returned
+/// it, with `tags`) again: every field RegisterTaskDefinition accepts (ECS API reference,
+/// RegisterTaskDefinition), copied as it is. The other fields of a TaskDefinition are ECS's own
+/// record of the revision (taskDefinitionArn, revision, status, requiresAttributes,
+/// compatibilities, registeredAt, registeredBy, deregisteredAt, deleteRequestedAt) and are not
+/// inputs. `new_revisions_carry_every_field_register_task_definition_takes` fails when the
+/// SDK gains a field this does not set.
+///
+/// Two revisions whose requests are equal are the same task definition: this is also how a
+/// revision kanaria registered is recognised again ([`equal_revision`]).
+// `inferenceAccelerators` is deprecated (Elastic Inference is no longer offered): a revision
+// that has them is still copied as it is, and ECS's answer to registering it says what to do.
+#[allow(deprecated)]
+fn revision_request(
+    request: RegisterTaskDefinitionFluentBuilder,
+    td: &TaskDefinition,
+    tags: &[Tag],
+) -> RegisterTaskDefinitionFluentBuilder {
+    request
+        .set_family(td.family.clone())
+        .set_task_role_arn(td.task_role_arn.clone())
+        .set_execution_role_arn(td.execution_role_arn.clone())
+        .set_network_mode(td.network_mode.clone())
+        .set_container_definitions(td.container_definitions.clone())
+        .set_volumes(non_empty(td.volumes()))
+        .set_placement_constraints(non_empty(td.placement_constraints()))
+        .set_requires_compatibilities(non_empty(td.requires_compatibilities()))
+        .set_cpu(td.cpu.clone())
+        .set_memory(td.memory.clone())
+        .set_tags(non_empty(tags))
+        .set_pid_mode(td.pid_mode.clone())
+        .set_ipc_mode(td.ipc_mode.clone())
+        .set_proxy_configuration(td.proxy_configuration.clone())
+        .set_inference_accelerators(non_empty(td.inference_accelerators()))
+        .set_ephemeral_storage(td.ephemeral_storage.clone())
+        .set_runtime_platform(td.runtime_platform.clone())
+        // "The default value is false" (RegisterTaskDefinition): revisions described without the
+        // field and with `false` are the same.
+        .set_enable_fault_injection(Some(td.enable_fault_injection().unwrap_or(false)))
+}
+
+/// How many revisions of a family, newest first, are compared with the one kanaria would
+/// register. A revision kanaria registered for this rollout is newer than the one it copied,
+/// and only other registrations in between push it down.
+const REVISIONS_COMPARED: i32 = 10;
+
+/// The newest ACTIVE revision of `base`'s family whose content equals `wanted` (the request
+/// kanaria would send), among the [`REVISIONS_COMPARED`] newest revisions down to `base`.
+///
+/// RegisterTaskDefinition has no idempotency token (ECS API reference, RegisterTaskDefinition;
+/// CreateTaskSet has `clientToken`, this has none), so a call that took effect but answered with
+/// an error, or timed out, is recognised by its content: registering again would leave a second,
+/// identical revision.
+async fn equal_revision(
+    ecs: &Client,
+    base: &TaskDefinition,
+    wanted: &RegisterTaskDefinitionInputBuilder,
+) -> Result<Option<String>, AwsError> {
+    let family = base.family().unwrap_or_default();
+    // Without a revision, DescribeTaskDefinition answers the family's latest ACTIVE revision.
+    let (latest, latest_tags) = describe_task_definition(ecs, family).await?;
+    let newest = latest.revision();
+    let oldest = base.revision().max(newest - REVISIONS_COMPARED + 1).max(1);
+    for revision in (oldest..=newest).rev() {
+        let (td, tags) = if revision == newest {
+            (latest.clone(), latest_tags.clone())
+        } else {
+            match describe_task_definition(ecs, &format!("{family}:{revision}")).await {
+                Ok(found) => found,
+                // A revision deleted with DeleteTaskDefinitions is no longer there to describe.
+                Err(e) if e.is_code("ClientException") => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        if td.status() != Some(&TaskDefinitionStatus::Active) {
+            continue;
+        }
+        if revision_request(ecs.register_task_definition(), &td, &tags).as_input() == wanted {
+            return Ok(td.task_definition_arn().map(str::to_string));
+        }
+    }
+    Ok(None)
+}
+
+/// The revision to run `image` in `container`, if one is registered already: `based_on` itself
+/// when it runs `image` there (a re-tag of the image that runs), else the newest ACTIVE revision
+/// of its family with exactly the content kanaria would register ([`equal_revision`]). This makes
+/// registering idempotent: a retried rollout step reuses the revision it made.
 /// Also returns the image `based_on` runs in `container` (the stable image, for people).
 pub async fn revision_with_image(
     ecs: &Client,
@@ -137,52 +248,108 @@ pub async fn revision_with_image(
     container: &str,
     image: &str,
 ) -> Result<(Option<String>, Option<String>), AwsError> {
-    let (base, _) = describe_task_definition(ecs, based_on).await?;
+    let (base, tags) = describe_task_definition(ecs, based_on).await?;
     let base_image = image_of(&base, container).map(str::to_string);
-    let family = base.family().unwrap_or_default();
-    let (latest, _) = describe_task_definition(ecs, family).await?;
-    let revision = (image_of(&latest, container) == Some(image)).then(|| latest.task_definition_arn().unwrap_or_default().to_string());
-    Ok((revision, base_image))
+    if base_image.as_deref() == Some(image) {
+        return Ok((base.task_definition_arn().map(str::to_string), base_image));
+    }
+    // No such container: registering reports it, with what to fix.
+    let Ok(wanted) = with_image(&base, container, image) else { return Ok((None, base_image)) };
+    let wanted = revision_request(ecs.register_task_definition(), &wanted, &tags).as_input().clone();
+    Ok((equal_revision(ecs, &base, &wanted).await?, base_image))
 }
 
-/// Register a new revision of `based_on` that differs only in `container`'s image.
+/// Attempts at RegisterTaskDefinition, each after looking for the revision an earlier one may
+/// have registered.
+const REGISTER_ATTEMPTS: u32 = 3;
+
+/// Register a new revision of `based_on` that differs only in `container`'s image, unless one
+/// with exactly that content exists already (then that one is returned).
+///
+/// The SDK's own retries are off for this call: a retry after an answer that was lost (a 5xx
+/// after the revision was registered, a timeout) would register a second, identical revision,
+/// since RegisterTaskDefinition has no idempotency token. Each further attempt first looks for
+/// the revision the one before may have registered.
 pub async fn register_revision(ecs: &Client, based_on: &str, container: &str, image: &str) -> Result<String, AwsError> {
-    let (td, tags) = describe_task_definition(ecs, based_on).await?;
-    let mut containers = td.container_definitions().to_vec();
-    let target = containers.iter_mut().find(|c| c.name() == Some(container)).ok_or_else(|| AwsError {
-        service: "ECS",
-        operation: "RegisterTaskDefinition",
-        resource: based_on.into(),
-        message: format!("the task definition has no container named {container:?}; fix the policy's `container`"),
-        transient: false,
-    })?;
-    target.image = Some(image.to_string());
-    let out = ecs
-        .register_task_definition()
-        .family(td.family().unwrap_or_default())
-        .set_task_role_arn(td.task_role_arn().map(str::to_string))
-        .set_execution_role_arn(td.execution_role_arn().map(str::to_string))
-        .set_network_mode(td.network_mode().cloned())
-        .set_container_definitions(Some(containers))
-        .set_volumes(Some(td.volumes().to_vec()).filter(|v| !v.is_empty()))
-        .set_placement_constraints(Some(td.placement_constraints().to_vec()).filter(|v| !v.is_empty()))
-        .set_requires_compatibilities(Some(td.requires_compatibilities().to_vec()).filter(|v| !v.is_empty()))
-        .set_cpu(td.cpu().map(str::to_string))
-        .set_memory(td.memory().map(str::to_string))
-        .set_pid_mode(td.pid_mode().cloned())
-        .set_ipc_mode(td.ipc_mode().cloned())
-        .set_proxy_configuration(td.proxy_configuration().cloned())
-        .set_ephemeral_storage(td.ephemeral_storage().cloned())
-        .set_runtime_platform(td.runtime_platform().cloned())
-        .set_tags(Some(tags).filter(|t| !t.is_empty()))
-        .send()
-        .await
-        .map_err(|e| AwsError::new("ECS", "RegisterTaskDefinition", td.family().unwrap_or_default(), e))?;
-    Ok(out.task_definition().and_then(|t| t.task_definition_arn()).unwrap_or_default().to_string())
+    let (base, tags) = describe_task_definition(ecs, based_on).await?;
+    let request = revision_request(ecs.register_task_definition(), &with_image(&base, container, image)?, &tags);
+    let family = base.family().unwrap_or_default().to_string();
+    let mut attempt = 1;
+    loop {
+        let sent = request
+            .clone()
+            .customize()
+            .config_override(aws_sdk_ecs::config::Builder::default().retry_config(RetryConfig::disabled()))
+            .send()
+            .await;
+        let err = match sent {
+            Ok(out) => return Ok(out.task_definition().and_then(|t| t.task_definition_arn()).unwrap_or_default().to_string()),
+            Err(e) => AwsError::new("ECS", "RegisterTaskDefinition", &family, e),
+        };
+        if !err.transient || attempt >= REGISTER_ATTEMPTS {
+            return Err(err);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+        if let Some(arn) = equal_revision(ecs, &base, request.as_input()).await? {
+            warn!(family = %family, revision = %arn, error = %err, "RegisterTaskDefinition answered with an error but had registered the revision; using it");
+            return Ok(arn);
+        }
+        attempt += 1;
+    }
 }
 
-/// Create the new task set with the primary task set's network, launch type and load balancer
-/// container, but the new task definition and target group, at 0% traffic and 100% scale.
+/// The CreateTaskSet request for the new task set: a copy of the primary task set — everything
+/// CreateTaskSet accepts (ECS API reference, CreateTaskSet) — with the new task definition, at
+/// 100% scale (0% of traffic until the listener says otherwise):
+/// - load balancers: the first is the one traffic moves on (kanaria reads a task set's target
+///   group from its first load balancer, and CreateGreen checks that it is one of the policy's
+///   target groups); it goes to `target_group_arn`. Any other (a Network Load Balancer's target
+///   group, say) is copied unchanged: it serves the new tasks too. "If you're using an
+///   Application Load Balancer, only one Application Load Balancer target group is allowed per
+///   task set" (ECS developer guide, External deployment), which `kanaria verify` checks.
+/// - service registries, network configuration, launch type or capacity provider strategy,
+///   platform version and tags, as they are.
+///
+/// `new_task_sets_carry_every_field_create_task_set_takes` fails when the SDK gains a field this does not set.
+fn new_task_set_request(
+    request: CreateTaskSetFluentBuilder,
+    service: &ServiceRef,
+    primary: &TaskSet,
+    task_definition_arn: &str,
+    target_group_arn: &str,
+    external_id: &str,
+) -> CreateTaskSetFluentBuilder {
+    let mut load_balancers = primary.load_balancers().to_vec();
+    match load_balancers.first_mut() {
+        Some(production) => production.target_group_arn = Some(target_group_arn.to_string()),
+        None => load_balancers.push(LoadBalancer::builder().target_group_arn(target_group_arn).build()),
+    }
+    // "If a launchType is specified, the capacityProviderStrategy parameter must be omitted."
+    let launch_type = if primary.capacity_provider_strategy().is_empty() {
+        Some(primary.launch_type().cloned().unwrap_or(LaunchType::Fargate))
+    } else {
+        None
+    };
+    request
+        .cluster(&service.cluster)
+        .service(&service.name)
+        .task_definition(task_definition_arn)
+        .external_id(external_id)
+        // A retried create returns the task set the first call made (ECS API reference,
+        // CreateTaskSet: clientToken; the rollout id is 16 hex digits, within its 36).
+        .client_token(external_id)
+        .set_load_balancers(Some(load_balancers))
+        .set_service_registries(non_empty(primary.service_registries()))
+        .set_network_configuration(primary.network_configuration().cloned())
+        .set_launch_type(launch_type)
+        .set_capacity_provider_strategy(non_empty(primary.capacity_provider_strategy()))
+        .set_platform_version(primary.platform_version().map(str::to_string))
+        .set_tags(non_empty(primary.tags()))
+        .scale(Scale::builder().unit(ScaleUnit::Percent).value(100.0).build())
+}
+
+/// Create the new task set ([`new_task_set_request`]): a copy of the primary task set on
+/// `target_group_arn`, running `task_definition_arn`.
 pub async fn create_task_set(
     ecs: &Client,
     service: &ServiceRef,
@@ -194,6 +361,7 @@ pub async fn create_task_set(
         .describe_task_sets()
         .cluster(&service.cluster)
         .service(&service.name)
+        .include(TaskSetField::Tags)
         .send()
         .await
         .map_err(|e| AwsError::new("ECS", "DescribeTaskSets", service.key(), e))?;
@@ -204,34 +372,27 @@ pub async fn create_task_set(
         message: "the service has no primary task set to copy network and load balancer settings from".into(),
         transient: false,
     })?;
-    let lb = primary.load_balancers().first();
-    let load_balancer = LoadBalancer::builder()
-        .target_group_arn(target_group_arn)
-        .set_container_name(lb.and_then(|l| l.container_name()).map(str::to_string))
-        .set_container_port(lb.and_then(|l| l.container_port()))
-        .build();
-    let launch_type = if primary.capacity_provider_strategy().is_empty() {
-        Some(primary.launch_type().cloned().unwrap_or(LaunchType::Fargate))
-    } else {
-        None
+    let request = new_task_set_request(ecs.create_task_set(), service, primary, task_definition_arn, target_group_arn, external_id);
+    let err = match request.clone().send().await {
+        Ok(out) => return Ok(out.task_set().and_then(|t| t.id()).unwrap_or_default().to_string()),
+        Err(e) => AwsError::new("ECS", "CreateTaskSet", service.key(), e),
     };
-    let out = ecs
-        .create_task_set()
-        .cluster(&service.cluster)
-        .service(&service.name)
-        .task_definition(task_definition_arn)
-        .external_id(external_id)
-        .client_token(external_id)
-        .load_balancers(load_balancer)
-        .set_network_configuration(primary.network_configuration().cloned())
-        .set_launch_type(launch_type)
-        .set_capacity_provider_strategy(Some(primary.capacity_provider_strategy().to_vec()).filter(|c| !c.is_empty()))
-        .set_platform_version(primary.platform_version().map(str::to_string))
-        .scale(Scale::builder().unit(ScaleUnit::Percent).value(100.0).build())
-        .send()
-        .await
-        .map_err(|e| AwsError::new("ECS", "CreateTaskSet", service.key(), e))?;
-    Ok(out.task_set().and_then(|t| t.id()).unwrap_or_default().to_string())
+    // Creating with tags needs ecs:TagResource too ("if the user attempts to create a resource
+    // with tags, the request fails if the user does not have permissions to use the
+    // ecs:TagResource action", ECS developer guide, "Grant permission to tag resources on
+    // creation"). A refused tagging creates nothing, so the same client token is still unused:
+    // create the task set without the tags rather than fail the rollout, and say what is missing.
+    if err.is_code("AccessDeniedException") && err.message.contains("ecs:TagResource") && !primary.tags().is_empty() {
+        warn!(
+            service = %service,
+            error = %err,
+            "the new task set is created without the primary task set's tags: kanaria's role may not tag task sets; allow \
+             ecs:TagResource on task-set/* with the condition ecs:CreateAction = CreateTaskSet (template.yaml, RolloutStepRole)"
+        );
+        let out = request.set_tags(None).send().await.map_err(|e| AwsError::new("ECS", "CreateTaskSet", service.key(), e))?;
+        return Ok(out.task_set().and_then(|t| t.id()).unwrap_or_default().to_string());
+    }
+    Err(err)
 }
 
 pub async fn make_primary(ecs: &Client, service: &ServiceRef, task_set_arn: &str) -> Result<(), AwsError> {
@@ -270,5 +431,385 @@ pub async fn delete_task_set(ecs: &Client, service: &ServiceRef, task_set_id: &s
                 Err(err)
             }
         }
+    }
+}
+
+#[cfg(test)]
+// The fixtures set every field, deprecated ones (inferenceAccelerators) included.
+#[allow(deprecated)]
+mod tests {
+    use super::*;
+    use aws_sdk_ecs::config::{BehaviorVersion, Credentials, Region};
+    use aws_sdk_ecs::operation::create_task_set::{CreateTaskSetError, CreateTaskSetOutput};
+    use aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput;
+    use aws_sdk_ecs::operation::describe_task_sets::DescribeTaskSetsOutput;
+    use aws_sdk_ecs::operation::register_task_definition::RegisterTaskDefinitionOutput;
+    use aws_sdk_ecs::types::error::AccessDeniedException;
+    use aws_sdk_ecs::types::{
+        Attribute, AwsVpcConfiguration, CapacityProviderStrategyItem, Compatibility, ContainerDefinition, CpuArchitecture,
+        EphemeralStorage, InferenceAccelerator, IpcMode, NetworkConfiguration, NetworkMode, OsFamily, PidMode, ProxyConfiguration,
+        RuntimePlatform, ServiceRegistry, TaskDefinitionPlacementConstraint, TaskDefinitionPlacementConstraintType, Volume,
+    };
+    use aws_smithy_mocks::{mock, MockResponseInterceptor, Rule, RuleMode};
+
+    const BLUE: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-blue/73e2d6bc24d8a067";
+    const GREEN: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-green/2453ed029918f21f";
+    const NLB_TG: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-tcp/0123456789abcdef";
+    const REGISTRY: &str = "arn:aws:servicediscovery:us-east-1:123456789012:service/srv-abcdefghijklmnop";
+    const IMAGE: &str =
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/demo/web@sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+    /// What the SDK reads from an error response: its code and message.
+    fn error_meta(code: &str, message: &str) -> aws_smithy_types::error::ErrorMetadata {
+        aws_smithy_types::error::ErrorMetadata::builder().code(code).message(message).build()
+    }
+
+    fn td_arn(revision: i32) -> String {
+        format!("arn:aws:ecs:us-east-1:123456789012:task-definition/web:{revision}")
+    }
+
+    /// A client whose calls are answered by `rules` (aws_smithy_mocks), with the SDK's standard
+    /// retries: a test sees what a caller that does not turn them off would do.
+    fn mock_ecs(rules: &[&Rule]) -> Client {
+        let mut interceptor = MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny);
+        for rule in rules {
+            interceptor = interceptor.with_rule(rule);
+        }
+        Client::from_conf(
+            aws_sdk_ecs::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+                .http_client(aws_smithy_mocks::create_mock_http_client())
+                .interceptor(interceptor)
+                .build(),
+        )
+    }
+
+    /// A client to build requests with, never to send them.
+    fn offline_ecs() -> Client {
+        Client::from_conf(aws_sdk_ecs::Config::builder().behavior_version(BehaviorVersion::latest()).build())
+    }
+
+    /// The top-level fields of a request that are not set, read from its `{:#?}` form, so a field
+    /// the SDK gains shows up here without this test knowing its name.
+    fn unset_fields(debug: &str) -> Vec<String> {
+        debug
+            .lines()
+            .filter(|l| l.starts_with("    ") && !l.starts_with("     "))
+            .filter_map(|l| l.trim().strip_suffix(": None,"))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// A revision with every field of TaskDefinition set, the way DescribeTaskDefinition returns it.
+    fn every_field(revision: i32, image: &str) -> TaskDefinition {
+        TaskDefinition::builder()
+            .task_definition_arn(td_arn(revision))
+            .family("web")
+            .revision(revision)
+            .status(TaskDefinitionStatus::Active)
+            .container_definitions(ContainerDefinition::builder().name("web").image(image).essential(true).build())
+            .container_definitions(
+                ContainerDefinition::builder().name("envoy").image("public.ecr.aws/appmesh/aws-appmesh-envoy:v1").build(),
+            )
+            .task_role_arn("arn:aws:iam::123456789012:role/kanaria/web-task")
+            .execution_role_arn("arn:aws:iam::123456789012:role/kanaria/web-execution")
+            .network_mode(NetworkMode::Awsvpc)
+            .volumes(Volume::builder().name("scratch").build())
+            .requires_attributes(Attribute::builder().name("ecs.capability.task-eni").build().unwrap())
+            .placement_constraints(
+                TaskDefinitionPlacementConstraint::builder()
+                    .r#type(TaskDefinitionPlacementConstraintType::MemberOf)
+                    .expression("attribute:ecs.availability-zone in [us-east-1a]")
+                    .build(),
+            )
+            .compatibilities(Compatibility::Ec2)
+            .compatibilities(Compatibility::Fargate)
+            .runtime_platform(
+                RuntimePlatform::builder().operating_system_family(OsFamily::Linux).cpu_architecture(CpuArchitecture::Arm64).build(),
+            )
+            .requires_compatibilities(Compatibility::Fargate)
+            .cpu("256")
+            .memory("512")
+            .inference_accelerators(InferenceAccelerator::builder().device_name("eia").device_type("eia2.medium").build().unwrap())
+            .pid_mode(PidMode::Task)
+            .ipc_mode(IpcMode::Task)
+            .proxy_configuration(ProxyConfiguration::builder().container_name("envoy").build().unwrap())
+            .registered_at(aws_smithy_types::DateTime::from_secs(1_700_000_000))
+            .deregistered_at(aws_smithy_types::DateTime::from_secs(1_700_000_100))
+            .delete_requested_at(aws_smithy_types::DateTime::from_secs(1_700_000_200))
+            .registered_by("arn:aws:iam::123456789012:role/deployer")
+            .ephemeral_storage(EphemeralStorage::builder().size_in_gib(30).build())
+            .enable_fault_injection(true)
+            .build()
+    }
+
+    fn tags() -> Vec<Tag> {
+        vec![Tag::builder().key("team").value("payments").build()]
+    }
+
+    /// The request `send` makes, as `{:#?}`, captured by a mock rule that matches every call.
+    type Captured = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+    #[tokio::test]
+    async fn new_revisions_carry_every_field_register_task_definition_takes() {
+        let td = every_field(1, "demo/web:v1");
+        let captured = Captured::default();
+        let keep = captured.clone();
+        let register = mock!(Client::register_task_definition)
+            .match_requests(move |r| {
+                keep.lock().unwrap().push(format!("{r:#?}"));
+                r.family() == Some("web")
+                    && r.enable_fault_injection() == Some(true)
+                    && r.inference_accelerators() == td.inference_accelerators()
+                    && r.ephemeral_storage() == td.ephemeral_storage()
+                    && r.volumes() == td.volumes()
+                    && r.tags() == tags()
+                    && r.proxy_configuration() == td.proxy_configuration()
+                    && r.placement_constraints() == td.placement_constraints()
+                    && r.runtime_platform() == td.runtime_platform()
+                    && r.container_definitions().len() == 2
+                    && r.container_definitions()[0].image() == Some(IMAGE)
+                    && r.container_definitions()[1] == td.container_definitions()[1]
+            })
+            .then_output(|| {
+                RegisterTaskDefinitionOutput::builder()
+                    .task_definition(TaskDefinition::builder().task_definition_arn(td_arn(2)).build())
+                    .build()
+            });
+        let rules = describes(vec![every_field(1, "demo/web:v1")]);
+        let client = mock_ecs(&[&rules[0], &register]);
+        let registered = register_revision(&client, &td_arn(1), "web", IMAGE).await;
+        let sent = captured.lock().unwrap().first().cloned().expect("RegisterTaskDefinition was called");
+        assert_eq!(unset_fields(&sent), Vec::<String>::new(), "fields of RegisterTaskDefinition left unset:\n{sent}");
+        assert_eq!(registered.unwrap(), td_arn(2), "a field was not copied as it is:\n{sent}");
+    }
+
+    #[test]
+    fn a_new_revision_changes_only_the_policys_container_image() {
+        let td = every_field(1, "demo/web:v1");
+        let changed = with_image(&td, "web", IMAGE).unwrap();
+        assert_eq!(image_of(&changed, "web"), Some(IMAGE));
+        assert_eq!(image_of(&changed, "envoy"), image_of(&td, "envoy"));
+        let mut expected = td.clone();
+        expected.container_definitions.as_mut().unwrap()[0].image = Some(IMAGE.into());
+        assert_eq!(changed, expected);
+        let err = with_image(&td, "app", IMAGE).unwrap_err();
+        assert!(err.to_string().contains("no container named \"app\"") && err.to_string().contains("policy's `container`"), "{err}");
+    }
+
+    fn describes(revisions: Vec<TaskDefinition>) -> Vec<Rule> {
+        let latest = revisions.iter().filter(|t| t.status() == Some(&TaskDefinitionStatus::Active)).map(|t| t.revision()).max();
+        revisions
+            .into_iter()
+            .map(|td| {
+                let (arn, short, family) = (td_arn(td.revision()), format!("web:{}", td.revision()), Some(td.revision()) == latest);
+                let answer = td.clone();
+                mock!(Client::describe_task_definition)
+                    .match_requests(move |r| {
+                        let asked = r.task_definition().unwrap_or_default();
+                        asked == arn || asked == short || (family && asked == "web")
+                    })
+                    .then_output(move || {
+                        DescribeTaskDefinitionOutput::builder().task_definition(answer.clone()).set_tags(Some(tags())).build()
+                    })
+            })
+            .collect()
+    }
+
+    /// Kanaria's revision (web:3, the pushed digest) is found among others: a newer one by someone
+    /// else that runs the same image but differs in CPU is not the same task definition, and an
+    /// INACTIVE copy is not reused.
+    #[tokio::test]
+    async fn revision_with_image_finds_the_newest_revision_with_the_same_content() {
+        let mut other = every_field(4, IMAGE);
+        other.cpu = Some("512".into());
+        let mut inactive = every_field(2, IMAGE);
+        inactive.status = Some(TaskDefinitionStatus::Inactive);
+        let rules = describes(vec![every_field(1, "demo/web:v1"), inactive, every_field(3, IMAGE), other]);
+        let client = mock_ecs(&rules.iter().collect::<Vec<_>>());
+        let (revision, stable) = revision_with_image(&client, &td_arn(1), "web", IMAGE).await.unwrap();
+        assert_eq!(revision, Some(td_arn(3)));
+        assert_eq!(stable.as_deref(), Some("demo/web:v1"));
+        // None registered yet: someone else's revisions, and an INACTIVE copy.
+        let mut other = every_field(4, IMAGE);
+        other.cpu = Some("512".into());
+        let mut inactive = every_field(2, IMAGE);
+        inactive.status = Some(TaskDefinitionStatus::Inactive);
+        let rules = describes(vec![every_field(1, "demo/web:v1"), inactive, every_field(3, "demo/web:v0"), other]);
+        let client = mock_ecs(&rules.iter().collect::<Vec<_>>());
+        assert_eq!(revision_with_image(&client, &td_arn(1), "web", IMAGE).await.unwrap().0, None);
+        // A re-tag of the image that runs: the primary's own revision.
+        let rules = describes(vec![every_field(1, IMAGE)]);
+        let client = mock_ecs(&rules.iter().collect::<Vec<_>>());
+        assert_eq!(revision_with_image(&client, &td_arn(1), "web", IMAGE).await.unwrap().0, Some(td_arn(1)));
+    }
+
+    /// RegisterTaskDefinition registers, then answers 500. The SDK's retry would register a second
+    /// identical revision (it would get web:3 from the mock); kanaria finds web:2 instead.
+    #[tokio::test]
+    async fn a_registration_that_answered_with_an_error_is_found_not_repeated() {
+        let mut rules = describes(vec![every_field(1, "demo/web:v1"), every_field(2, IMAGE)]);
+        rules.push(
+            mock!(Client::register_task_definition)
+                .sequence()
+                .http_status(500, None)
+                .output(|| {
+                    RegisterTaskDefinitionOutput::builder()
+                        .task_definition(TaskDefinition::builder().task_definition_arn(td_arn(3)).build())
+                        .build()
+                })
+                .build(),
+        );
+        let client = mock_ecs(&rules.iter().collect::<Vec<_>>());
+        assert_eq!(register_revision(&client, &td_arn(1), "web", IMAGE).await.unwrap(), td_arn(2));
+    }
+
+    /// A refused registration is not retried; one that reached nothing is retried.
+    #[tokio::test]
+    async fn a_registration_that_failed_is_retried_only_when_it_may_succeed() {
+        let rules = describes(vec![every_field(1, "demo/web:v1")]);
+        let register = mock!(Client::register_task_definition)
+            .sequence()
+            .http_status(503, None)
+            .output(|| {
+                RegisterTaskDefinitionOutput::builder()
+                    .task_definition(TaskDefinition::builder().task_definition_arn(td_arn(2)).build())
+                    .build()
+            })
+            .build();
+        let client = mock_ecs(&[&rules[0], &register]);
+        assert_eq!(register_revision(&client, &td_arn(1), "web", IMAGE).await.unwrap(), td_arn(2));
+        let refused = mock!(Client::register_task_definition).then_error(|| {
+            aws_sdk_ecs::operation::register_task_definition::RegisterTaskDefinitionError::ClientException(
+                aws_sdk_ecs::types::error::ClientException::builder()
+                    .message("Invalid 'cpu' setting for task.")
+                    .meta(error_meta("ClientException", "Invalid 'cpu' setting for task."))
+                    .build(),
+            )
+        });
+        let client = mock_ecs(&[&rules[0], &refused]);
+        let err = register_revision(&client, &td_arn(1), "web", IMAGE).await.unwrap_err();
+        assert!(err.to_string().starts_with("ECS RegisterTaskDefinition on web failed: ClientException"), "{err}");
+        assert_eq!(refused.num_calls(), 1);
+    }
+
+    fn primary(capacity_providers: bool) -> TaskSet {
+        let set = TaskSet::builder()
+            .id("ecs-svc/1")
+            .task_set_arn("arn:aws:ecs:us-east-1:123456789012:task-set/demo/web/ecs-svc/1")
+            .status("PRIMARY")
+            .external_id("initial")
+            .task_definition(td_arn(1))
+            .load_balancers(LoadBalancer::builder().target_group_arn(BLUE).container_name("web").container_port(8080).build())
+            .load_balancers(LoadBalancer::builder().target_group_arn(NLB_TG).container_name("web").container_port(9000).build())
+            .service_registries(ServiceRegistry::builder().registry_arn(REGISTRY).container_name("web").container_port(8080).build())
+            .network_configuration(
+                NetworkConfiguration::builder()
+                    .awsvpc_configuration(AwsVpcConfiguration::builder().subnets("subnet-a").security_groups("sg-1").build().unwrap())
+                    .build(),
+            )
+            .platform_version("1.4.0")
+            .tags(Tag::builder().key("team").value("payments").build())
+            .scale(Scale::builder().unit(ScaleUnit::Percent).value(100.0).build());
+        if capacity_providers {
+            set.capacity_provider_strategy(
+                CapacityProviderStrategyItem::builder().capacity_provider("FARGATE_SPOT").weight(1).build().unwrap(),
+            )
+            .build()
+        } else {
+            set.launch_type(LaunchType::Fargate).build()
+        }
+    }
+
+    fn service() -> ServiceRef {
+        ServiceRef { cluster: "demo".into(), name: "web".into() }
+    }
+
+    #[tokio::test]
+    async fn new_task_sets_carry_every_field_create_task_set_takes() {
+        for (capacity_providers, not_sent) in [(false, "capacity_provider_strategy"), (true, "launch_type")] {
+            let primary = primary(capacity_providers);
+            let answer = primary.clone();
+            let describe =
+                mock!(Client::describe_task_sets).then_output(move || DescribeTaskSetsOutput::builder().task_sets(answer.clone()).build());
+            let captured = Captured::default();
+            let keep = captured.clone();
+            let create = mock!(Client::create_task_set)
+                .match_requests(move |r| {
+                    keep.lock().unwrap().push(format!("{r:#?}"));
+                    true
+                })
+                .then_output(created);
+            let client = mock_ecs(&[&describe, &create]);
+            create_task_set(&client, &service(), &td_arn(2), GREEN, "0123456789abcdef").await.unwrap();
+            let sent = captured.lock().unwrap().first().cloned().expect("CreateTaskSet was called");
+            // ECS takes a launch type or a capacity provider strategy, never both.
+            assert_eq!(unset_fields(&sent), vec![not_sent.to_string()], "fields of CreateTaskSet left unset:\n{sent}");
+            let input = new_task_set_request(offline_ecs().create_task_set(), &service(), &primary, &td_arn(2), GREEN, "0123456789abcdef");
+            let input = input.as_input();
+            let lbs = input.get_load_balancers().clone().unwrap();
+            assert_eq!(lbs[0], LoadBalancer::builder().target_group_arn(GREEN).container_name("web").container_port(8080).build());
+            assert_eq!(lbs[1], primary.load_balancers()[1], "other load balancers are copied unchanged");
+            assert_eq!(lbs.len(), 2);
+            assert_eq!(input.get_service_registries().as_deref(), Some(primary.service_registries()));
+            assert_eq!(input.get_tags().as_deref(), Some(primary.tags()));
+            assert_eq!(input.get_network_configuration().as_ref(), primary.network_configuration());
+            assert_eq!(input.get_platform_version().as_deref(), Some("1.4.0"));
+            assert_eq!(input.get_capacity_provider_strategy().as_deref().unwrap_or_default(), primary.capacity_provider_strategy());
+            assert_eq!(input.get_task_definition().as_deref(), Some(td_arn(2).as_str()));
+            assert_eq!(
+                (input.get_external_id().as_deref(), input.get_client_token().as_deref()),
+                (Some("0123456789abcdef"), Some("0123456789abcdef"))
+            );
+        }
+    }
+
+    fn describe_primary() -> Rule {
+        mock!(Client::describe_task_sets)
+            .match_requests(|r| r.include() == [TaskSetField::Tags])
+            .then_output(|| DescribeTaskSetsOutput::builder().task_sets(primary(false)).build())
+    }
+
+    fn created() -> CreateTaskSetOutput {
+        CreateTaskSetOutput::builder().task_set(TaskSet::builder().id("ecs-svc/2").build()).build()
+    }
+
+    #[tokio::test]
+    async fn create_task_set_copies_the_primary_onto_the_new_target_group() {
+        let describe = describe_primary();
+        let create = mock!(Client::create_task_set)
+            .match_requests(|r| {
+                r.load_balancers().iter().filter_map(|l| l.target_group_arn()).collect::<Vec<_>>() == [GREEN, NLB_TG]
+                    && r.service_registries().len() == 1
+                    && r.tags().len() == 1
+                    && r.client_token() == Some("0123456789abcdef")
+            })
+            .then_output(created);
+        let client = mock_ecs(&[&describe, &create]);
+        assert_eq!(create_task_set(&client, &service(), &td_arn(2), GREEN, "0123456789abcdef").await.unwrap(), "ecs-svc/2");
+        assert_eq!(create.num_calls(), 1);
+    }
+
+    /// A role that may not tag task sets: the task set is created without the tags (and the
+    /// missing permission logged) instead of failing the rollout.
+    #[tokio::test]
+    async fn a_refused_tagging_creates_the_task_set_without_tags() {
+        let describe = describe_primary();
+        let tagged = mock!(Client::create_task_set).match_requests(|r| !r.tags().is_empty()).then_error(|| {
+            let message = "User: arn:aws:sts::123456789012:assumed-role/kanaria-RolloutStepRole/kanaria is not authorized to perform: \
+                           ecs:TagResource on resource: arn:aws:ecs:us-east-1:123456789012:task-set/demo/web/* because no identity-based \
+                           policy allows the ecs:TagResource action";
+            CreateTaskSetError::AccessDeniedException(
+                AccessDeniedException::builder().message(message).meta(error_meta("AccessDeniedException", message)).build(),
+            )
+        });
+        let untagged = mock!(Client::create_task_set)
+            .match_requests(|r| r.tags().is_empty() && r.service_registries().len() == 1)
+            .then_output(created);
+        let client = mock_ecs(&[&describe, &tagged, &untagged]);
+        assert_eq!(create_task_set(&client, &service(), &td_arn(2), GREEN, "0123456789abcdef").await.unwrap(), "ecs-svc/2");
+        assert_eq!((tagged.num_calls(), untagged.num_calls()), (1, 1));
     }
 }

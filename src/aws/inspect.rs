@@ -7,7 +7,7 @@
 //! naming the permission the caller needs, so the rest of the report still comes out; only the
 //! service itself must be readable.
 
-use aws_sdk_ecs::types::{CapacityProviderStrategyItem, LoadBalancer, NetworkConfiguration};
+use aws_sdk_ecs::types::{CapacityProviderStrategyItem, LoadBalancer, NetworkConfiguration, ServiceRegistry};
 
 use super::AwsError;
 use crate::verify::{
@@ -177,6 +177,7 @@ pub async fn gather(clients: &InspectClients, key: &str, region: &str, source: P
             t.capacity_provider_strategy(),
             t.network_configuration(),
             t.load_balancers(),
+            t.service_registries(),
         )),
         None if facts.controller != "EXTERNAL" && task_sets.is_empty() => Some(workload(
             "the service".into(),
@@ -185,6 +186,7 @@ pub async fn gather(clients: &InspectClients, key: &str, region: &str, source: P
             svc.capacity_provider_strategy(),
             svc.network_configuration(),
             svc.load_balancers(),
+            svc.service_registries(),
         )),
         None => None,
     };
@@ -225,6 +227,14 @@ pub async fn gather(clients: &InspectClients, key: &str, region: &str, source: P
             facts.target_groups.insert(arn.clone(), fact);
         }
     }
+    // The primary's other load balancers, which every new task set gets too: of which kind.
+    let others: Vec<String> = facts.workload.iter().flat_map(|w| w.load_balancers.iter().map(|lb| lb.target_group_arn.clone())).collect();
+    for arn in others.into_iter().filter(|a| a.starts_with("arn:")) {
+        if !facts.target_groups.contains_key(&arn) {
+            let fact = target_group(clients, &arn).await;
+            facts.target_groups.insert(arn, fact);
+        }
+    }
 
     // Roles and log groups the task definition names.
     if let Some(Ok(td)) = facts.task_definition.clone() {
@@ -259,6 +269,7 @@ fn workload(
     capacity: &[CapacityProviderStrategyItem],
     network: Option<&NetworkConfiguration>,
     load_balancers: &[LoadBalancer],
+    registries: &[ServiceRegistry],
 ) -> Workload {
     let vpc = network.and_then(|n| n.awsvpc_configuration());
     Workload {
@@ -279,6 +290,12 @@ fn workload(
                 })
             })
             .collect(),
+        classic_load_balancers: load_balancers
+            .iter()
+            .filter(|lb| lb.target_group_arn().is_none())
+            .filter_map(|lb| lb.load_balancer_name().map(str::to_string))
+            .collect(),
+        service_registries: registries.iter().filter_map(|r| r.registry_arn().map(str::to_string)).collect(),
     }
 }
 

@@ -94,6 +94,8 @@ fn ready() -> Facts {
                 container_name: "web".into(),
                 container_port: Some(8080),
             }],
+            classic_load_balancers: Vec::new(),
+            service_registries: Vec::new(),
         }),
         task_definition: Some(Ok(TaskDefinitionFacts {
             arn: TD.into(),
@@ -441,6 +443,89 @@ fn a_target_group_in_another_vpc_or_not_serving_the_task_set() {
     f.workload.as_mut().unwrap().load_balancers.clear();
     let fail = only_failure(&f, Check::TargetGroups);
     has(&fail, "registered with no target group", "--load-balancers");
+}
+
+/// A target group of the primary task set besides the production one, with `protocol`.
+fn extra_target_group(f: &mut Facts, name: &str, protocol: &str) -> String {
+    let arn = format!("arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/{name}/0123456789abcdef");
+    f.workload.as_mut().unwrap().load_balancers.push(LoadBalancerFacts {
+        target_group_arn: arn.clone(),
+        container_name: "web".into(),
+        container_port: Some(8080),
+    });
+    f.target_groups.insert(
+        arn.clone(),
+        Ok(Some(TargetGroupFacts {
+            name: name.into(),
+            target_type: "ip".into(),
+            vpc_id: Some("vpc-1".into()),
+            protocol: Some(protocol.into()),
+            port: Some(8080),
+            health_check_path: None,
+        })),
+    );
+    arn
+}
+
+/// "Only one Application Load Balancer target group is allowed per task set" (ECS developer
+/// guide, External deployment): kanaria's copy of a primary with two would be refused at
+/// CreateTaskSet, so verify says so first.
+#[test]
+fn a_second_application_load_balancer_target_group_cannot_be_copied() {
+    let mut f = ready();
+    extra_target_group(&mut f, "web-admin", "HTTPS");
+    let fail = only_failure(&f, Check::TargetGroups);
+    assert_eq!(fail.subject, "primary task set ecs-svc/1");
+    has(
+        &fail,
+        "registers with 2 Application Load Balancer target groups (web-blue, web-admin): a task set may have only one",
+        "keep one Application Load Balancer target group on the task set",
+    );
+    has(&fail, "CreateTaskSet would refuse the new task set", "aws ecs create-task-set --cluster demo --service web");
+}
+
+/// Network Load Balancer target groups and Cloud Map registries are copied: they work, but their
+/// clients reach new tasks regardless of the canary's weights.
+#[test]
+fn network_load_balancers_and_registries_are_copied_with_a_warning() {
+    let mut f = ready();
+    extra_target_group(&mut f, "web-tcp", "TCP");
+    f.workload.as_mut().unwrap().service_registries = vec!["arn:aws:servicediscovery:us-east-1:123456789012:service/srv-1".into()];
+    let findings = check(&f);
+    assert_eq!(verdict(&findings), Verdict::Ready, "{findings:#?}");
+    let warnings: Vec<&Finding> = findings.iter().filter(|x| x.status == Status::Warn).collect();
+    assert_eq!(warnings.len(), 2, "{warnings:#?}");
+    has(warnings[0], "Network Load Balancer target group web-tcp, which kanaria copies unchanged", "production listener");
+    has(
+        warnings[1],
+        "registers its tasks in Cloud Map (arn:aws:servicediscovery:us-east-1:123456789012:service/srv-1)",
+        "ECS_TASK_SET_EXTERNAL_ID",
+    );
+}
+
+#[test]
+fn the_production_load_balancer_must_come_first() {
+    let mut f = ready();
+    let tcp = extra_target_group(&mut f, "web-tcp", "TCP");
+    f.workload.as_mut().unwrap().load_balancers.rotate_right(1);
+    assert_eq!(f.workload.as_ref().unwrap().load_balancers[0].target_group_arn, tcp);
+    let fails = failures(&f);
+    let fail = fails.iter().find(|x| x.message.contains("first")).unwrap_or_else(|| panic!("{fails:#?}"));
+    has(fail, "lists target group web-tcp first and the policy's web-blue as load balancer 2", &format!("with {BLUE} first"));
+}
+
+#[test]
+fn classic_and_missing_load_balancers_cannot_be_copied() {
+    let mut f = ready();
+    f.workload.as_mut().unwrap().classic_load_balancers = vec!["web-elb".into()];
+    let fail = only_failure(&f, Check::TargetGroups);
+    has(&fail, "Classic Load Balancer web-elb", "Network Load Balancer target group");
+
+    let mut f = ready();
+    let gone = extra_target_group(&mut f, "web-gone", "TCP");
+    f.target_groups.insert(gone, Ok(None));
+    let fail = only_failure(&f, Check::TargetGroups);
+    has(&fail, "target group web-gone, which does not exist", "leave the missing target group out");
 }
 
 // --- task size -----------------------------------------------------------------------------
