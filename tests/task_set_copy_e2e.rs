@@ -88,29 +88,15 @@ async fn a_new_task_set_keeps_the_primarys_service_registries_and_other_load_bal
 
 /// The primary task set's tags go to the new one. Creating with tags needs `ecs:TagResource`
 /// (with `ecs:CreateAction` CreateTaskSet) besides `ecs:CreateTaskSet` (ECS developer guide,
-/// "Grant permission to tag resources on creation"); template.yaml's RolloutStepRole does not
-/// allow it yet. Run with `--ignored` once it does (and drop
-/// `a_tagged_primary_rolls_out_while_kanaria_may_not_tag_task_sets`).
+/// "Grant permission to tag resources on creation"): template.yaml's RolloutStepRole allows it,
+/// and the IAM evaluator of the local runtime checks exactly that.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs ecs:TagResource on task-set/* with ecs:CreateAction CreateTaskSet in template.yaml's RolloutStepRole"]
 async fn a_new_task_set_keeps_the_primarys_tags() {
     let env = start(SampleOptions { task_set_tags: vec![("team".into(), "payments".into())], ..SampleOptions::default() }).await;
     let before = described_task_sets(&env).await.remove(0);
     assert_eq!(before.tags().len(), 1, "emulated ECS keeps the primary's tags: {before:?}");
     let promoted = roll_out(&env, "tags").await;
     assert_eq!(promoted.tags(), before.tags());
-}
-
-/// While kanaria's role may not tag task sets, a tagged primary still rolls out: the new task set
-/// is created without the tags rather than the rollout failing at CreateTaskSet.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_tagged_primary_rolls_out_while_kanaria_may_not_tag_task_sets() {
-    let mut env = start(SampleOptions { task_set_tags: vec![("team".into(), "payments".into())], ..SampleOptions::default() }).await;
-    env.local.expect_iam_denials();
-    roll_out(&env, "tagged").await;
-    for denial in env.local.shared.iam.take_denials() {
-        assert_eq!((denial.principal.starts_with("rollout-step"), denial.action.as_str()), (true, "ecs:TagResource"), "{denial}");
-    }
 }
 
 /// `td` without what ECS records about a revision (ARN, number, status, when and by whom) and

@@ -372,27 +372,14 @@ pub async fn create_task_set(
         message: "the service has no primary task set to copy network and load balancer settings from".into(),
         transient: false,
     })?;
-    let request = new_task_set_request(ecs.create_task_set(), service, primary, task_definition_arn, target_group_arn, external_id);
-    let err = match request.clone().send().await {
-        Ok(out) => return Ok(out.task_set().and_then(|t| t.id()).unwrap_or_default().to_string()),
-        Err(e) => AwsError::new("ECS", "CreateTaskSet", service.key(), e),
-    };
-    // Creating with tags needs ecs:TagResource too ("if the user attempts to create a resource
-    // with tags, the request fails if the user does not have permissions to use the
-    // ecs:TagResource action", ECS developer guide, "Grant permission to tag resources on
-    // creation"). A refused tagging creates nothing, so the same client token is still unused:
-    // create the task set without the tags rather than fail the rollout, and say what is missing.
-    if err.is_code("AccessDeniedException") && err.message.contains("ecs:TagResource") && !primary.tags().is_empty() {
-        warn!(
-            service = %service,
-            error = %err,
-            "the new task set is created without the primary task set's tags: kanaria's role may not tag task sets; allow \
-             ecs:TagResource on task-set/* with the condition ecs:CreateAction = CreateTaskSet (template.yaml, RolloutStepRole)"
-        );
-        let out = request.set_tags(None).send().await.map_err(|e| AwsError::new("ECS", "CreateTaskSet", service.key(), e))?;
-        return Ok(out.task_set().and_then(|t| t.id()).unwrap_or_default().to_string());
-    }
-    Err(err)
+    // Creating with the primary's tags needs ecs:TagResource with ecs:CreateAction CreateTaskSet
+    // as well (ECS developer guide, "Grant permission to tag resources on creation"): template.yaml
+    // grants it to rollout-step.
+    let out = new_task_set_request(ecs.create_task_set(), service, primary, task_definition_arn, target_group_arn, external_id)
+        .send()
+        .await
+        .map_err(|e| AwsError::new("ECS", "CreateTaskSet", service.key(), e))?;
+    Ok(out.task_set().and_then(|t| t.id()).unwrap_or_default().to_string())
 }
 
 pub async fn make_primary(ecs: &Client, service: &ServiceRef, task_set_arn: &str) -> Result<(), AwsError> {
@@ -440,11 +427,10 @@ pub async fn delete_task_set(ecs: &Client, service: &ServiceRef, task_set_id: &s
 mod tests {
     use super::*;
     use aws_sdk_ecs::config::{BehaviorVersion, Credentials, Region};
-    use aws_sdk_ecs::operation::create_task_set::{CreateTaskSetError, CreateTaskSetOutput};
+    use aws_sdk_ecs::operation::create_task_set::CreateTaskSetOutput;
     use aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput;
     use aws_sdk_ecs::operation::describe_task_sets::DescribeTaskSetsOutput;
     use aws_sdk_ecs::operation::register_task_definition::RegisterTaskDefinitionOutput;
-    use aws_sdk_ecs::types::error::AccessDeniedException;
     use aws_sdk_ecs::types::{
         Attribute, AwsVpcConfiguration, CapacityProviderStrategyItem, Compatibility, ContainerDefinition, CpuArchitecture,
         EphemeralStorage, InferenceAccelerator, IpcMode, NetworkConfiguration, NetworkMode, OsFamily, PidMode, ProxyConfiguration,
@@ -790,26 +776,5 @@ mod tests {
         let client = mock_ecs(&[&describe, &create]);
         assert_eq!(create_task_set(&client, &service(), &td_arn(2), GREEN, "0123456789abcdef").await.unwrap(), "ecs-svc/2");
         assert_eq!(create.num_calls(), 1);
-    }
-
-    /// A role that may not tag task sets: the task set is created without the tags (and the
-    /// missing permission logged) instead of failing the rollout.
-    #[tokio::test]
-    async fn a_refused_tagging_creates_the_task_set_without_tags() {
-        let describe = describe_primary();
-        let tagged = mock!(Client::create_task_set).match_requests(|r| !r.tags().is_empty()).then_error(|| {
-            let message = "User: arn:aws:sts::123456789012:assumed-role/kanaria-RolloutStepRole/kanaria is not authorized to perform: \
-                           ecs:TagResource on resource: arn:aws:ecs:us-east-1:123456789012:task-set/demo/web/* because no identity-based \
-                           policy allows the ecs:TagResource action";
-            CreateTaskSetError::AccessDeniedException(
-                AccessDeniedException::builder().message(message).meta(error_meta("AccessDeniedException", message)).build(),
-            )
-        });
-        let untagged = mock!(Client::create_task_set)
-            .match_requests(|r| r.tags().is_empty() && r.service_registries().len() == 1)
-            .then_output(created);
-        let client = mock_ecs(&[&describe, &tagged, &untagged]);
-        assert_eq!(create_task_set(&client, &service(), &td_arn(2), GREEN, "0123456789abcdef").await.unwrap(), "ecs-svc/2");
-        assert_eq!((tagged.num_calls(), untagged.num_calls()), (1, 1));
     }
 }
