@@ -39,6 +39,18 @@ fn pct(rate: f64) -> String {
     format!("{:.2}%", rate * 100.0)
 }
 
+/// The window of the stable target group's metrics to compare the new one's step window
+/// `[started, now)` with: the same window while the stable group still gets traffic; at a 100%
+/// step, when it gets none (every request goes to the new group, so its figures would always be
+/// "too little traffic"), an equally long window right before the step began, when it served.
+pub fn baseline_window(weight: u32, started: u64, now: u64) -> (u64, u64) {
+    if weight >= 100 {
+        (started.saturating_sub(now.saturating_sub(started)), started)
+    } else {
+        (started, now)
+    }
+}
+
 /// Judge the new target group against the stable one.
 pub fn judge(policy: &Analysis, green: &TargetGroupMetrics, stable: &TargetGroupMetrics) -> Judgement {
     let min = policy.min_requests as f64;
@@ -83,6 +95,12 @@ pub fn judge(policy: &Analysis, green: &TargetGroupMetrics, stable: &TargetGroup
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn at_a_100_percent_step_the_baseline_is_the_window_before_it() {
+        assert_eq!(baseline_window(50, 1000, 1300), (1000, 1300), "both groups serve: the same window");
+        assert_eq!(baseline_window(100, 1000, 1300), (700, 1000), "the stable group served before the step");
+    }
 
     fn policy() -> Analysis {
         serde_json::from_value(serde_json::json!({"latencyP99Ratio": 1.5})).unwrap()

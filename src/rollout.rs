@@ -136,12 +136,41 @@ impl Rollout {
     }
 }
 
-/// A validation hook's answer: `{"pass": true|false, "reason": "..."}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A validation hook's answer, as the state machine keeps it (`$.hook.answer`): the function's
+/// whole payload. The contract is `{"pass": true|false, "reason": "..."}` with `reason`
+/// optional; anything but `"pass": true` fails the release (the state machine itself never reads
+/// a field that may be missing, which would fail the execution with States.Runtime).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HookResult {
-    pub pass: bool,
     #[serde(default)]
-    pub reason: String,
+    pub answer: serde_json::Value,
+}
+
+impl HookResult {
+    pub fn answered(pass: bool, reason: &str) -> Self {
+        HookResult { answer: serde_json::json!({ "pass": pass, "reason": reason }) }
+    }
+
+    pub fn passed(&self) -> bool {
+        self.answer.get("pass") == Some(&serde_json::Value::Bool(true))
+    }
+
+    /// Why it failed, for people.
+    pub fn reason(&self) -> String {
+        match (self.answer.get("pass"), self.answer.get("reason").and_then(|r| r.as_str())) {
+            (_, Some(reason)) if !reason.is_empty() => reason.to_string(),
+            (Some(serde_json::Value::Bool(_)), _) => "it gave no reason".into(),
+            _ => format!("it answered {} instead of {{\"pass\": true|false, \"reason\": \"...\"}}", truncate_json(&self.answer)),
+        }
+    }
+}
+
+fn truncate_json(v: &serde_json::Value) -> String {
+    let text = v.to_string();
+    match text.char_indices().nth(200) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -488,6 +517,8 @@ pub fn decide(action: Action, rollout: &Rollout, obs: &Observation, now: u64) ->
             let green = green_of(rollout, obs)?;
             if let Some(cause) = stop_cause(rollout, obs) {
                 rollback_with(&mut next, cause);
+            } else if let Some(hook) = rollout.hook.as_ref().filter(|h| !h.passed()) {
+                rollback_with(&mut next, format!("the validation hook failed the release: {}", hook.reason()));
             } else if let Some(short) = obs.tasks_missing(green) {
                 rollback_with(&mut next, format!("{short} after validation on the test route"));
             } else {
@@ -617,8 +648,11 @@ pub fn decide(action: Action, rollout: &Rollout, obs: &Observation, now: u64) ->
         }
         Action::Rollback | Action::Restore => {
             if next.cause.is_none() {
-                let hook =
-                    rollout.hook.as_ref().filter(|h| !h.pass).map(|h| format!("the validation hook failed the release: {}", h.reason));
+                let hook = rollout
+                    .hook
+                    .as_ref()
+                    .filter(|h| !h.passed())
+                    .map(|h| format!("the validation hook failed the release: {}", h.reason()));
                 next.cause = Some(
                     obs.abort_cause
                         .clone()
@@ -815,6 +849,14 @@ fn restore(rollout: &Rollout, obs: &Observation, commands: &mut Vec<Command>) ->
                         return Ok(Some(why));
                     }
                     commands.push(Command::SetWeights { weights: wanted });
+                }
+                // Blue/green: the test listener goes back to the stable task set too, before the
+                // new one is deleted (it would point at a target group with nothing behind it).
+                if commands.is_empty() && rollout.policy.test_route().is_some() {
+                    let wanted = split(stable, green_tg.as_deref().unwrap_or(""), 0);
+                    if wanted.iter().any(|(tg, w)| weight_in(&obs.test_weights, tg) != *w) {
+                        commands.push(Command::SetTestWeights { weights: wanted });
+                    }
                 }
                 // The new task set goes only once the ALB no longer sends it anything.
                 if commands.is_empty() {

@@ -85,42 +85,52 @@ async fn an_alarm_going_to_alarm_rolls_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn canary_analysis_failing_on_5xx_rolls_back() {
+    // The new image answers 15% of its requests with a 500; the stable one none. The traffic
+    // probe's clients send the requests and the ALB's CloudWatch metrics report them.
     let options = SampleOptions {
-        steps: vec![(10, 2), (50, 1)],
-        extra_policy_yaml: "analysis: { minRequests: 100 }\n".into(),
+        steps: vec![(50, 3), (100, 1)],
+        extra_policy_yaml: "analysis: { minRequests: 10 }\n".into(),
         ..SampleOptions::default()
     };
     let env = start(options).await;
     let digest = fixture::new_digest("5xx");
+    env.local.simulator.failing_requests_images(&digest, 0.15);
     env.push("v2", &digest).await;
     let execution = env.started_execution().await;
-    env.wait_action("shift", 1).await;
 
-    // The ALB reports 12% 5xx on the new target group, 0.2% on the stable one.
-    let lb = kanaria::aws::cloudwatch::load_balancer_dimension(&env.sample.listener_arn).unwrap();
-    let cw = &env.local.ctx().clients.cloudwatch;
-    for (tg, requests, errors) in [(&env.sample.target_groups[1], 1000.0, 120.0), (&env.sample.target_groups[0], 1000.0, 2.0)] {
-        let tg = kanaria::aws::cloudwatch::target_group_dimension(tg).unwrap();
-        let datum = |name: &str, value: f64| {
-            aws_sdk_cloudwatch::types::MetricDatum::builder()
-                .metric_name(name)
-                .value(value)
-                .timestamp(aws_sdk_cloudwatch::primitives::DateTime::from(std::time::SystemTime::now()))
-                .dimensions(aws_sdk_cloudwatch::types::Dimension::builder().name("LoadBalancer").value(&lb).build())
-                .dimensions(aws_sdk_cloudwatch::types::Dimension::builder().name("TargetGroup").value(&tg).build())
-                .build()
-        };
-        cw.put_metric_data()
-            .namespace("AWS/ApplicationELB")
-            .metric_data(datum("RequestCount", requests))
-            .metric_data(datum("HTTPCode_Target_5XX_Count", errors))
-            .send()
-            .await
-            .unwrap();
-    }
+    let cause = env.assert_rolled_back(&execution, "canary analysis at 50%").await;
+    assert!(cause.contains("5xx rate") && cause.contains("above the allowed"), "{cause}");
+    let traffic = env.traffic();
+    assert!(traffic.target_errors > 0, "clients saw the new image fail requests: {traffic:?}");
+    assert_eq!(env.action_count("shift"), 1, "never went on to 100%");
+}
 
-    let cause = env.assert_rolled_back(&execution, "canary analysis at 10%").await;
-    assert!(cause.contains("12.00%"), "{cause}");
+/// Issue 15 #3. Before: at a 100% step the stable target group gets no requests, so the
+/// comparison was always "too little traffic", a hold, then a rollback: an analysed canary with
+/// a 100% step could not promote. Now the stable group's baseline is the window before the step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_analysed_canary_goes_through_a_100_percent_step_and_promotes() {
+    let options = SampleOptions {
+        steps: vec![(50, 3), (100, 3)],
+        extra_policy_yaml: "analysis: { minRequests: 10, inconclusive: rollback }\n".into(),
+        ..SampleOptions::default()
+    };
+    let env = start(options).await;
+    let digest = fixture::new_digest("analysed");
+    env.push("v2", &digest).await;
+    let execution = env.started_execution().await;
+    env.assert_promoted(&execution, &digest).await;
+    let verified: Vec<String> = env
+        .local
+        .shared
+        .invocations()
+        .into_iter()
+        .filter(|i| i.function == Function::RolloutStep && i.input["action"] == "verify")
+        .filter_map(|i| i.result.ok().and_then(|r| r["analysis"].as_str().map(str::to_string)))
+        .collect();
+    assert_eq!(verified.len(), 2, "both steps were analysed: {verified:?}");
+    assert!(verified.iter().all(|a| a.starts_with("5xx rate 0.00% vs stable 0.00%")), "{verified:?}");
+    env.assert_no_client_errors();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -259,8 +269,12 @@ async fn blue_green_hook_decides_pass_and_fail() {
         "kanaria-hook-smoke",
         std::sync::Arc::new(move |input: serde_json::Value| {
             let pass = v.lock().unwrap().remove(0);
-            let id = input["rollout"]["id"].as_str().unwrap_or_default().to_string();
-            serde_json::json!({"pass": pass, "reason": if pass { format!("smoke tests passed for {id}") } else { "GET /healthz on the test listener returned 503".to_string() }})
+            // `reason` is optional: a passing hook here gives none.
+            if pass {
+                serde_json::json!({"pass": true})
+            } else {
+                serde_json::json!({"pass": false, "reason": "GET /healthz on the test listener returned 503"})
+            }
         }),
     );
 
@@ -269,6 +283,10 @@ async fn blue_green_hook_decides_pass_and_fail() {
     let first = env.started_execution().await;
     env.assert_rolled_back(&first, "the validation hook failed the release: GET /healthz on the test listener returned 503").await;
     assert_eq!(env.action_count("shift"), 0, "production traffic never moved");
+    // The test listener is back on the stable target group, not on the deleted one's.
+    let test_route = kanaria::policy::TrafficRoute::Listener(env.sample.test_listener_arn.clone());
+    let test_weights = kanaria::aws::elb::read_weights(&env.local.ctx().clients.elb, &test_route).await.unwrap();
+    assert_eq!(Env::weight_of(&test_weights, &env.sample.target_groups[0]), 100, "{test_weights:?}");
 
     let good = fixture::new_digest("hook-good");
     env.push("v3", &good).await;

@@ -136,3 +136,32 @@ async fn promote_skips_the_remaining_steps() {
     env.assert_promoted(&execution, &digest).await;
     assert_eq!(env.action_count("shift"), 1, "the 50% step was skipped");
 }
+
+/// Issue 15 #6: `kanaria deploy` rolls a given digest out now, the last good image included
+/// (its next attempt); a digest that is not one changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deploy_rolls_the_last_good_digest_out_again() {
+    let env = start(SampleOptions::default()).await;
+    let good = fixture::new_digest("deploy-good");
+    let newer = fixture::new_digest("deploy-newer");
+    env.push("v2", &good).await;
+    env.assert_promoted(&env.started_execution().await, &good).await;
+    env.push("v3", &newer).await;
+    env.wait_invocations(Function::OnImagePush, 2).await;
+    env.assert_promoted(&env.started_executions()[1], &newer).await;
+
+    let bad = env.kanaria(&["deploy", "demo/web", "--digest", "sha256:nothex", "--state-machine-arn", &env.local.state_machine_arn]).await;
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stdout));
+    let out =
+        env.kanaria(&["deploy", "demo/web", "--digest", &good, "--tag", "v2", "--state-machine-arn", &env.local.state_machine_arn]).await;
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(said.contains(&format!("rolling {good} out to demo/web")), "{said}");
+    let execution = said.rsplit(": ").next().unwrap().trim().to_string();
+    assert!(execution.contains("-2-"), "the digest's second attempt: {execution}");
+    env.assert_promoted(&execution, &good).await;
+    // The service runs it now: deploying it again changes nothing.
+    let again = env.kanaria(&["deploy", "demo/web", "--digest", &good, "--state-machine-arn", &env.local.state_machine_arn]).await;
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again.stdout));
+    env.assert_no_client_errors();
+}

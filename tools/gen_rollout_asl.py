@@ -95,13 +95,14 @@ sm = {
         "Type": "Task", "Comment": "Blue/green: the policy's hook Lambda answers {pass, reason} about the new task set on the test route.",
         "Resource": "arn:aws:states:::lambda:invoke",
         "Parameters": {"FunctionName.$": BLUE_GREEN + ".validation.hook", "Payload": {"rollout.$": "$"}},
-        "ResultSelector": {"pass.$": "$.Payload.pass", "reason.$": "$.Payload.reason"},
+        # The whole answer: rollout-step's validate judges it (a path into it that the hook left
+        # out would fail the execution with States.Runtime, past every Catch).
+        "ResultSelector": {"answer.$": "$.Payload"},
         "ResultPath": "$.hook",
         "Retry": [{"ErrorEquals": LAMBDA_ERRORS, "IntervalSeconds": 2, "MaxAttempts": 6, "BackoffRate": 2.0, "MaxDelaySeconds": 30, "JitterStrategy": "FULL"}],
         "Catch": [TO_ROLLBACK],
-        "Next": "HookPassed"},
-    "HookPassed": {"Type": "Choice", "Choices": [{"Variable": "$.hook.pass", "BooleanEquals": True, "Next": "CheckValidation"}], "Default": "RollBack"},
-    "CheckValidation": task("validate", "ValidationPassed", "Blue/green: no failed task, no alarm, all new tasks running."),
+        "Next": "CheckValidation"},
+    "CheckValidation": task("validate", "ValidationPassed", "Blue/green: the hook passed the release (if any), no failed task, no alarm, the new tasks running."),
     "ValidationPassed": {"Type": "Choice", "Choices": [verdict("ready", "ShiftTraffic")], "Default": "RollBack"},
 
     "ShiftTraffic": task("shift", "TrafficShifted", "Set the current step's weight on the new target group and read it back."),

@@ -12,9 +12,15 @@
 //!   their health checks for a reason); with no registered target in service (none, or only
 //!   `initial` or `draining` ones), the client gets a 503.
 //!
-//! The probe records, per request, the target group and the image that answered, or the error.
-//! Listener changes reach it through the front server (every `ModifyListener`/`ModifyRule`…),
-//! so it follows weights as soon as AWS would.
+//! The probe records, per request, the target group and the image that answered, or the error
+//! (a target whose image is set to fail a share of requests answers those with a 500). Listener
+//! changes reach it through the front server (every `ModifyListener`/`ModifyRule`…), so it follows
+//! weights as soon as AWS would.
+//!
+//! Like the ALB, it publishes what it saw to CloudWatch every second (namespace
+//! AWS/ApplicationELB, dimensions LoadBalancer and TargetGroup): `RequestCount`,
+//! `HTTPCode_Target_5XX_Count` and `HTTPCode_ELB_5XX_Count`, so canary analysis reads the traffic
+//! the probe sent.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -42,6 +48,8 @@ pub enum Outcome {
     NoHealthyTarget { target_group: String },
     /// Every target of the group was unhealthy: the ALB failed open and the target failed.
     UnhealthyTarget { target_group: String },
+    /// A healthy target answered with a 5xx (its application failed the request).
+    TargetError { target_group: String, task_set: String, image: String },
     /// The listener has no forward action with a target group.
     NoRoute,
 }
@@ -53,9 +61,10 @@ impl Outcome {
 
     pub fn target_group(&self) -> Option<&str> {
         match self {
-            Outcome::Ok { target_group, .. } | Outcome::NoHealthyTarget { target_group } | Outcome::UnhealthyTarget { target_group } => {
-                Some(target_group)
-            }
+            Outcome::Ok { target_group, .. }
+            | Outcome::NoHealthyTarget { target_group }
+            | Outcome::UnhealthyTarget { target_group }
+            | Outcome::TargetError { target_group, .. } => Some(target_group),
             Outcome::NoRoute => None,
         }
     }
@@ -78,6 +87,8 @@ pub struct Summary {
     pub no_healthy_target: usize,
     /// Requests the ALB failed open to an unhealthy target.
     pub unhealthy_target: usize,
+    /// Requests a healthy target answered with a 5xx.
+    pub target_errors: usize,
     pub no_route: usize,
     /// Requests answered per target group.
     pub by_target_group: BTreeMap<String, usize>,
@@ -89,7 +100,7 @@ pub struct Summary {
 
 impl Summary {
     pub fn errors(&self) -> usize {
-        self.no_healthy_target + self.unhealthy_target + self.no_route
+        self.no_healthy_target + self.unhealthy_target + self.target_errors + self.no_route
     }
 }
 
@@ -113,11 +124,24 @@ struct ListenerState {
     next_target: HashMap<String, usize>,
 }
 
+/// One second of one target group's traffic, as the ALB reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Second {
+    requests: f64,
+    target_5xx: f64,
+    elb_5xx: f64,
+}
+
 pub struct Probe {
     elb: aws_sdk_elasticloadbalancingv2::Client,
+    cloudwatch: aws_sdk_cloudwatch::Client,
     simulator: Arc<Simulator>,
     listeners: Mutex<BTreeMap<String, ListenerState>>,
     log: Mutex<Vec<ProbeRequest>>,
+    /// Requests answered per target, for targets failing a share of requests.
+    answered: Mutex<HashMap<String, u64>>,
+    /// Traffic not yet published to CloudWatch, by (LoadBalancer, TargetGroup) dimension.
+    metrics: Mutex<BTreeMap<(String, String), Second>>,
 }
 
 impl Probe {
@@ -125,9 +149,12 @@ impl Probe {
     pub fn new(moto_config: &SdkConfig, simulator: Arc<Simulator>) -> Self {
         Probe {
             elb: aws_sdk_elasticloadbalancingv2::Client::new(moto_config),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(moto_config),
             simulator,
             listeners: Mutex::new(BTreeMap::new()),
             log: Mutex::new(Vec::new()),
+            answered: Mutex::new(HashMap::new()),
+            metrics: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -136,6 +163,7 @@ impl Probe {
         let mut tick = tokio::time::interval(INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stale = true;
+        let mut published = Instant::now();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -152,7 +180,41 @@ impl Probe {
                 }
             }
             self.send_requests(Instant::now());
+            if published.elapsed() >= Duration::from_secs(1) {
+                published = Instant::now();
+                if let Err(e) = self.publish_metrics().await {
+                    debug!(error = %e, "probe: publishing the ALB metrics failed");
+                }
+            }
         }
+    }
+
+    /// The second's traffic per target group, as the ALB's CloudWatch metrics.
+    async fn publish_metrics(&self) -> anyhow::Result<()> {
+        use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
+        let seconds = std::mem::take(&mut *self.metrics.lock().unwrap());
+        let now = aws_sdk_cloudwatch::primitives::DateTime::from(std::time::SystemTime::now());
+        for ((lb, tg), second) in seconds {
+            let datum = |name: &str, value: f64| {
+                MetricDatum::builder()
+                    .metric_name(name)
+                    .value(value)
+                    .unit(StandardUnit::Count)
+                    .timestamp(now)
+                    .dimensions(Dimension::builder().name("LoadBalancer").value(&lb).build())
+                    .dimensions(Dimension::builder().name("TargetGroup").value(&tg).build())
+                    .build()
+            };
+            self.cloudwatch
+                .put_metric_data()
+                .namespace("AWS/ApplicationELB")
+                .metric_data(datum("RequestCount", second.requests))
+                .metric_data(datum("HTTPCode_Target_5XX_Count", second.target_5xx))
+                .metric_data(datum("HTTPCode_ELB_5XX_Count", second.elb_5xx))
+                .send()
+                .await?;
+        }
+        Ok(())
     }
 
     async fn read_listeners(&self) -> anyhow::Result<()> {
@@ -217,10 +279,18 @@ impl Probe {
                         let i = state.next_target.entry(tg.clone()).or_default();
                         let target = healthy[*i % healthy.len()];
                         *i += 1;
-                        Outcome::Ok {
-                            image: model.image_of_target(target).unwrap_or_default(),
-                            task_set: model.task_set_of_target(target).unwrap_or_default(),
-                            target_group: tg,
+                        let image = model.image_of_target(target).unwrap_or_default();
+                        let task_set = model.task_set_of_target(target).unwrap_or_default();
+                        // The application fails `rate` of its requests, spread evenly.
+                        let rate = model.error_rate_of_target(target);
+                        let mut answered = self.answered.lock().unwrap();
+                        let n = answered.entry(target.task_arn.clone()).or_default();
+                        *n += 1;
+                        let fails = ((*n as f64) * rate).floor() > (((*n - 1) as f64) * rate).floor();
+                        if fails {
+                            Outcome::TargetError { target_group: tg, task_set, image }
+                        } else {
+                            Outcome::Ok { image, task_set, target_group: tg }
                         }
                     } else if unhealthy_only {
                         Outcome::UnhealthyTarget { target_group: tg }
@@ -233,6 +303,19 @@ impl Probe {
         }
         drop(listeners);
         drop(model);
+        let mut metrics = self.metrics.lock().unwrap();
+        for r in &sent {
+            let Some(tg) = r.outcome.target_group() else { continue };
+            let key = (load_balancer_dimension(&r.listener), target_group_dimension(tg));
+            let second = metrics.entry(key).or_default();
+            second.requests += 1.0;
+            match r.outcome {
+                Outcome::TargetError { .. } | Outcome::UnhealthyTarget { .. } => second.target_5xx += 1.0,
+                Outcome::NoHealthyTarget { .. } => second.elb_5xx += 1.0,
+                _ => {}
+            }
+        }
+        drop(metrics);
         self.log.lock().unwrap().extend(sent);
     }
 
@@ -261,6 +344,10 @@ impl Probe {
                     s.unhealthy_target += 1;
                     *s.errors_by_target_group.entry(target_group.clone()).or_default() += 1;
                 }
+                Outcome::TargetError { target_group, .. } => {
+                    s.target_errors += 1;
+                    *s.errors_by_target_group.entry(target_group.clone()).or_default() += 1;
+                }
                 Outcome::NoRoute => s.no_route += 1,
             }
         }
@@ -275,6 +362,17 @@ impl Probe {
             .cloned()
             .collect()
     }
+}
+
+/// `app/NAME/ID` of `…:listener/app/NAME/ID/LISTENER`: the ALB's `LoadBalancer` dimension.
+fn load_balancer_dimension(listener_arn: &str) -> String {
+    let path = listener_arn.split_once(":listener/").map(|(_, p)| p).unwrap_or(listener_arn);
+    path.splitn(4, '/').take(3).collect::<Vec<_>>().join("/")
+}
+
+/// `targetgroup/NAME/ID`: the ALB's `TargetGroup` dimension.
+fn target_group_dimension(target_group_arn: &str) -> String {
+    target_group_arn.split_once(":targetgroup/").map(|(_, p)| format!("targetgroup/{p}")).unwrap_or_else(|| target_group_arn.to_string())
 }
 
 /// The target group a client's request goes to: its sticky group when stickiness is on and the
@@ -324,6 +422,17 @@ mod tests {
             cookies: vec![None; CLIENTS],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn metric_dimensions_are_the_albs() {
+        let listener = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/web-alb/50dc6c495c0c9188/f2f7dc8efc522ab2";
+        assert_eq!(load_balancer_dimension(listener), "app/web-alb/50dc6c495c0c9188");
+        let tg = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-blue/73e2d6bc24d8a067";
+        assert_eq!(target_group_dimension(tg), "targetgroup/web-blue/73e2d6bc24d8a067");
+        // The same as kanaria's own reading of them.
+        assert_eq!(Some(load_balancer_dimension(listener)), kanaria::aws::cloudwatch::load_balancer_dimension(listener));
+        assert_eq!(Some(target_group_dimension(tg)), kanaria::aws::cloudwatch::target_group_dimension(tg));
     }
 
     #[test]

@@ -5,6 +5,8 @@
 
 use super::Exit;
 use crate::handlers::circuit_breaker::Tripped;
+use crate::handlers::on_image_push::Outcome;
+use crate::handlers::HandlerError;
 
 /// Who aborted, for the rollout's recorded cause: `alice@laptop via kanaria abort`. From `$USER`
 /// (or `$USERNAME`) and the host name; `someone` when the user is unknown.
@@ -39,6 +41,30 @@ pub fn abort_outcome(service: &str, result: Option<&(String, Tripped)>) -> (Exit
         ),
         Some((id, Tripped::AlreadyTripped)) => (Exit::Success, format!("rollout {id} of {service} is being rolled back already")),
         Some((_, Tripped::NotInFlight)) | None => (Exit::Failure, no_rollout(service)),
+    }
+}
+
+/// The line to print after `kanaria deploy`, and the exit code: 0 when a rollout started (or
+/// waits its turn), 1 when nothing started, 2 for a digest that is not one.
+pub fn deploy_outcome(service: &str, digest: &str, outcome: Result<Outcome, HandlerError>) -> (Exit, String) {
+    match outcome {
+        Ok(Outcome::Started { execution, .. }) => (Exit::Success, format!("rolling {digest} out to {service}: {execution}")),
+        Ok(Outcome::Superseded { execution, superseded, .. }) => (
+            Exit::Success,
+            format!("rolling {digest} out to {service}: {execution} (the rollout {superseded} in flight is rolled back first)"),
+        ),
+        Ok(Outcome::Queued { behind, .. }) => {
+            (Exit::Success, format!("{digest} is queued behind the rollout {behind} in flight on {service}"))
+        }
+        Ok(Outcome::Duplicate { execution, .. }) => (Exit::Success, format!("{digest} is rolling out to {service} already: {execution}")),
+        Ok(Outcome::AlreadyRunning { .. }) => (Exit::Failure, format!("{service} runs {digest} already; nothing to deploy")),
+        Ok(Outcome::NotRunning { reason, .. }) => (Exit::Failure, format!("{digest} was not deployed to {service}: {reason}")),
+        Ok(Outcome::Refused { held_by, .. }) => (Exit::Failure, format!("{digest} was not deployed to {service}: {held_by} holds it")),
+        Ok(Outcome::AlreadyRolledOut { execution, status, .. }) => {
+            (Exit::Failure, format!("{digest} was not deployed to {service}: its rollout {execution} ended {status}"))
+        }
+        Err(e) if e.error_type == "Kanaria.InvalidInput" => (Exit::Invalid, e.message),
+        Err(e) => (Exit::Failure, format!("deploying {digest} to {service} failed: {}", e.message)),
     }
 }
 

@@ -107,6 +107,28 @@ pub enum Command {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+    /// Roll an image out to the service now, by digest, as a push of it would: the usual recovery
+    /// is the last good image. A digest rolled out before gets a new rollout (its next attempt);
+    /// while a rollout of the same digest is in flight, nothing new starts.
+    Deploy {
+        /// The service, as CLUSTER/SERVICE (or the service's ARN).
+        #[arg(value_name = "CLUSTER/SERVICE")]
+        service: String,
+        /// The image digest, sha256:... (`aws ecr describe-images --repository-name REPO
+        /// --image-ids imageTag=TAG --query 'imageDetails[0].imageDigest'` gives a tag's).
+        #[arg(long, value_name = "DIGEST")]
+        digest: String,
+        /// A tag of the image, shown in the rollout's messages.
+        #[arg(long, value_name = "TAG")]
+        tag: Option<String>,
+        /// The rollout state machine (otherwise the stack's: STACK-rollout in this account and
+        /// region).
+        #[arg(long, env = "KANARIA_STATE_MACHINE_ARN", value_name = "ARN")]
+        state_machine_arn: Option<String>,
+        /// The CloudFormation stack kanaria was deployed as.
+        #[arg(long, env = "KANARIA_STACK", default_value = "kanaria", value_name = "STACK")]
+        stack: String,
+    },
     /// Approve the in-flight rollout's pending approval step (as the Slack Approve button does):
     /// the rollout goes on. Recorded with your IAM identity. Exits 1 when nothing waits.
     Approve {
@@ -339,6 +361,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             })?;
             report(manual_cmd::abort_outcome(&key, result.as_ref()))
         }
+        Command::Deploy { service, digest, tag, state_machine_arn, stack } => {
+            let key = status::parse_service_key(&service)?;
+            let mut ctx = context(&global).await?;
+            ctx.settings.state_machine_arn = match state_machine_arn {
+                Some(arn) => arn,
+                None => stack_state_machine(&global, &stack).await?,
+            };
+            let outcome = crate::handlers::on_image_push::deploy(&ctx, &key, &digest, tag.as_deref()).await;
+            report(manual_cmd::deploy_outcome(&key, &digest, outcome))
+        }
         Command::Approve { service } => decide_approval(&global, &service, true).await,
         Command::Reject { service } => decide_approval(&global, &service, false).await,
         Command::Promote { service, yes } => {
@@ -493,6 +525,26 @@ async fn decide_approval(global: &GlobalArgs, service: &str, approve: bool) -> a
         .map_err(anyhow::Error::new)
         .with_context(|| format!("deciding the approval of {key} failed; {}", handler_hint(&global.table)))?;
     report(manual_cmd::decision_outcome(&key, approve, Some(&result)))
+}
+
+/// The rollout state machine of stack `stack` in the caller's account and region.
+async fn stack_state_machine(global: &GlobalArgs, stack: &str) -> anyhow::Result<String> {
+    let config = aws_config(global).await?;
+    let region = config.region().map(|r| r.to_string()).ok_or_else(|| anyhow::anyhow!("no AWS region: pass --region or set AWS_REGION"))?;
+    let account = aws_sdk_sts::Client::new(&config)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "STS GetCallerIdentity failed ({}); pass --state-machine-arn, or check your credentials",
+                aws_sdk_sts::error::DisplayErrorContext(&e)
+            )
+        })?
+        .account()
+        .unwrap_or_default()
+        .to_string();
+    Ok(format!("arn:aws:states:{region}:{account}:stateMachine:{stack}-rollout"))
 }
 
 async fn clients(global: &GlobalArgs) -> anyhow::Result<Clients> {

@@ -214,6 +214,50 @@ pub async fn start_queued_push(ctx: &Context, service_key: &str) -> Result<Optio
     Ok(Some(outcome))
 }
 
+/// `kanaria deploy`: roll `digest` of the policy's repository out to the service now, as a push
+/// of it would (the usual recovery: the last good image), whatever its tags. The image comes
+/// from the registry the service runs its current image from.
+pub async fn deploy(ctx: &Context, service_key: &str, digest: &str, tag: Option<&str>) -> Result<Outcome, HandlerError> {
+    let valid = digest.strip_prefix("sha256:").is_some_and(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()));
+    if !valid {
+        return Err(HandlerError::invalid_input("kanaria deploy", format!("{digest:?} is not an image digest (sha256:<64 hex digits>)")));
+    }
+    let policy = policies::load_all(&ctx.clients.ssm, &ctx.settings.policy_prefix)
+        .await?
+        .into_iter()
+        .filter_map(|(_, p)| p.ok())
+        .find(|p| p.service.key() == service_key)
+        .ok_or_else(|| {
+            HandlerError::new(
+                "Kanaria.NoPolicy",
+                format!("no valid policy for {service_key} under {}; store one with kanaria policy put", ctx.settings.policy_prefix),
+            )
+        })?;
+    let view = ecs::describe_service(&ctx.clients.ecs, &policy.service).await?;
+    let primary = view.task_sets.iter().find(|t| t.status == "PRIMARY").ok_or_else(|| {
+        HandlerError::new("Kanaria.ServiceNotReady", format!("{service_key} has no primary task set to learn its image registry from"))
+    })?;
+    let (_, current) = ecs::revision_with_image(&ctx.clients.ecs, &primary.task_definition_arn, &policy.container, "").await?;
+    let registry =
+        current.as_deref().and_then(|image| image.split_once('/').map(|(host, _)| host)).filter(|host| host.contains(".dkr.ecr."));
+    let Some(registry) = registry else {
+        return Err(HandlerError::new(
+            "Kanaria.ServiceNotReady",
+            format!(
+                "container {} of {service_key} does not run an ECR image ({current:?}); kanaria deploys images from ECR",
+                policy.container
+            ),
+        ));
+    };
+    let repository = policy.trigger.repository.clone();
+    let image =
+        Image { uri: format!("{registry}/{repository}@{digest}"), repository, tag: tag.map(str::to_string), digest: digest.to_string() };
+    let mut id = [0u8; 8];
+    getrandom::fill(&mut id).map_err(|e| HandlerError::new("Kanaria.Transient", format!("no randomness for the deploy's id: {e}")))?;
+    let push_id = format!("deploy-{}", id.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    start_rollout(ctx, policy, &Push { image, pushed_at: now_unix(), push_id }).await
+}
+
 /// Which attempt at rolling `push` out to the service this push is: the attempt of the digest's
 /// latest rollout when this is the push that started it again (a redelivery) or while that
 /// rollout is in flight (the same digest pushed under another tag is a duplicate, never its own

@@ -215,7 +215,7 @@ async fn observe(ctx: &Context, action: Action, rollout: &Rollout) -> Result<Obs
     if action == Action::Verify && !obs.aborting {
         obs.analysis = analyse(ctx, rollout).await?;
     }
-    if action == Action::TestTraffic {
+    if matches!(action, Action::TestTraffic | Action::Rollback | Action::Restore) {
         if let Some(test) = rollout.policy.test_route() {
             obs.test_weights = elb::read_weights(&clients.elb, &test).await?;
         }
@@ -249,7 +249,8 @@ async fn analyse(ctx: &Context, rollout: &Rollout) -> Result<Option<crate::analy
     let with_latency = policy.latency_p99_ratio.is_some();
     let cw = &ctx.clients.cloudwatch;
     let green_metrics = cloudwatch::target_group_metrics(cw, &lb, &green_tg, started, now, with_latency).await?;
-    let stable_metrics = cloudwatch::target_group_metrics(cw, &lb, &stable_tg, started, now, with_latency).await?;
+    let (baseline_start, baseline_end) = crate::analysis::baseline_window(rollout.weight, started, now);
+    let stable_metrics = cloudwatch::target_group_metrics(cw, &lb, &stable_tg, baseline_start, baseline_end, with_latency).await?;
     Ok(Some(judge(policy, &green_metrics, &stable_metrics)))
 }
 

@@ -2179,8 +2179,20 @@ fn a_superseded_rollback_never_moves_traffic_or_changes_the_primary() {
 }
 
 #[test]
+fn a_hook_answer_is_judged_leniently_and_without_a_reason_is_fine() {
+    assert!(HookResult { answer: serde_json::json!({"pass": true}) }.passed(), "reason is optional");
+    let no_reason = HookResult { answer: serde_json::json!({"pass": false}) };
+    assert_eq!((no_reason.passed(), no_reason.reason()), (false, "it gave no reason".to_string()));
+    for odd in [serde_json::json!({"pass": "yes"}), serde_json::json!("ok"), serde_json::Value::Null] {
+        let h = HookResult { answer: odd };
+        assert!(!h.passed(), "{h:?}");
+        assert!(h.reason().contains("instead of"), "{}", h.reason());
+    }
+}
+
+#[test]
 fn rollback_cause_precedence() {
-    let hook = HookResult { pass: false, reason: "GET /healthz on the test route answered 503".into() };
+    let hook = HookResult::answered(false, "GET /healthz on the test route answered 503");
     let error = lambda_error("Kanaria.NotConverged", "Shift did not read back");
     let mut r = Rollout { cause: Some("the verdict's cause".into()), hook: Some(hook), error: Some(error), weight: 10, ..canary_rollout() };
     let mut obs = Observation { failures: vec![failure("0123abcd", 1)], ..fenced(canary_obs(10)) };
@@ -2192,7 +2204,7 @@ fn rollback_cause_precedence() {
     assert_eq!(ok(Action::Restore, &r, &obs, NOW).rollout.cause.as_deref(), Some(FENCE_CAUSE), "Restore too");
     obs.abort_cause = None;
     assert_eq!(cause(&r, &obs), "the validation hook failed the release: GET /healthz on the test route answered 503");
-    r.hook.as_mut().unwrap().pass = true;
+    r.hook = Some(HookResult::answered(true, "smoke tests passed"));
     assert!(cause(&r, &obs).starts_with("1 task(s) of the new task set failed at 10% traffic: task 0123abcd"));
     obs.failures.clear();
     assert_eq!(cause(&r, &obs), "Kanaria.NotConverged: Shift did not read back");
@@ -2264,13 +2276,17 @@ fn a_blue_green_rollout_whose_hook_fails_rolls_back_without_moving_production_tr
     let mut world = World::new(fresh_obs());
     let r = drive_to_test_traffic(&mut world, Rollout { policy: blue_green_policy(&format!("{{ hook: {HOOK_ARN} }}")), ..new_rollout() });
     assert_eq!(r.wait_seconds, 0);
-    // RunValidationHook puts the Lambda's answer in $.hook; HookPassed goes to RollBack.
-    let answered = Rollout { hook: Some(HookResult { pass: false, reason: "checkout smoke test failed".into() }), ..r };
+    // RunValidationHook puts the Lambda's whole answer in $.hook; CheckValidation judges it.
+    let answered = Rollout { hook: Some(HookResult::answered(false, "checkout smoke test failed")), ..r };
+    let judged = world.run_and_retry(Action::Validate, &answered, NOW + 10);
+    assert_eq!(judged.verdict, Some(Verdict::Rollback));
     world.log.clear();
-    let done = world.run_and_retry(Action::Rollback, &answered, NOW + 10);
+    let done = world.run_and_retry(Action::Rollback, &judged, NOW + 10);
     assert_eq!(
         world.commands_of(Action::Rollback),
         vec![
+            // The test listener back on the stable task set before the new one goes.
+            Command::SetTestWeights { weights: weights(100, 0) },
             Command::DeleteTaskSet { task_set_id: answered.green.as_ref().unwrap().id.clone() },
             Command::ReleaseLock { rollout_id: ROLLOUT_ID.into() }
         ]

@@ -67,6 +67,8 @@ pub struct Behaviour {
     pub fail_to_start: Option<String>,
     /// The load balancer's health checks fail.
     pub fail_health_checks: bool,
+    /// The share of requests (0 to 1) the application answers with a 5xx.
+    pub error_rate: f64,
 }
 
 impl Behaviour {
@@ -77,6 +79,7 @@ impl Behaviour {
             self.fail_to_start = other.fail_to_start.clone();
         }
         self.fail_health_checks |= other.fail_health_checks;
+        self.error_rate = self.error_rate.max(other.error_rate);
     }
 }
 
@@ -425,6 +428,11 @@ impl Model {
             .find(|(name, _)| Some(name.as_str()) == lb_container)
             .or(task.containers.first())
             .map(|(_, image)| image.clone())
+    }
+
+    /// The share of requests the target's application answers with a 5xx.
+    pub fn error_rate_of_target(&self, target: &Target) -> f64 {
+        self.tasks.get(&target.task_arn).map(|t| t.behaviour.error_rate).unwrap_or(0.0)
     }
 
     pub fn task_set_of_target(&self, target: &Target) -> Option<String> {

@@ -101,6 +101,13 @@ impl Simulator {
         self.rule(image_contains, Behaviour { fail_health_checks: true, ..Default::default() });
     }
 
+    /// Tasks whose container image contains `image_contains` answer `rate` (0 to 1) of the
+    /// requests the load balancer sends them with HTTP 500 (the traffic probe's requests, and
+    /// the ALB metrics it publishes).
+    pub fn failing_requests_images(&self, image_contains: &str, rate: f64) {
+        self.rule(image_contains, Behaviour { error_rate: rate.clamp(0.0, 1.0), ..Default::default() });
+    }
+
     /// Every event the simulator has published, in order.
     pub fn events_sent(&self) -> Vec<Value> {
         self.events_sent.lock().unwrap().clone()
