@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 ENV := source scripts/env.sh &&
 
-.PHONY: setup demo demo-rollback test bench check-templates build-lambdas
+.PHONY: setup demo demo-rollback test chaos bench check-templates build-lambdas
 
 setup:
 	@scripts/setup
@@ -18,6 +18,11 @@ demo-rollback: setup
 ## Every test, template and state-machine check (CI runs exactly this).
 test:
 	@scripts/test
+
+## The whole chaos matrix (every mutating operation × every fault kind, ~130 runs on the strict
+## emulated AWS, about half an hour): prints the table and writes it to target/chaos.md.
+chaos: setup
+	@$(ENV) mkdir -p "$$CARGO_TARGET_DIR" && KANARIA_CHAOS_REPORT="$$CARGO_TARGET_DIR/chaos.md" cargo test --locked --test chaos -- --ignored --nocapture chaos_matrix
 
 ## Benchmarks: builds the release binaries, measures cold start, memory, size, time to roll back,
 ## cost per rollout and event throughput on this machine, and rewrites BENCHMARKS.md.

@@ -14,6 +14,11 @@ changes moto's Step Functions interpreter where moto is kinder than AWS:
 - StopExecution ends an execution ABORTED, and nothing of it runs after that. moto lets the task
   that was waiting fail afterwards, which runs its Catch and turns the execution FAILED.
 
+- A Lambda task whose invoke fails in Lambda itself (throttled, a service error) fails with
+  `Lambda.<ErrorCode>` (Lambda.TooManyRequestsException, Lambda.ServiceException...), which is
+  what Retry and Catch name (Step Functions developer guide, "Handling Lambda service
+  exceptions"). moto names all of them `Exception`.
+
 Execution names are already unique per state machine for the life of the moto process (moto
 answers ExecutionAlreadyExists for a closed execution's name, as AWS does for 90 days).
 """
@@ -102,6 +107,32 @@ def _unless_stopped(original):
 _environment.Environment.set_error = _unless_stopped(_environment.Environment.set_error)
 _environment.Environment.set_timed_out = _unless_stopped(_environment.Environment.set_timed_out)
 _environment.Environment.set_ended = _unless_stopped(_environment.Environment.set_ended)
+
+from botocore.exceptions import ClientError
+from moto.stepfunctions.parser.api import LambdaFunctionFailedEventDetails
+from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_lambda
+
+_lambda_from_error = state_task_lambda.StateTaskLambda._from_error
+
+
+def _lambda_service_error(self, env, ex):
+    if isinstance(ex, ClientError):
+        error = f"Lambda.{ex.response['Error']['Code']}"
+        return FailureEvent(
+            env=env,
+            error_name=CustomErrorName(error),
+            event_type=HistoryEventType.LambdaFunctionFailed,
+            event_details=EventDetails(
+                lambdaFunctionFailedEventDetails=LambdaFunctionFailedEventDetails(
+                    error=error, cause=ex.response["Error"].get("Message", "")
+                )
+            ),
+        )
+    return _lambda_from_error(self, env, ex)
+
+
+state_task_lambda.StateTaskLambda._from_error = _lambda_service_error
 
 if __name__ == "__main__":
     from moto.server import main
