@@ -126,7 +126,13 @@ fn slice() -> Vec<Case> {
         pick(Scenario::Promote, "states", "lambda:Invoke", FaultKind::LambdaTooManyRequests, 6),
         pick(Scenario::Rollback, "on-task-event", "elasticloadbalancing:ModifyListener", FaultKind::DropConnection, 3),
         pick(Scenario::Rollback, "on-task-event", "ecs:DeleteTaskSet", FaultKind::AppliedThenError, 1),
-        pick(Scenario::Rollback, "rollout-step", "dynamodb:TransactWriteItems", FaultKind::TransactionCanceled("TransactionConflict".into()), 1),
+        pick(
+            Scenario::Rollback,
+            "rollout-step",
+            "dynamodb:TransactWriteItems",
+            FaultKind::TransactionCanceled("TransactionConflict".into()),
+            1,
+        ),
         pick(Scenario::Rollback, "on-task-event", "states:SendTaskFailure", FaultKind::Unavailable, 3),
     ]
 }
