@@ -54,7 +54,7 @@ async fn wait_until(what: &str, timeout: Duration, mut check: impl AsyncFnMut() 
 }
 
 /// Start a rollout of a new digest and wait until its first step's bake has begun.
-async fn rollout_in_bake(local: &LocalAws, sample: &SampleService, n: usize) -> Result<(String, String)> {
+async fn rollout_in_bake(local: &LocalAws, sample: &SampleService, n: usize) -> Result<(String, String, String)> {
     let digest = fixture::new_digest(&format!("bench-{n}"));
     let shifts_before = count_shifts(local);
     fixture::put_event(&local.config, &fixture::ecr_push_event(&sample.options.repository, "v2", &digest)).await?;
@@ -74,7 +74,7 @@ async fn rollout_in_bake(local: &LocalAws, sample: &SampleService, n: usize) -> 
     let key = sample.policy.service.key();
     wait_until("the bake to begin", Duration::from_secs(30), async || Ok(store.lock(&key).await?.is_some_and(|l| l.bake_token.is_some())))
         .await?;
-    Ok((lock.rollout_id, lock.execution_arn.unwrap_or_default()))
+    Ok((lock.rollout_id, lock.execution_arn.unwrap_or_default(), digest))
 }
 
 fn count_shifts(local: &LocalAws) -> usize {
@@ -101,7 +101,7 @@ pub async fn time_to_roll_back(runs: usize) -> Result<RollbackTimes> {
     let cluster_arn = format!("arn:aws:ecs:{}:{}:cluster/{}", crate::REGION, crate::ACCOUNT, sample.options.cluster);
     let mut times = RollbackTimes { task_event_ms: Vec::new(), alarm_event_ms: Vec::new() };
     for n in 0..runs * 2 {
-        let (rollout_id, execution) = rollout_in_bake(&local, &sample, n).await?;
+        let (rollout_id, execution, _) = rollout_in_bake(&local, &sample, n).await?;
         let lock = kanaria::aws::store::Store::new(&local.ctx().clients.dynamodb, &local.ctx().settings.table)
             .lock(&sample.policy.service.key())
             .await?
@@ -139,6 +139,158 @@ pub async fn time_to_roll_back(runs: usize) -> Result<RollbackTimes> {
         }
     }
     Ok(times)
+}
+
+/// On the strict runtime: how fast a crash of the new tasks puts every client back on healthy
+/// stable tasks, and what the simulated clients saw during rollbacks, promotions and a
+/// supersede.
+#[derive(Debug, Clone, Default)]
+pub struct StrictFigures {
+    /// First `desiredStatus: STOPPED` event of a crashing new task (emitted by the ECS
+    /// simulator) → the production listener read back 100% on the stable target group, which
+    /// has a healthy target.
+    pub signal_to_healthy_stable_ms: Vec<f64>,
+    /// Per scenario: (runs, probe requests, probe errors: 503s from the load balancer and
+    /// 5xx from targets).
+    pub probe: Vec<(&'static str, usize, usize, usize)>,
+    /// Errors inside the crash → restore windows, and the windows' total length.
+    pub fault_window_errors: Option<(usize, Duration)>,
+}
+
+/// 503s and other load-balancer errors, not the application's own 5xx.
+fn load_balancer_errors(s: &crate::probe::Summary) -> usize {
+    s.no_healthy_target + s.unhealthy_target + s.no_route
+}
+
+async fn stable_serving(local: &LocalAws, sample: &SampleService) -> Result<bool> {
+    if !stable_restored(local, sample).await? {
+        return Ok(false);
+    }
+    let health = local.ctx().clients.elb.describe_target_health().target_group_arn(&sample.target_groups[0]).send().await?;
+    Ok(health
+        .target_health_descriptions()
+        .iter()
+        .any(|d| d.target_health().and_then(|h| h.state()) == Some(&aws_sdk_elasticloadbalancingv2::types::TargetHealthStateEnum::Healthy)))
+}
+
+/// `runs` canaries whose new tasks crash during the first bake, then `runs` that promote, then
+/// `runs` pushes superseded by a newer one during their bake, all on the strict runtime with
+/// the traffic probe on the production listener.
+pub async fn strict_figures(runs: usize) -> Result<StrictFigures> {
+    let local = LocalAws::start(Options::default()).await?;
+    let options = SampleOptions { steps: vec![(10, 3600)], ..SampleOptions::default() };
+    let sample = fixture::provision(&local.config, &local.endpoint, local.ctx(), options).await?;
+    let listener = sample.listener_arn.clone();
+    let mut figures = StrictFigures::default();
+
+    wait_until("the sample service to serve", Duration::from_secs(60), async || stable_serving(&local, &sample).await).await?;
+    // Rollbacks: the crash is the only thing that stops a task, so the first STOPPED event after
+    // it is the first failure signal.
+    let began = Instant::now();
+    let mut fault_windows = Vec::new();
+    for n in 0..runs {
+        let (rollout_id, execution, digest) = rollout_in_bake(&local, &sample, 1000 + n).await?;
+        let crashed = Instant::now();
+        local.simulator.crash_images_now(&digest, 1);
+        let deadline = crashed + Duration::from_secs(60);
+        let restored = loop {
+            if stable_serving(&local, &sample).await? {
+                break Instant::now();
+            }
+            if Instant::now() > deadline {
+                let route = sample.policy.traffic.route().expect("route");
+                let weights = kanaria::aws::elb::read_weights(&local.ctx().clients.elb, &route).await?;
+                let health = local.ctx().clients.elb.describe_target_health().target_group_arn(&sample.target_groups[0]).send().await?;
+                let stopped: Vec<_> = local.simulator.events_sent().into_iter().filter(|d| d["desiredStatus"] == "STOPPED").collect();
+                bail!("run {n}: 60 s after the crash, traffic is not back at 100% on healthy stable tasks: weights {weights:?}, stable health {:?}, {} stop events, last {:?}", health.target_health_descriptions(), stopped.len(), stopped.last());
+            }
+            // A measurement's resolution, not a synchronisation: the figure is in hundreds of ms.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let signal = local
+            .simulator
+            .first_event_since(crashed, |d| d["desiredStatus"] == "STOPPED")
+            .context("the crash was never reported by a desiredStatus STOPPED event")?;
+        figures.signal_to_healthy_stable_ms.push(restored.saturating_duration_since(signal).as_secs_f64() * 1000.0);
+        fault_windows.push((crashed.min(signal), restored));
+        let status = wait_execution_end(&local, &execution, Duration::from_secs(120)).await?;
+        if status != "FAILED" {
+            bail!("run {n}: rollout {rollout_id} ended {status}, expected FAILED (rolled back)");
+        }
+    }
+    // Between the crash and the restore, the canary's share of requests finds a target group
+    // without healthy targets: that is the fault itself (an ALB does not fail over between the
+    // groups of a weighted forward), counted apart.
+    let ended = Instant::now();
+    let mut outside = 0;
+    let mut inside = 0;
+    let mut requests = 0;
+    let mut from = began;
+    for (start, end) in fault_windows.iter().copied().chain([(ended, ended)]) {
+        let before = local.probe.summary(&listener, from, Some(start));
+        let during = local.probe.summary(&listener, start, Some(end));
+        outside += load_balancer_errors(&before);
+        inside += load_balancer_errors(&during);
+        requests += before.requests + during.requests;
+        from = end;
+    }
+    figures.probe.push(("rollback (new tasks crash in the first bake), outside the crash → restore window", runs, requests, outside));
+    figures.fault_window_errors = Some((inside, fault_windows.iter().map(|(a, b)| b.saturating_duration_since(*a)).sum()));
+
+    drop(local);
+
+    // Promotions and supersedes: short bakes, on a fresh runtime.
+    let local = LocalAws::start(Options::default()).await?;
+    let options = SampleOptions { steps: vec![(20, 2), (50, 2)], ..SampleOptions::default() };
+    let sample = fixture::provision(&local.config, &local.endpoint, local.ctx(), options).await?;
+    let listener = sample.listener_arn.clone();
+    wait_until("the sample service to serve", Duration::from_secs(60), async || stable_serving(&local, &sample).await).await?;
+    let began = Instant::now();
+    for n in 0..runs {
+        let execution = push_and_start(&local, &sample, &fixture::new_digest(&format!("bench-promote-{n}"))).await?;
+        let status = wait_execution_end(&local, &execution, Duration::from_secs(300)).await?;
+        if status != "SUCCEEDED" {
+            bail!("promote run {n} ended {status}, expected SUCCEEDED");
+        }
+    }
+    let s = local.probe.summary(&listener, began, None);
+    figures.probe.push(("promote (20% then 50%, then 100% and the old set drained)", runs, s.requests, load_balancer_errors(&s)));
+
+    let began = Instant::now();
+    let store = kanaria::aws::store::Store::new(&local.ctx().clients.dynamodb, &local.ctx().settings.table);
+    let key = sample.policy.service.key();
+    for n in 0..runs {
+        let older = push_and_start(&local, &sample, &fixture::new_digest(&format!("bench-older-{n}"))).await?;
+        wait_until("the older push's first bake", Duration::from_secs(60), async || {
+            Ok(store.lock(&key).await?.is_some_and(|l| l.execution_arn.as_deref() == Some(older.as_str()) && l.bake_token.is_some()))
+        })
+        .await?;
+        let newer = push_and_start(&local, &sample, &fixture::new_digest(&format!("bench-newer-{n}"))).await?;
+        let status = wait_execution_end(&local, &newer, Duration::from_secs(300)).await?;
+        if status != "SUCCEEDED" {
+            bail!("supersede run {n}: the newer push ended {status}, expected SUCCEEDED");
+        }
+        wait_execution_end(&local, &older, Duration::from_secs(60)).await?;
+    }
+    let s = local.probe.summary(&listener, began, None);
+    figures.probe.push(("supersede (a newer push during the first bake, promoted)", runs, s.requests, load_balancer_errors(&s)));
+    Ok(figures)
+}
+
+/// Push `digest` and return the execution on-image-push started for it.
+async fn push_and_start(local: &LocalAws, sample: &SampleService, digest: &str) -> Result<String> {
+    let handled = |inv: &[crate::Invocation]| inv.iter().filter(|i| i.function == Function::OnImagePush).count();
+    let before = handled(&local.shared.invocations());
+    fixture::put_event(&local.config, &fixture::ecr_push_event(&sample.options.repository, "v2", digest)).await?;
+    local.shared.wait_for_invocations("on-image-push", Duration::from_secs(60), |inv| handled(inv) > before).await?;
+    let invocations = local.shared.invocations();
+    let out = invocations
+        .iter()
+        .filter(|i| i.function == Function::OnImagePush)
+        .nth(before)
+        .and_then(|i| i.result.as_ref().ok())
+        .context("on-image-push failed")?;
+    out["rollouts"][0]["execution"].as_str().map(str::to_string).with_context(|| format!("no rollout started: {out}"))
 }
 
 /// What one rollout cost: its state transitions, the Lambda invocations it caused (every
@@ -507,6 +659,8 @@ pub struct BenchOptions {
     pub stream_events: usize,
     /// Bake per canary step, seconds, for the two cost-per-rollout runs.
     pub bakes: [u64; 2],
+    /// Crashes, promotes and supersedes on the strict runtime ([`strict_figures`]).
+    pub strict_runs: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -586,6 +740,7 @@ pub struct Report {
     /// The same stream through the hello-world binary: the runtime's own cost per event.
     pub stream_cpu_hello: StreamCpu,
     pub rollback: RollbackTimes,
+    pub strict: StrictFigures,
     pub stream: EventStream,
     pub costs: Vec<RolloutCost>,
     pub elapsed: Duration,
@@ -724,6 +879,11 @@ pub async fn run(options: BenchOptions) -> Result<Report> {
 
     println!("time to roll back: {} runs from each kind of event …", options.runs);
     let rollback = time_to_roll_back(options.runs).await?;
+    println!(
+        "strict runtime: {} crashes timed from the first desiredStatus STOPPED event, {0} promotes and {0} supersedes under the traffic probe …",
+        options.strict_runs
+    );
+    let strict = strict_figures(options.strict_runs).await?;
     println!("DynamoDB writes per event: {} events through on-task-event …", options.stream_events);
     let stream = task_event_stream(options.stream_events).await?;
     let mut costs = Vec::new();
@@ -745,6 +905,7 @@ pub async fn run(options: BenchOptions) -> Result<Report> {
         stream_cpu,
         stream_cpu_hello,
         rollback,
+        strict,
         stream,
         costs,
         elapsed: began.elapsed(),
@@ -947,6 +1108,39 @@ impl Report {
                 ),
                 format!("{:.3}×", m / 2000.0),
                 Some(m <= 2000.0),
+            ));
+        }
+        let v = &self.strict.signal_to_healthy_stable_ms;
+        if !v.is_empty() {
+            let m = median(v);
+            let worst = v.iter().cloned().fold(f64::MIN, f64::max);
+            rows.push(row(
+                format!(
+                    "Time from the first failure signal to healthy stable, strict runtime: a new task crashes in the first bake; ECS's first `desiredStatus: STOPPED` event → production listener read back 100% on the stable target group, which has healthy targets (median · worst of {})",
+                    v.len()
+                ),
+                "≤ 2 s",
+                format!("{m:.0} ms · {worst:.0} ms (best {:.0})", v.iter().cloned().fold(f64::MAX, f64::min)),
+                format!("{:.3}× · {:.3}×", m / 2000.0, worst / 2000.0),
+                Some(worst <= 2000.0),
+            ));
+        }
+        if let Some((errors, window)) = self.strict.fault_window_errors {
+            rows.push(row(
+                "503s inside the crash → restore windows (the fault itself: the canary's share of requests while its group has no healthy target)",
+                "reported",
+                format!("{errors} in {:.1} s of windows", window.as_secs_f64()),
+                "—",
+                None,
+            ));
+        }
+        for (scenario, runs, requests, errors) in &self.strict.probe {
+            rows.push(row(
+                format!("Load-balancer errors (503) seen by the traffic probe's clients on the production listener, strict runtime: {runs} × {scenario}"),
+                "0",
+                format!("{errors} of {requests} requests"),
+                "—",
+                Some(*errors == 0),
             ));
         }
         for c in &self.costs {
@@ -1187,6 +1381,21 @@ impl Report {
              read them back itself). The handlers run in the local runtime's process (a debug build with optimised \
              dependencies), not as the release binaries. moto answers in a few ms; on AWS each of the handful of \
              API calls on this path takes tens of ms.\n",
+        );
+        md.push_str(
+            "- **Time from the first failure signal to healthy stable** (`bench::strict_figures`): the strict \
+             runtime end to end — the ECS simulator, EventBridge rules, on-task-event, Step Functions. With the \
+             sample service in the first bake (10% on the new task set), the new image's tasks crash \
+             (`Simulator::crash_images_now`); the clock starts when the simulator emits the first `ECS Task State \
+             Change` with `desiredStatus: STOPPED` (while `lastStatus` is still RUNNING, as ECS does) and stops at \
+             the first 5 ms poll that reads the production listener back at 100% on the stable target group and \
+             `DescribeTargetHealth` reports a healthy stable target. Local EventBridge delivers in a few ms; on AWS \
+             delivery adds typically well under a second.\n\
+             - **Load-balancer errors seen by the probe**: the traffic probe (`local/src/probe.rs`) sends a request \
+             every ~50 ms through the production listener, following its weights and stickiness, and records a 503 \
+             whenever the chosen target group has no healthy target. Counted over all the runs of a scenario: \
+             rollbacks (the crash runs above), promotes (two canary steps, then 100% and the old set drained) and \
+             supersedes (a newer push during the first bake, promoted).\n",
         );
         md.push_str(&format!(
             "- **Cost per rollout**: a 3-step canary (10% → 50% → 100%) of the sample service run to completion on \

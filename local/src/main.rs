@@ -49,6 +49,10 @@ enum Cmd {
         /// ECS Task State Change events in the event-throughput stream.
         #[arg(long, default_value_t = 10_000)]
         stream_events: usize,
+        /// Crashes timed from the first desiredStatus STOPPED event on the strict runtime (and
+        /// promotes and supersedes watched by the traffic probe).
+        #[arg(long, default_value_t = 20)]
+        strict_runs: usize,
         /// Write the report (Markdown) to this file, e.g. BENCHMARKS.md.
         #[arg(long)]
         write: Option<std::path::PathBuf>,
@@ -70,7 +74,9 @@ async fn main() {
     let result = match cli.command {
         Cmd::Demo { fail, bake } => demo(fail, bake).await,
         Cmd::Serve { port, sample } => serve(port, sample).await,
-        Cmd::Bench { runs, starts, release_dir, stream_events, write } => bench(runs, starts, release_dir, stream_events, write).await,
+        Cmd::Bench { runs, starts, release_dir, stream_events, strict_runs, write } => {
+            bench(runs, starts, release_dir, stream_events, strict_runs, write).await
+        }
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -101,6 +107,7 @@ async fn bench(
     starts: usize,
     release_dir: Option<std::path::PathBuf>,
     stream_events: usize,
+    strict_runs: usize,
     write: Option<std::path::PathBuf>,
 ) -> Result<()> {
     use kanaria_local::bench::{run, BenchOptions};
@@ -111,7 +118,7 @@ async fn bench(
             .join("release")
     });
     println!("kanaria benchmarks: release binaries from {}, emulated AWS (moto); figures, not assertions\n", release_dir.display());
-    let report = run(BenchOptions { runs, starts, release_dir, stream_events, bakes: kanaria_local::bench::BAKES }).await?;
+    let report = run(BenchOptions { runs, starts, release_dir, stream_events, strict_runs, bakes: kanaria_local::bench::BAKES }).await?;
     println!("\n{}", report.text());
     if let Some(path) = write {
         std::fs::write(&path, report.markdown()).with_context(|| format!("writing {}", path.display()))?;
@@ -120,6 +127,7 @@ async fn bench(
     Ok(())
 }
 
+#[derive(Clone, Copy)]
 struct Timeline {
     t0: Instant,
 }
@@ -147,7 +155,9 @@ fn short_digest(d: &str) -> String {
 
 async fn demo(fail: bool, bake: u64) -> Result<()> {
     let began = Instant::now();
-    println!("kanaria demo: an ECR push rolls out as a canary on emulated AWS (moto)\n");
+    println!("kanaria demo: an ECR push rolls out as a canary on emulated AWS (moto, with the local runtime's");
+    println!("ECS model in front: tasks take time to start, the load balancer health-checks them, stops are staged,");
+    println!("and a simulated client sends a request through the production listener every 50 ms)\n");
     let local = start().await?;
     let options = SampleOptions { steps: vec![(10, bake), (50, bake)], drain_seconds: 2, ..SampleOptions::default() };
     let sample = fixture::provision(&local.config, &local.endpoint, local.ctx(), options).await?;
@@ -170,19 +180,28 @@ async fn demo(fail: bool, bake: u64) -> Result<()> {
         o.service
     );
 
-    // The stable task set's tasks come up first (the simulator plays ECS's scheduler).
+    // The stable task set's tasks come up first (the simulator plays ECS's scheduler and the
+    // load balancer's health checks): a real service is STEADY_STATE before anyone deploys.
     let clients = &local.ctx().clients;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while kanaria::aws::ecs::running_tasks_of(&clients.ecs, &o.cluster, &sample.initial_task_set).await? < o.desired_count as u32 {
-        if Instant::now() > deadline {
-            bail!("the sample service's tasks did not start");
+    loop {
+        let service = kanaria::aws::ecs::describe_service(&clients.ecs, &sample.policy.service).await?;
+        let steady =
+            service.task_sets.iter().any(|ts| ts.status == "PRIMARY" && ts.stability == Some(kanaria::rollout::Stability::SteadyState));
+        if steady {
+            break;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        if Instant::now() > deadline {
+            bail!("the sample service did not reach STEADY_STATE with healthy targets within 30 s");
+        }
+        tokio::time::timeout(Duration::from_millis(500), local.simulator.changed()).await.ok();
     }
+    println!("the sample service is STEADY_STATE: its tasks run and are healthy in {}\n", short(&sample.target_groups[0]));
 
     let digest = fixture::new_digest("demo");
     if fail {
-        local.simulator.crash_images(&digest, 1, Duration::from_secs(2));
+        // Late enough that the canary already has traffic: the circuit breaker's case.
+        local.simulator.crash_images(&digest, 1, Duration::from_secs(6));
     }
     let t = Timeline { t0: Instant::now() };
     fixture::put_event(&local.config, &fixture::ecr_push_event(&o.repository, "v2", &digest)).await?;
@@ -190,7 +209,7 @@ async fn demo(fail: bool, bake: u64) -> Result<()> {
         "push {}:v2 @ sha256:{}…{}",
         o.repository,
         short_digest(&digest),
-        if fail { " (this image crashes 2s after it starts)" } else { "" }
+        if fail { " (this image crashes 6 s after it starts, in the first bake)" } else { "" }
     ));
 
     local
@@ -205,11 +224,99 @@ async fn demo(fail: bool, bake: u64) -> Result<()> {
     };
     t.line(format!("on-image-push matched policy {}/{} → execution {}", o.cluster, o.service, short_arn_name(&execution_arn)));
 
+    let watcher = tokio::spawn(watch_ecs_and_alb(local.ctx().clients.clone(), local.simulator.clone(), sample.clone(), t));
     let status = follow(&local, &execution_arn, &t).await?;
+    watcher.abort();
     println!();
+    let traffic = local.probe.summary(&sample.listener_arn, t.t0, None);
+    println!(
+        "traffic probe (production listener, one request every ~50 ms): {} requests, {} answered by the old image, {} by the new, {} errors{}",
+        traffic.requests,
+        traffic.by_image.iter().filter(|(image, _)| !image.contains(&digest)).map(|(_, n)| n).sum::<usize>(),
+        traffic.by_image.iter().filter(|(image, _)| image.contains(&digest)).map(|(_, n)| n).sum::<usize>(),
+        traffic.errors(),
+        if fail && traffic.errors() > 0 { " (the crashed canary's share of requests between the crash and the rollback)" } else { "" }
+    );
     verify_end_state(&local, &sample, &digest, fail, &status).await?;
     println!("\ndemo finished in {:.1}s", began.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// What ECS and the load balancer do underneath the rollout, printed as it changes: each task
+/// set's running/pending tasks and stability, each target group's target health, and every
+/// `desiredStatus: STOPPED` event ECS emits.
+async fn watch_ecs_and_alb(
+    clients: kanaria::aws::Clients,
+    simulator: std::sync::Arc<kanaria_local::ecs::Simulator>,
+    sample: fixture::SampleService,
+    t: Timeline,
+) {
+    let mut last_sets = std::collections::BTreeMap::<String, String>::new();
+    let mut last_health = std::collections::BTreeMap::<String, String>::new();
+    let mut events_seen = simulator.events_sent().len();
+    let mut stopping = std::collections::BTreeSet::<String>::new();
+    let mut last_weights = String::new();
+    let route = sample.policy.traffic.route().expect("the sample policy has a route");
+    loop {
+        if let Ok(weights) = kanaria::aws::elb::read_weights(&clients.elb, &route).await {
+            let now = weights.iter().map(|(tg, w)| format!("{} {w}%", short(tg))).collect::<Vec<_>>().join(", ");
+            if now != last_weights {
+                t.line(format!("  alb: production listener → {now}"));
+                last_weights = now;
+            }
+        }
+        if let Ok(service) = kanaria::aws::ecs::describe_service(&clients.ecs, &sample.policy.service).await {
+            for ts in &service.task_sets {
+                let now = format!(
+                    "{} {} running, {} pending, {}",
+                    ts.status,
+                    ts.running_count.unwrap_or(0),
+                    ts.pending_count.unwrap_or(0),
+                    match ts.stability {
+                        Some(kanaria::rollout::Stability::SteadyState) => "STEADY_STATE",
+                        _ => "STABILIZING",
+                    }
+                );
+                if last_sets.get(&ts.id) != Some(&now) {
+                    t.line(format!("  ecs: task set {} ({}): {now}", ts.id, short(ts.target_group_arn.as_deref().unwrap_or("-"))));
+                    last_sets.insert(ts.id.clone(), now);
+                }
+            }
+        }
+        for tg in &sample.target_groups {
+            let Ok(health) = clients.elb.describe_target_health().target_group_arn(tg).send().await else { continue };
+            let mut counts = std::collections::BTreeMap::<String, usize>::new();
+            for d in health.target_health_descriptions() {
+                let state = d.target_health().and_then(|h| h.state()).map(|s| s.as_str().to_string()).unwrap_or_default();
+                *counts.entry(state).or_default() += 1;
+            }
+            let now = if counts.is_empty() {
+                "no targets".to_string()
+            } else {
+                counts.iter().map(|(state, n)| format!("{n} {state}")).collect::<Vec<_>>().join(", ")
+            };
+            if last_health.get(tg) != Some(&now) {
+                t.line(format!("  alb: target group {}: {now}", short(tg)));
+                last_health.insert(tg.clone(), now);
+            }
+        }
+        let events = simulator.events_sent();
+        for e in events.iter().skip(events_seen) {
+            let task = e["taskArn"].as_str().unwrap_or("").to_string();
+            if e["desiredStatus"] == "STOPPED" && stopping.insert(task) {
+                let exit = e["containers"][0]["exitCode"].as_i64().map(|c| format!(", exit {c}")).unwrap_or_default();
+                t.line(format!(
+                    "  ecs event: task {} desiredStatus STOPPED while {} ({}{exit})",
+                    e["taskArn"].as_str().unwrap_or("").rsplit('/').next().unwrap_or(""),
+                    e["lastStatus"].as_str().unwrap_or("?"),
+                    e["stopCode"].as_str().unwrap_or("?")
+                ));
+            }
+        }
+        events_seen = events.len();
+        // What it prints is the state read on each poll; 100 ms is its resolution.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn short_arn_name(arn: &str) -> &str {
@@ -308,7 +415,7 @@ async fn follow(local: &LocalAws, execution_arn: &str, t: &Timeline) -> Result<S
         if Instant::now() > deadline {
             bail!("the rollout did not finish within 170s (last state: {last_state})");
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -317,7 +424,16 @@ async fn verify_end_state(local: &LocalAws, sample: &fixture::SampleService, dig
     let clients = &local.ctx().clients;
     let route = sample.policy.traffic.route().expect("sample policy has a route");
     let weights = kanaria::aws::elb::read_weights(&clients.elb, &route).await?;
-    let service = kanaria::aws::ecs::describe_service(&clients.ecs, &sample.policy.service).await?;
+    // A deleted task set is DRAINING until its tasks have stopped (after the target group's
+    // deregistration delay); ECS removes it then.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let service = loop {
+        let service = kanaria::aws::ecs::describe_service(&clients.ecs, &sample.policy.service).await?;
+        if !service.task_sets.iter().any(|ts| ts.status == "DRAINING") || Instant::now() > deadline {
+            break service;
+        }
+        tokio::time::timeout(Duration::from_millis(500), local.simulator.changed()).await.ok();
+    };
     let lock = Store::new(&clients.dynamodb, &local.ctx().settings.table).lock(&sample.policy.service.key()).await?;
     println!("end state, read back from emulated AWS:");
     println!("  listener weights: {}", weights.iter().map(|(tg, w)| format!("{} {w}%", short(tg))).collect::<Vec<_>>().join(", "));

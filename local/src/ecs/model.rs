@@ -281,6 +281,19 @@ impl Model {
         self.rules.push((image_contains.to_string(), behaviour));
     }
 
+    /// Tasks whose image contains `image_contains` exit with `exit_code` now: the ones already
+    /// running at their next tick, later ones as soon as they reach RUNNING.
+    pub fn crash_now(&mut self, image_contains: &str, exit_code: i64) {
+        let crash = Some((exit_code, std::time::Duration::ZERO));
+        for task in self.tasks.values_mut() {
+            if task.containers.iter().any(|(_, image)| image.contains(image_contains)) {
+                task.behaviour.crash = crash;
+            }
+        }
+        // A rule added last loses to earlier ones (first set wins), so put it first.
+        self.rules.insert(0, (image_contains.to_string(), Behaviour { crash, ..Default::default() }));
+    }
+
     pub fn set_target_group(&mut self, arn: &str, settings: TargetGroupSettings) {
         self.target_groups.insert(arn.to_string(), settings);
     }

@@ -36,7 +36,7 @@ pub struct Simulator {
     /// Network configuration of each task set (RunTask needs it; the model does not).
     networks: Mutex<HashMap<String, (String, Option<NetworkConfiguration>)>>,
     images: Mutex<HashMap<String, Vec<(String, String)>>>,
-    events_sent: Mutex<Vec<Value>>,
+    events_sent: Mutex<Vec<(Instant, Value)>>,
     /// Set by the front server after any change to ECS services or task sets.
     dirty: AtomicBool,
     wake: Notify,
@@ -108,9 +108,22 @@ impl Simulator {
         self.rule(image_contains, Behaviour { error_rate: rate.clamp(0.0, 1.0), ..Default::default() });
     }
 
+    /// Tasks whose container image contains `image_contains` exit with `exit_code` now (the
+    /// running ones at the next tick), and later ones as soon as they run.
+    pub fn crash_images_now(&self, image_contains: &str, exit_code: i64) {
+        self.model.lock().unwrap().crash_now(image_contains, exit_code);
+        self.wake.notify_one();
+    }
+
     /// Every event the simulator has published, in order.
     pub fn events_sent(&self) -> Vec<Value> {
-        self.events_sent.lock().unwrap().clone()
+        self.events_sent.lock().unwrap().iter().map(|(_, detail)| detail.clone()).collect()
+    }
+
+    /// When the first event published at or after `since` whose detail satisfies `matches`
+    /// was emitted (handed to EventBridge).
+    pub fn first_event_since(&self, since: Instant, matches: impl Fn(&Value) -> bool) -> Option<Instant> {
+        self.events_sent.lock().unwrap().iter().find(|(at, detail)| *at >= since && matches(detail)).map(|(at, _)| *at)
     }
 
     /// Something changed ECS services or task sets: read moto again before the next tick.
@@ -385,6 +398,8 @@ impl Simulator {
 
     async fn publish(&self, t: &Task) -> Result<()> {
         let detail = self.event_detail(t);
+        // The signal's time is when ECS emits it, before EventBridge's delivery.
+        let at = Instant::now();
         self.events
             .put_events()
             .entries(
@@ -397,7 +412,7 @@ impl Simulator {
             )
             .send()
             .await?;
-        self.events_sent.lock().unwrap().push(detail);
+        self.events_sent.lock().unwrap().push((at, detail));
         Ok(())
     }
 }
