@@ -81,6 +81,8 @@ async fn an_alarm_going_to_alarm_rolls_back() {
 
     env.assert_rolled_back(&execution, "alarm web-5xx went to ALARM").await;
     assert_eq!(env.action_count("verify"), 0, "rolled back by the alarm event, not at the end of the bake");
+    // No client saw an error: traffic only ever moved to healthy tasks.
+    env.assert_no_client_errors();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -164,6 +166,8 @@ async fn a_newer_push_supersedes_the_rollout_in_flight_and_a_late_older_push_is_
     let history = env.store().history(&env.sample.policy.service.key(), 5).await.unwrap();
     let outcomes: Vec<(&str, &str)> = history.iter().map(|h| (h.digest.as_str(), h.outcome.as_str())).collect();
     assert_eq!(outcomes, vec![(new.as_str(), "SUCCEEDED"), (old.as_str(), "ROLLED_BACK")]);
+    // No client saw an error: traffic only ever moved to healthy tasks.
+    env.assert_no_client_errors();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -257,6 +261,8 @@ async fn blue_green_with_a_bake_gate_cuts_over_at_once() {
     env.assert_promoted(&execution, &digest).await;
     let shifted = env.shifted_weights();
     assert_eq!(shifted, vec![100], "one cutover");
+    // No client saw an error: traffic only ever moved to healthy tasks.
+    env.assert_no_client_errors();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -295,6 +301,8 @@ async fn blue_green_hook_decides_pass_and_fail() {
     let second = out["rollouts"][0]["execution"].as_str().unwrap().to_string();
     env.assert_promoted(&second, &good).await;
     assert!(verdicts.lock().unwrap().is_empty(), "the hook was asked twice");
+    // No client saw an error: traffic only ever moved to healthy tasks.
+    env.assert_no_client_errors();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

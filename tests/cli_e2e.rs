@@ -116,6 +116,8 @@ async fn abort_rolls_back_now_and_history_shows_it() {
     let e = env.local.endpoint.clone();
     let out = tokio::task::spawn_blocking(move || kanaria(Some(&e), &["abort", "demo/web"])).await.unwrap();
     assert_eq!(out.status.code(), Some(1));
+    // No client saw an error: traffic only ever moved to healthy tasks.
+    env.assert_no_client_errors();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -135,6 +137,8 @@ async fn promote_skips_the_remaining_steps() {
 
     env.assert_promoted(&execution, &digest).await;
     assert_eq!(env.action_count("shift"), 1, "the 50% step was skipped");
+    // No client saw an error: traffic only ever moved to healthy tasks.
+    env.assert_no_client_errors();
 }
 
 /// Issue 15 #6: `kanaria deploy` rolls a given digest out now, the last good image included

@@ -128,6 +128,8 @@ async fn new_tasks_that_start_slowly_are_awaited_within_one_readiness_check() {
     assert!(checks[0].duration >= start_time - Duration::from_secs(3), "the check answered after {:?}", checks[0].duration);
     let output = checks[0].result.as_ref().expect("the check succeeded");
     assert_eq!((output["verdict"].as_str(), output["checks"].as_u64()), (Some("ready"), Some(1)), "{output}");
+    // No client saw an error: traffic only ever moved to healthy tasks.
+    env.assert_no_client_errors();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
