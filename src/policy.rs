@@ -46,6 +46,11 @@ pub struct Policy {
     /// Compare the new target group with the stable one at every verify (ALB metrics).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<Analysis>,
+    /// How traffic goes back to the stable task set when a rollback is not caused by a failure
+    /// signal: by default at once, or in held steps so that stable tasks which served little or
+    /// nothing during the bakes warm up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shift_back: Option<ShiftBack>,
     /// What a push of a newer image does while a rollout is in flight.
     #[serde(default)]
     pub on_newer_push: NewerPush,
@@ -138,6 +143,22 @@ pub struct Analysis {
     /// Not enough data: hold the step for one more bake (then roll back), or roll back now.
     #[serde(default)]
     pub inconclusive: Inconclusive,
+}
+
+/// A paced rollback: the new task set's weight steps down through `steps`, each held for
+/// `interval`, then to 0. It applies to rollbacks a person, a newer push, an approval timeout or
+/// an inconclusive analysis asks for, and only while every new task still runs and is healthy.
+/// A failure signal (failed tasks, an alarm in ALARM, a failed analysis, unhealthy targets)
+/// always moves all traffic back at once, also in the middle of a paced rollback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ShiftBack {
+    /// The new task set's weights on the way back, highest first (e.g. `[50, 20]`); the ones at
+    /// or above its weight when the rollback starts are skipped.
+    pub steps: Vec<u32>,
+    /// How long each step is held before the next.
+    #[schemars(with = "String")]
+    pub interval: HumanDuration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
@@ -599,6 +620,22 @@ impl Policy {
             }
             if r.window.0 < Duration::from_secs(60) || r.window.0 > Duration::from_secs(24 * 3600) {
                 bad("restartLoop.window", format!("{} is outside 1m..24h", r.window), "use e.g. 10m");
+            }
+        }
+        if let Some(back) = &self.shift_back {
+            if back.steps.is_empty() {
+                bad("shiftBack.steps", "is empty".into(), "list the new task set's weights on the way back, e.g. `[50, 20]`, or leave `shiftBack` out");
+            }
+            for (i, w) in back.steps.iter().enumerate() {
+                if !(1..=99).contains(w) {
+                    bad(&format!("shiftBack.steps[{i}]"), format!("{w} is not a weight between 1 and 99"), "use weights of the new task set, e.g. `[50, 20]`");
+                }
+            }
+            if back.steps.windows(2).any(|p| p[0] <= p[1]) {
+                bad("shiftBack.steps", format!("{:?} does not go down", back.steps), "list the weights highest first, e.g. `[50, 20]`");
+            }
+            if back.interval.secs() < 1 || back.interval.secs() > 3600 {
+                bad("shiftBack.interval", format!("{} is not between 1s and 1h", back.interval), "use e.g. `30s`: long enough for stable tasks to warm up");
             }
         }
         if let Some(a) = &self.analysis {

@@ -85,6 +85,13 @@ pub struct Rollout {
     /// What the rollout waits for (a rollback waiting for the stable task set), for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<String>,
+    /// The rollback was asked for without a failure signal (an inconclusive analysis that rolls
+    /// back): the policy's `shiftBack` paces it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paced_rollback: bool,
+    /// When a paced rollback last moved traffic back one step (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shift_back_at: Option<u64>,
     /// Present while the rollout must wait for a person before going on (an approval step
     /// after the step just verified, or a blue/green approval gate). The state machine's
     /// Choice states test it; every decision clears it.
@@ -131,6 +138,8 @@ impl Rollout {
             stable_image: None,
             rollback_started_at: None,
             waiting_for: None,
+            paced_rollback: false,
+            shift_back_at: None,
             approval: None,
         }
     }
@@ -280,6 +289,9 @@ pub struct Observation {
     pub aborting: bool,
     /// Why, as recorded by whoever fenced it.
     pub abort_cause: Option<String>,
+    /// Whoever fenced it asked for the policy's paced shift back (a person, a newer push), not
+    /// for all traffic back at once (a failure signal).
+    pub abort_paced: bool,
     /// A person asked to skip the remaining steps (`kanaria promote`).
     pub promote_requested: bool,
     /// Alarms of the policy that are in ALARM now.
@@ -572,6 +584,8 @@ pub fn decide(action: Action, rollout: &Rollout, obs: &Observation, now: u64) ->
                             next.verdict = Some(Verdict::Hold);
                         } else {
                             rollback_with(&mut next, format!("canary analysis at {}% stayed inconclusive: {reason}", rollout.weight));
+                            // Not enough data is not a failure: the policy may pace the way back.
+                            next.paced_rollback = true;
                         }
                     }
                     Some(Judgement::Pass(summary)) => next.analysis = Some(summary.clone()),
@@ -668,7 +682,8 @@ pub fn decide(action: Action, rollout: &Rollout, obs: &Observation, now: u64) ->
             }
             let mut waiting = None;
             if holds {
-                waiting = restore(rollout, obs, &mut commands)?;
+                let paced = obs.abort_paced || (!obs.aborting && (rollout.paced_rollback || approval_timeout_cause(rollout).is_some()));
+                waiting = restore(rollout, obs, paced, now, &mut next, &mut commands)?;
             } else {
                 // Another rollout holds the service now (a newer push) or none does: traffic is
                 // not ours to move. Only remove what this rollout created, if it gets no traffic.
@@ -679,7 +694,13 @@ pub fn decide(action: Action, rollout: &Rollout, obs: &Observation, now: u64) ->
                 }
             }
             if commands.is_empty() {
-                if let Some(why) = waiting {
+                if let Some(Waiting::Pacing { why, seconds }) = waiting {
+                    // Held on purpose: not a stable task set that fails to come up, so the
+                    // stabilization timeout does not run.
+                    next.waiting_for = Some(why);
+                    next.wait_seconds = seconds.clamp(1, ROLLBACK_POLL_SECONDS);
+                    next.verdict = Some(Verdict::Wait);
+                } else if let Some(Waiting::StableNotServing(why)) = waiting {
                     let started = *next.rollback_started_at.get_or_insert(now);
                     let limit = rollout.policy.stabilization_timeout.secs();
                     if now.saturating_sub(started) >= limit {
@@ -823,7 +844,60 @@ fn created_by(rollout: &Rollout, t: &TaskSetView) -> bool {
 /// 100% of traffic on it (read back) once it is serving — healthy, never before — and only then
 /// the new task set deleted. Returns why it waits, while the stable task set is not serving yet
 /// (scaled down before, its tasks starting again): traffic stays where it is until then.
-fn restore(rollout: &Rollout, obs: &Observation, commands: &mut Vec<Command>) -> Result<Option<String>, Halt> {
+/// Why a rollback does not move traffic yet.
+#[derive(Debug, Clone, PartialEq)]
+enum Waiting {
+    /// The stable task set does not serve yet (its tasks starting again after a scale-down).
+    StableNotServing(String),
+    /// A paced shift back holds a step (the policy's `shiftBack`) for `seconds` more.
+    Pacing { why: String, seconds: u64 },
+}
+
+/// The next weight of the new task set on a paced way back, or why it holds the current one:
+/// the first step of `shiftBack.steps` below its weight, once the step it is on has been held
+/// for the interval. None: move all traffic back now (no pacing asked for, or a failure signal:
+/// the new task set no longer fully serves, tasks of it failed).
+fn paced_step(
+    rollout: &Rollout,
+    obs: &Observation,
+    green_tg: &str,
+    now: u64,
+    next: &mut Rollout,
+) -> Option<Result<u32, (String, u64)>> {
+    let back = rollout.policy.shift_back.as_ref()?;
+    let green = rollout.green.as_ref().and_then(|g| obs.task_set(&g.id))?;
+    if obs.serving(green).is_err() || failed_tasks_cause(rollout, obs).is_some() || !obs.alarms_firing.is_empty() {
+        return None;
+    }
+    let current = obs.weight_of(green_tg);
+    if current == 0 {
+        return None;
+    }
+    let on_a_step = back.steps.contains(&current);
+    if on_a_step {
+        // A step reached by the circuit breaker's own restore (or before a retry) is held from
+        // the first time this rollback sees it.
+        let since = *next.shift_back_at.get_or_insert(now);
+        let held = now.saturating_sub(since);
+        if held < back.interval.secs() {
+            let left = back.interval.secs() - held;
+            return Some(Err((
+                format!("shifting back gradually (policy shiftBack): {current}% on the new task set for {left}s more, so the stable tasks warm up"),
+                left,
+            )));
+        }
+    }
+    Some(Ok(back.steps.iter().copied().find(|w| *w < current).unwrap_or(0)))
+}
+
+fn restore(
+    rollout: &Rollout,
+    obs: &Observation,
+    paced: bool,
+    now: u64,
+    next: &mut Rollout,
+    commands: &mut Vec<Command>,
+) -> Result<Option<Waiting>, Halt> {
     match &rollout.stable {
         Some(stable) => match obs.task_set(&stable.id) {
             None if obs.task_sets.iter().any(|t| t.status != "DRAINING") => {
@@ -846,9 +920,17 @@ fn restore(rollout: &Rollout, obs: &Observation, commands: &mut Vec<Command>) ->
                 }
                 if commands.is_empty() && weights_differ(obs, &wanted) {
                     if let Err(why) = obs.serving(stable_view) {
-                        return Ok(Some(why));
+                        return Ok(Some(Waiting::StableNotServing(why)));
                     }
-                    commands.push(Command::SetWeights { weights: wanted });
+                    let green_tg = green_tg.as_deref().unwrap_or("");
+                    match paced.then(|| paced_step(rollout, obs, green_tg, now, next)).flatten() {
+                        Some(Err((why, seconds))) => return Ok(Some(Waiting::Pacing { why, seconds })),
+                        Some(Ok(weight)) => {
+                            next.shift_back_at = Some(now);
+                            commands.push(Command::SetWeights { weights: split(stable, green_tg, weight) });
+                        }
+                        None => commands.push(Command::SetWeights { weights: wanted }),
+                    }
                 }
                 // Blue/green: the test listener goes back to the stable task set too, before the
                 // new one is deleted (it would point at a target group with nothing behind it).

@@ -273,7 +273,7 @@ async fn blue_green_hook_decides_pass_and_fail() {
     let v = verdicts.clone();
     env.local.shared.register_function(
         "kanaria-hook-smoke",
-        std::sync::Arc::new(move |input: serde_json::Value| {
+        std::sync::Arc::new(move |_input: serde_json::Value| {
             let pass = v.lock().unwrap().remove(0);
             // `reason` is optional: a passing hook here gives none.
             if pass {

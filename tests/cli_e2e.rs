@@ -120,6 +120,48 @@ async fn abort_rolls_back_now_and_history_shows_it() {
     env.assert_no_client_errors();
 }
 
+/// Issue 15 #1: with `shiftBack`, an abort takes traffic back step by step, each step held so
+/// the stable tasks warm up; `abort --now` moves the rest at once. Before: all at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn abort_shifts_back_gradually_when_the_policy_paces_and_abort_now_finishes_at_once() {
+    let options = SampleOptions {
+        steps: vec![(60, 600)],
+        extra_policy_yaml: "shiftBack: { steps: [30, 10], interval: 4s }\n".into(),
+        ..SampleOptions::default()
+    };
+    let env = start(options).await;
+    let (stable_tg, green_tg) = (env.sample.target_groups[0].clone(), env.sample.target_groups[1].clone());
+    env.push("v2", &fixture::new_digest("paced")).await;
+    let execution = env.started_execution().await;
+    env.wait_action("shift", 1).await;
+
+    let e = env.local.endpoint.clone();
+    let out = tokio::task::spawn_blocking(move || kanaria(Some(&e), &["abort", "demo/web"])).await.unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("step by step"), "{}", text(&out.stdout));
+    let aborted = std::time::Instant::now();
+    // The first step at once, read back: 30% stays on the healthy new task set.
+    let w = env.weights().await;
+    assert_eq!((common::Env::weight_of(&w, &stable_tg), common::Env::weight_of(&w, &green_tg)), (70, 30), "{w:?}");
+    // Then 10%, after the first step was held.
+    env.eventually("the second step", std::time::Duration::from_secs(30), async || {
+        let w = env.weights().await;
+        (common::Env::weight_of(&w, &green_tg) == 10).then_some(())
+    })
+    .await;
+    assert!(aborted.elapsed() >= std::time::Duration::from_secs(4), "the 30% step was held for the interval");
+
+    // A person who wants it over now: the rest at once.
+    let e = env.local.endpoint.clone();
+    let out = tokio::task::spawn_blocking(move || kanaria(Some(&e), &["abort", "demo/web", "--now"])).await.unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let w = env.weights().await;
+    assert_eq!(common::Env::weight_of(&w, &stable_tg), 100, "--now moved the rest at once: {w:?}");
+    env.assert_rolled_back(&execution, "aborted by").await;
+    // Every step went to healthy tasks: no client saw an error.
+    env.assert_no_client_errors();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn promote_skips_the_remaining_steps() {
     let env = start(SampleOptions { steps: vec![(10, 600), (50, 600)], ..SampleOptions::default() }).await;

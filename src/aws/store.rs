@@ -37,6 +37,14 @@ const LOCK_TTL_AFTER_LEASE_SECONDS: u64 = 24 * 3600;
 /// A queued push waits at most this long for the rollout in flight to end.
 const QUEUED_TTL_SECONDS: u64 = 7 * 24 * 3600;
 
+/// Who fenced a rollout for rollback, and why (`rollout#<id>` / `abort`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AbortRecord {
+    pub cause: String,
+    /// The policy's `shiftBack` may pace the way back.
+    pub paced: bool,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LockRecord {
@@ -477,7 +485,9 @@ impl<'a> Store<'a> {
     /// Fence the rollout: from now on no forward step moves traffic. Records why (the first
     /// reason wins) and returns the lock as it now is, or None when the rollout does not hold
     /// the lock (it has ended or was superseded).
-    pub async fn begin_abort(&self, service_key: &str, rollout_id: &str, cause: &str) -> Result<Option<LockRecord>, AwsError> {
+    /// `paced`: the policy's `shiftBack` may pace the way back (a person or a newer push asks);
+    /// false for a failure signal (all traffic back at once).
+    pub async fn begin_abort(&self, service_key: &str, rollout_id: &str, cause: &str, paced: bool) -> Result<Option<LockRecord>, AwsError> {
         let update = self
             .ddb
             .update_item()
@@ -503,6 +513,7 @@ impl<'a> Store<'a> {
             .item("pk", s(format!("rollout#{rollout_id}")))
             .item("sk", s("abort"))
             .item("cause", s(cause))
+            .item("paced", AttributeValue::Bool(paced))
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
@@ -524,6 +535,41 @@ impl<'a> Store<'a> {
     }
 
     /// Why the rollout is being rolled back, if something decided so.
+    /// A failure signal during a paced rollback: the rest of the way back goes at once. True when
+    /// this call changed the record (it was paced).
+    pub async fn hurry_abort(&self, rollout_id: &str) -> Result<bool, AwsError> {
+        let update = self
+            .ddb
+            .update_item()
+            .table_name(self.table)
+            .key("pk", s(format!("rollout#{rollout_id}")))
+            .key("sk", s("abort"))
+            .update_expression("SET paced = :no")
+            .condition_expression("paced = :yes")
+            .expression_attribute_values(":no", AttributeValue::Bool(false))
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .send()
+            .await;
+        Ok(conditional(update, "UpdateItem", format!("{} abort of {rollout_id}", self.table))?.is_some())
+    }
+
+    /// Why the rollout was fenced, and whether its way back may be paced.
+    pub async fn abort_record(&self, rollout_id: &str) -> Result<Option<AbortRecord>, AwsError> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(self.table)
+            .key("pk", s(format!("rollout#{rollout_id}")))
+            .key("sk", s("abort"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| AwsError::new("DynamoDB", "GetItem", format!("{} abort of {rollout_id}", self.table), e))?;
+        Ok(out.item().and_then(|i| {
+            Some(AbortRecord { cause: get_s(i, "cause")?, paced: matches!(i.get("paced"), Some(AttributeValue::Bool(true))) })
+        }))
+    }
+
     pub async fn abort_cause(&self, rollout_id: &str) -> Result<Option<String>, AwsError> {
         let out = self
             .ddb

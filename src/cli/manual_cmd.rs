@@ -37,7 +37,7 @@ pub fn abort_outcome(service: &str, result: Option<&(String, Tripped)>) -> (Exit
         Some((id, Tripped::Fenced)) => (Exit::Success, format!("fenced rollout {id} of {service}; its next step rolls back")),
         Some((id, Tripped::WaitingForStable)) => (
             Exit::Success,
-            format!("rolling back rollout {id} of {service}: traffic moves to the stable task set as soon as its tasks are healthy again"),
+            format!("rolling back rollout {id} of {service}: traffic moves to the stable task set as soon as its tasks are healthy again, step by step if its policy's shiftBack asks (`kanaria status {service}` follows it; `kanaria abort --now` moves the rest at once)"),
         ),
         Some((id, Tripped::AlreadyTripped)) => (Exit::Success, format!("rollout {id} of {service} is being rolled back already")),
         Some((_, Tripped::NotInFlight)) | None => (Exit::Failure, no_rollout(service)),

@@ -26,6 +26,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::aws::{normalize_prefix, Clients, Settings, DEFAULT_POLICY_PREFIX, DEFAULT_TABLE};
+use crate::handlers::circuit_breaker::Pace;
 
 /// Region used against an emulated AWS endpoint when none is given.
 pub const LOCAL_DEFAULT_REGION: &str = "us-east-1";
@@ -90,12 +91,16 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
-    /// Roll the service's in-flight rollout back now: traffic returns to the stable task set and
-    /// the new one is deleted. Exits 1 when no rollout is in flight.
+    /// Roll the service's in-flight rollout back: traffic returns to the stable task set (step by
+    /// step if the policy's `shiftBack` asks and the new tasks are healthy) and the new one is
+    /// deleted. Exits 1 when no rollout is in flight.
     Abort {
         /// The service, as CLUSTER/SERVICE (or the service's ARN).
         #[arg(value_name = "CLUSTER/SERVICE")]
         service: String,
+        /// All traffic back at once, even if the policy paces rollbacks (`shiftBack`).
+        #[arg(long)]
+        now: bool,
     },
     /// Skip the in-flight rollout's remaining steps: its current bake ends now and it is promoted
     /// after a final check (failed tasks, alarms, analysis). Exits 1 when no rollout is in flight.
@@ -349,11 +354,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             }
             Ok(Exit::Success)
         }
-        Command::Abort { service } => {
+        Command::Abort { service, now } => {
             let key = status::parse_service_key(&service)?;
             let ctx = context(&global).await?;
             let who = manual_cmd::who_from_env();
-            let result = crate::handlers::manual::abort(&ctx, &key, &who).await.map_err(anyhow::Error::new).with_context(|| {
+            let result = crate::handlers::manual::abort(&ctx, &key, &who, if now { Pace::Now } else { Pace::Policy }).await.map_err(anyhow::Error::new).with_context(|| {
                 format!(
                     "aborting the rollout of {key} failed (`kanaria status {key}` shows where it stands); {}",
                     handler_hint(&global.table)
@@ -607,7 +612,7 @@ mod tests {
         assert_eq!(Cli::try_parse_from(["kanaria", "history"]).unwrap_err().exit_code(), 2);
 
         let cli = Cli::try_parse_from(["kanaria", "abort", "arn:aws:ecs:us-east-1:123456789012:service/demo/web"]).unwrap();
-        assert!(matches!(cli.command, Command::Abort { ref service } if service.ends_with("service/demo/web")));
+        assert!(matches!(cli.command, Command::Abort { ref service, now: false } if service.ends_with("service/demo/web")));
         assert_eq!(Cli::try_parse_from(["kanaria", "abort"]).unwrap_err().exit_code(), 2);
 
         let cli = Cli::try_parse_from(["kanaria", "promote", "demo/web"]).unwrap();

@@ -178,7 +178,7 @@ pub async fn decide(
             let card = progress::card(rollout, Phase::Rejected { by: who.to_string(), at: now });
             progress::publish(ctx, rollout, card).await;
         }
-        match circuit_breaker::trip(ctx, &record.service, &record.rollout_id, &cause).await? {
+        match circuit_breaker::trip(ctx, &record.service, &record.rollout_id, &cause, circuit_breaker::Pace::Policy).await? {
             circuit_breaker::Tripped::NotInFlight => Ok(Ok(Outcome::TooLate(record))),
             _ => Ok(Ok(Outcome::RolledBack(record))),
         }

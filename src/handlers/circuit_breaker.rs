@@ -25,7 +25,8 @@ pub enum Tripped {
     /// Traffic is back on the stable task set (read back) and the new task set is gone.
     Restored,
     /// Fenced; the stable task set is not serving yet (its tasks are starting again), so traffic
-    /// stays where it is and the rollout's RollBack state moves it once the stable set is healthy.
+    /// stays where it is and the rollout's RollBack state moves it once the stable set is healthy;
+    /// or the policy's `shiftBack` paces the way back, which the RollBack state goes on with.
     WaitingForStable,
     /// Fenced before the rollout had a new task set; its next step rolls back.
     Fenced,
@@ -35,7 +36,18 @@ pub enum Tripped {
     AlreadyTripped,
 }
 
-pub async fn trip(ctx: &Context, service_key: &str, rollout_id: &str, cause: &str) -> Result<Tripped, HandlerError> {
+/// How fast a trip puts traffic back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// A failure signal (failed tasks, an alarm): all traffic back at once, also in the middle
+    /// of a paced rollback.
+    Now,
+    /// A person or a newer push asks: the policy's `shiftBack` may pace it (while the new task
+    /// set still serves); without one, at once too.
+    Policy,
+}
+
+pub async fn trip(ctx: &Context, service_key: &str, rollout_id: &str, cause: &str, pace: Pace) -> Result<Tripped, HandlerError> {
     let store = Store::new(&ctx.clients.dynamodb, &ctx.settings.table);
     // A lock whose execution has ended is a leftover: acting on it would roll production back to
     // an old image. `still_running` releases it.
@@ -44,11 +56,19 @@ pub async fn trip(ctx: &Context, service_key: &str, rollout_id: &str, cause: &st
         Some(lock) if !super::lease::still_running(ctx, &lock).await? => return Ok(Tripped::NotInFlight),
         Some(_) => {}
     }
-    let Some(lock) = store.begin_abort(service_key, rollout_id, cause).await? else {
+    let Some(lock) = store.begin_abort(service_key, rollout_id, cause, pace == Pace::Policy).await? else {
         info!(service = %service_key, rollout = %rollout_id, "circuit breaker: rollout no longer in flight");
         return Ok(Tripped::NotInFlight);
     };
     if lock.trip_completed {
+        // A failure signal while the way back is paced: the rest goes at once.
+        if pace == Pace::Now && store.hurry_abort(rollout_id).await? {
+            if let Some(rollout) = lock.rollout_json.as_deref().and_then(|j| serde_json::from_str::<Rollout>(j).ok()) {
+                warn!(service = %service_key, rollout = %rollout_id, %cause, "circuit breaker: failure during a paced rollback, all traffic back now");
+                let restored = rollout_step::run(ctx, Action::Restore, rollout).await?;
+                return Ok(if restored.verdict == Some(Verdict::Wait) { Tripped::WaitingForStable } else { Tripped::Restored });
+            }
+        }
         info!(service = %service_key, rollout = %rollout_id, "circuit breaker: tripped already");
         return Ok(Tripped::AlreadyTripped);
     }
@@ -79,10 +99,16 @@ pub async fn trip(ctx: &Context, service_key: &str, rollout_id: &str, cause: &st
     // The notice for people (a restart-loop alert for these tasks would say the same thing).
     let notice = crate::aws::notify::Notice {
         subject: format!("kanaria: rolled back the rollout of {service_key}"),
-        body: format!(
-            "The rollout of {} to {service_key} was rolled back: all traffic is on the stable task set again.\nWhy: {cause}",
-            lock.image
-        ),
+        body: match outcome {
+            Tripped::Restored => format!(
+                "The rollout of {} to {service_key} was rolled back: all traffic is on the stable task set again.\nWhy: {cause}",
+                lock.image
+            ),
+            _ => format!(
+                "The rollout of {} to {service_key} is being rolled back: traffic goes back to the stable task set as soon as it serves, or step by step as the policy's shiftBack asks.\nWhy: {cause}",
+                lock.image
+            ),
+        },
         attributes: vec![("kind".into(), "rollback".into()), ("service".into(), service_key.to_string())],
     };
     crate::aws::notify::send(ctx, &notice).await;

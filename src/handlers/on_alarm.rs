@@ -35,7 +35,7 @@ pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> 
     let mut rolled_back = Vec::new();
     for rollout in store.in_flight().await?.into_iter().filter(|r| r.alarms.contains(&alarm.alarm_name)) {
         let cause = format!("alarm {} went to ALARM: {}", alarm.alarm_name, alarm.state.reason);
-        let outcome = circuit_breaker::trip(ctx, &rollout.service, &rollout.rollout_id, &cause).await?;
+        let outcome = circuit_breaker::trip(ctx, &rollout.service, &rollout.rollout_id, &cause, circuit_breaker::Pace::Now).await?;
         info!(service = %rollout.service, rollout = %rollout.rollout_id, alarm = %alarm.alarm_name, ?outcome, "alarm rollback");
         rolled_back.push(json!({ "service": rollout.service, "rollout": rollout.rollout_id, "outcome": format!("{outcome:?}") }));
     }

@@ -377,7 +377,7 @@ pub async fn start_rollout(ctx: &Context, policy: Policy, push: &Push) -> Result
                     image.tag.as_deref().unwrap_or("-"),
                     image.digest
                 );
-                circuit_breaker::trip(ctx, &service, &held.rollout_id, &cause).await?;
+                circuit_breaker::trip(ctx, &service, &held.rollout_id, &cause, circuit_breaker::Pace::Policy).await?;
                 let ended = LastRollout {
                     service: service.clone(),
                     rollout_id: held.rollout_id.clone(),

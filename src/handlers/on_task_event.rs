@@ -126,6 +126,6 @@ async fn failed_task(ctx: &Context, failed: FailedTask) -> Result<Value, Handler
         None => lock.weight,
     };
     let cause = format!("{} task(s) of the new task set failed at {weight}% traffic: {}", failures.len(), lines.join("; "));
-    let outcome = circuit_breaker::trip(ctx, &service_key, &lock.rollout_id, &cause).await?;
+    let outcome = circuit_breaker::trip(ctx, &service_key, &lock.rollout_id, &cause, circuit_breaker::Pace::Now).await?;
     Ok(json!({ "recorded": true, "rollout": lock.rollout_id, "failures": failures.len(), "circuitBreaker": format!("{outcome:?}") }))
 }

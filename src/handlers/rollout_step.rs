@@ -112,7 +112,8 @@ pub async fn run(ctx: &Context, action: Action, mut rollout: Rollout) -> Result<
         let still_starting = decision.commands.is_empty() && decision.rollout.verdict == Some(Verdict::Wait);
         if still_starting && poll_until.is_some_and(|until| tokio::time::Instant::now() + poll_interval <= until) {
             // `rollout` is left as it was, so `checks` counts invocations (the state machine's
-            // back-off), not looks.
+            // back-off), not looks; but a paced rollback's hold began at the first look.
+            rollout.shift_back_at = decision.rollout.shift_back_at;
             tokio::time::sleep(poll_interval).await;
             continue;
         }
@@ -176,8 +177,13 @@ async fn observe(ctx: &Context, action: Action, rollout: &Rollout) -> Result<Obs
     }
     obs.lock_holder = lock.map(|l| l.rollout_id);
     if obs.aborting || action == Action::Rollback {
-        obs.abort_cause = store.abort_cause(&rollout.id).await?;
+        if let Some(abort) = store.abort_record(&rollout.id).await? {
+            obs.abort_cause = Some(abort.cause);
+            obs.abort_paced = abort.paced;
+        }
     }
+    // A paced shift back goes on only while the new task set serves and no alarm fires.
+    let pacing = matches!(action, Action::Rollback | Action::Restore) && rollout.policy.shift_back.is_some();
     let judging = matches!(
         action,
         Action::CheckGreen | Action::Shift | Action::Verify | Action::Promote | Action::TestTraffic | Action::Validate | Action::Rollback
@@ -185,7 +191,9 @@ async fn observe(ctx: &Context, action: Action, rollout: &Rollout) -> Result<Obs
     if judging {
         obs.failures = store.failures(&rollout.id).await?;
     }
-    if judging && action != Action::Rollback {
+    // (The circuit breaker's Restore reads neither: a failure or an alarm trips it again, at
+    // once, see `circuit_breaker::trip`.)
+    if (judging && action != Action::Rollback) || (pacing && action == Action::Rollback) {
         obs.alarms_firing = cloudwatch::alarms_in_alarm(&clients.cloudwatch, &rollout.policy.alarms).await?;
     }
     if matches!(action, Action::CheckGreen | Action::Verify | Action::Validate) {
@@ -203,7 +211,8 @@ async fn observe(ctx: &Context, action: Action, rollout: &Rollout) -> Result<Obs
         Action::Rollback | Action::Restore => rollout.stable.as_ref().filter(|s| obs.weight_of(&s.target_group_arn) < 100),
         _ => None,
     };
-    if let Some(target) = moving_to {
+    let green_while_pacing = rollout.green.as_ref().filter(|g| pacing && obs.weight_of(&g.target_group_arn) > 0);
+    for target in moving_to.into_iter().chain(green_while_pacing) {
         let set = obs.task_sets.iter().find(|t| t.id == target.id && t.status != "DRAINING");
         if let Some(set) = set.filter(|s| s.stability != Some(Stability::Stabilizing) && s.running_count != Some(0)) {
             let tg = set.target_group_arn.clone().unwrap_or_else(|| target.target_group_arn.clone());

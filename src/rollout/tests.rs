@@ -2495,3 +2495,111 @@ fn approval_step_policies_that_cannot_work_are_refused_with_a_fix() {
     );
     assert!(bad(APPROVAL_STRATEGY, "slack: { channel: C0123ABCD, approvers: [U012AB3CD], approverGroups: [S0614TZR7] }\n").is_empty());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Paced shift back (policy `shiftBack`): issue 15 #1
+// ---------------------------------------------------------------------------------------------
+
+fn paced_rollout(weight: u32) -> Rollout {
+    let policy = policy_with(CANARY_STRATEGY, "shiftBack: { steps: [50, 20], interval: 30s }\n");
+    Rollout { step: 2, weight, policy, ..canary_rollout() }
+}
+
+/// Fenced by a newer push or a person, who asked for the policy's pace.
+fn fenced_paced(obs: Observation) -> Observation {
+    Observation { abort_paced: true, ..fenced(obs) }
+}
+
+#[test]
+fn a_paced_rollback_steps_down_holding_each_step_then_deletes_the_new_task_set() {
+    let r = paced_rollout(100);
+    // From 100% on the new task set: the first step below it at once.
+    let d = ok(Action::Rollback, &r, &fenced_paced(canary_obs(100)), NOW);
+    assert_eq!(d.commands, vec![Command::SetWeights { weights: weights(50, 50) }]);
+    assert_eq!(d.rollout.shift_back_at, Some(NOW));
+
+    // On the step: held for the interval, without running the stabilization timeout.
+    let held = d.rollout.clone();
+    let d = ok(Action::Rollback, &held, &fenced_paced(canary_obs(50)), NOW + 10);
+    assert!(d.commands.is_empty(), "{:?}", d.commands);
+    assert_eq!(d.rollout.verdict, Some(Verdict::Wait));
+    assert!(d.rollout.waiting_for.as_deref().unwrap().contains("50% on the new task set for 20s more"), "{:?}", d.rollout.waiting_for);
+    assert_eq!(d.rollout.wait_seconds, ROLLBACK_POLL_SECONDS);
+    assert_eq!(d.rollout.rollback_started_at, None, "a held step is not a stable task set failing to come up");
+    let d = ok(Action::Rollback, &held, &fenced_paced(canary_obs(50)), NOW + 28);
+    assert_eq!(d.rollout.wait_seconds, 2);
+
+    // Held long enough: the next step, then all the way back, then the new task set goes.
+    let d = ok(Action::Rollback, &held, &fenced_paced(canary_obs(50)), NOW + 30);
+    assert_eq!(d.commands, vec![Command::SetWeights { weights: weights(80, 20) }]);
+    let at_20 = Rollout { shift_back_at: Some(NOW + 30), ..held.clone() };
+    assert!(ok(Action::Rollback, &at_20, &fenced_paced(canary_obs(20)), NOW + 59).commands.is_empty());
+    assert_eq!(
+        ok(Action::Rollback, &at_20, &fenced_paced(canary_obs(20)), NOW + 60).commands,
+        vec![Command::SetWeights { weights: weights(100, 0) }]
+    );
+    assert_eq!(
+        ok(Action::Rollback, &at_20, &fenced_paced(canary_obs(0)), NOW + 60).commands,
+        vec![Command::DeleteTaskSet { task_set_id: GREEN_ID.into() }]
+    );
+}
+
+#[test]
+fn a_paced_rollback_skips_steps_at_or_above_the_new_task_sets_weight() {
+    // At 30%: 50 is skipped, 20 is the first step.
+    let d = ok(Action::Rollback, &paced_rollout(30), &fenced_paced(canary_obs(30)), NOW);
+    assert_eq!(d.commands, vec![Command::SetWeights { weights: weights(80, 20) }]);
+    // At 10%: no step below, all the way back.
+    let d = ok(Action::Rollback, &paced_rollout(10), &fenced_paced(canary_obs(10)), NOW);
+    assert_eq!(d.commands, vec![Command::SetWeights { weights: weights(100, 0) }]);
+    // A step reached by the circuit breaker's own restore is held from the first look.
+    let d = ok(Action::Rollback, &paced_rollout(50), &fenced_paced(canary_obs(50)), NOW);
+    assert!(d.commands.is_empty(), "{:?}", d.commands);
+    assert_eq!((d.rollout.verdict, d.rollout.shift_back_at), (Some(Verdict::Wait), Some(NOW)));
+}
+
+#[test]
+fn a_failure_signal_moves_all_traffic_back_at_once_even_when_the_policy_paces() {
+    let r = paced_rollout(100);
+    let all_back = vec![Command::SetWeights { weights: weights(100, 0) }];
+    // A fence that asked for it at once (failed tasks, an alarm, `kanaria abort --now`).
+    assert_eq!(ok(Action::Rollback, &r, &fenced(canary_obs(100)), NOW).commands, all_back);
+    assert_eq!(ok(Action::Restore, &r, &fenced(canary_obs(100)), NOW).commands, all_back);
+    // Failed tasks of the new task set.
+    let mut obs = fenced_paced(canary_obs(50));
+    obs.failures = vec![failure("a1", 1)];
+    assert_eq!(ok(Action::Rollback, &paced_rollout(50), &obs, NOW).commands, all_back);
+    // An alarm in ALARM.
+    let obs = Observation { alarms_firing: vec!["web-5xx".into()], ..fenced_paced(canary_obs(50)) };
+    assert_eq!(ok(Action::Rollback, &paced_rollout(50), &obs, NOW).commands, all_back);
+    // A new task that is not a healthy target any more.
+    let mut obs = fenced_paced(canary_obs(50));
+    obs.target_health.push((GREEN_ID.into(), TargetHealth { running_tasks: 4, healthy: 3 }));
+    assert_eq!(ok(Action::Rollback, &paced_rollout(50), &obs, NOW).commands, all_back);
+    // A failed analysis (a rollback of the state machine's own, not fenced, not paced).
+    let failed = Rollout { cause: Some("canary analysis at 50%: 5xx rate above the allowed".into()), ..paced_rollout(50) };
+    assert_eq!(ok(Action::Rollback, &failed, &canary_obs(50), NOW).commands, all_back);
+    // Without `shiftBack`, a paced fence goes at once too.
+    let unpaced = Rollout { step: 2, weight: 100, ..canary_rollout() };
+    assert_eq!(ok(Action::Rollback, &unpaced, &fenced_paced(canary_obs(100)), NOW).commands, all_back);
+}
+
+#[test]
+fn an_inconclusive_analysis_that_rolls_back_is_paced() {
+    let r = Rollout { paced_rollback: true, ..paced_rollout(100) };
+    assert_eq!(ok(Action::Rollback, &r, &canary_obs(100), NOW).commands, vec![Command::SetWeights { weights: weights(50, 50) }]);
+}
+
+#[test]
+fn shift_back_is_validated() {
+    for (extra, path) in [
+        ("shiftBack: { steps: [], interval: 30s }\n", "shiftBack.steps"),
+        ("shiftBack: { steps: [20, 50], interval: 30s }\n", "shiftBack.steps"),
+        ("shiftBack: { steps: [100], interval: 30s }\n", "shiftBack.steps[0]"),
+        ("shiftBack: { steps: [50], interval: 2h }\n", "shiftBack.interval"),
+    ] {
+        let text = format!("{POLICY}{extra}");
+        let err = policy::parse("shift-back", &text).expect_err(extra).to_string();
+        assert!(err.contains(path), "{extra}: {err}");
+    }
+}
