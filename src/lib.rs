@@ -14,6 +14,7 @@ pub mod events;
 pub mod handlers;
 pub mod identity;
 pub mod policy;
+pub mod redact;
 pub mod rollout;
 pub mod schedule;
 pub mod slack;

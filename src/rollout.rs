@@ -857,13 +857,7 @@ enum Waiting {
 /// the first step of `shiftBack.steps` below its weight, once the step it is on has been held
 /// for the interval. None: move all traffic back now (no pacing asked for, or a failure signal:
 /// the new task set no longer fully serves, tasks of it failed).
-fn paced_step(
-    rollout: &Rollout,
-    obs: &Observation,
-    green_tg: &str,
-    now: u64,
-    next: &mut Rollout,
-) -> Option<Result<u32, (String, u64)>> {
+fn paced_step(rollout: &Rollout, obs: &Observation, green_tg: &str, now: u64, next: &mut Rollout) -> Option<Result<u32, (String, u64)>> {
     let back = rollout.policy.shift_back.as_ref()?;
     let green = rollout.green.as_ref().and_then(|g| obs.task_set(&g.id))?;
     if obs.serving(green).is_err() || failed_tasks_cause(rollout, obs).is_some() || !obs.alarms_firing.is_empty() {
@@ -878,9 +872,10 @@ fn paced_step(
         // A step reached by the circuit breaker's own restore (or before a retry) is held from
         // the first time this rollback sees it.
         let since = *next.shift_back_at.get_or_insert(now);
+        // Whole seconds: a step is held for more than the interval, never less.
         let held = now.saturating_sub(since);
-        if held < back.interval.secs() {
-            let left = back.interval.secs() - held;
+        if held <= back.interval.secs() {
+            let left = back.interval.secs() - held + 1;
             return Some(Err((
                 format!("shifting back gradually (policy shiftBack): {current}% on the new task set for {left}s more, so the stable tasks warm up"),
                 left,

@@ -149,7 +149,9 @@ async fn abort_shifts_back_gradually_when_the_policy_paces_and_abort_now_finishe
         (common::Env::weight_of(&w, &green_tg) == 10).then_some(())
     })
     .await;
-    assert!(aborted.elapsed() >= std::time::Duration::from_secs(4), "the 30% step was held for the interval");
+    // Held for the 4 s interval, counted in whole seconds from the rollback's first look, which
+    // can come a moment before `abort` returns (the unit tests pin the exact rule).
+    assert!(aborted.elapsed() >= std::time::Duration::from_secs(3), "the 30% step was held for the interval: {:?}", aborted.elapsed());
 
     // A person who wants it over now: the rest at once.
     let e = env.local.endpoint.clone();

@@ -233,9 +233,43 @@ async fn failures_of_a_rollouts_new_tasks_say_rolled_back_instead_of_a_loop_aler
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_crash_right_after_start_alert_carries_the_last_log_lines() {
+async fn a_crash_right_after_start_alert_carries_the_last_log_lines_redacted_when_the_service_opts_in() {
+    let body = crash_loop_alert_with_logs(true).await;
+    assert!(body.contains("Last log lines (likely secrets redacted):") && body.contains("panic: DATABASE_URL is not set"), "{body}");
+    // Issue 16 #10: what the crash printed of its configuration is not forwarded.
+    assert!(!body.contains("hunter2") && !body.contains("AKIAIOSFODNN7EXAMPLE"), "{body}");
+    assert!(body.contains("DB_PASSWORD=[REDACTED]") && body.contains("key [REDACTED]"), "{body}");
+}
+
+/// Issue 16 #10: without the opt-in tag an alert links the logs and carries no line of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crash_loop_alert_links_the_logs_without_lines_unless_the_service_opts_in() {
+    let body = crash_loop_alert_with_logs(false).await;
+    assert!(!body.contains("Last log lines") && !body.contains("DATABASE_URL"), "{body}");
+    assert!(body.contains("log-group/$252Fecs$252Fweb/log-events/ecs$252Fweb$252F"), "{body}");
+    assert!(body.contains("kanaria:restart-alerts-log-lines=on"), "{body}");
+}
+
+/// Three crashes right after start of a revision that logs to CloudWatch Logs; the alert's body.
+async fn crash_loop_alert_with_logs(opt_in: bool) -> String {
     let env = start(SampleOptions::default()).await;
     let clients = &env.local.ctx().clients;
+    if opt_in {
+        let service_arn = format!(
+            "arn:aws:ecs:us-east-1:{}:service/{}/{}",
+            kanaria_local::ACCOUNT,
+            env.sample.options.cluster,
+            env.sample.options.service
+        );
+        clients
+            .ecs
+            .tag_resource()
+            .resource_arn(service_arn)
+            .tags(aws_sdk_ecs::types::Tag::builder().key(kanaria::handlers::restart_loop::LOG_LINES_TAG).value("on").build())
+            .send()
+            .await
+            .unwrap();
+    }
     // A revision that logs to CloudWatch Logs (awslogs), and what its crashing task wrote.
     let mut options = std::collections::HashMap::new();
     options.insert("awslogs-group".to_string(), "/ecs/web".to_string());
@@ -283,8 +317,15 @@ async fn a_crash_right_after_start_alert_carries_the_last_log_lines() {
             .log_stream_name(&stream)
             .log_events(
                 aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
-                    .timestamp(now_ms - 2)
+                    .timestamp(now_ms - 3)
                     .message("listening on :8080")
+                    .build()
+                    .unwrap(),
+            )
+            .log_events(
+                aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                    .timestamp(now_ms - 2)
+                    .message("config: DB_PASSWORD=hunter2 key AKIAIOSFODNN7EXAMPLE")
                     .build()
                     .unwrap(),
             )
@@ -310,6 +351,6 @@ async fn a_crash_right_after_start_alert_carries_the_last_log_lines() {
     let body = &alerts[0].1;
     assert!(body.contains("Diagnosis (crash-on-start)"), "{body}");
     assert!(body.contains("web exited 2"), "{body}");
-    assert!(body.contains("Last log lines:") && body.contains("panic: DATABASE_URL is not set"), "{body}");
     assert!(body.contains("log-group/$252Fecs$252Fweb/log-events/ecs$252Fweb$252F"), "{body}");
+    body.clone()
 }

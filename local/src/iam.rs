@@ -67,6 +67,8 @@ pub struct IamGate {
     denials: Mutex<Vec<Denial>>,
     /// Authorization requests evaluated so far.
     evaluated: std::sync::atomic::AtomicU64,
+    /// The test provokes denials on purpose: they are not defects for the run's log.
+    expected: std::sync::atomic::AtomicBool,
 }
 
 impl IamGate {
@@ -94,6 +96,7 @@ impl IamGate {
             state_machine_arn: state_machine_arn.to_string(),
             denials: Mutex::new(Vec::new()),
             evaluated: Default::default(),
+            expected: Default::default(),
         })
     }
 
@@ -102,6 +105,12 @@ impl IamGate {
     }
 
     /// Take the denials so far (a test that provokes one on purpose clears it).
+    /// From now on, denials are what the test asked for: the run's log (`KANARIA_IAM_DENIAL_LOG`)
+    /// notes them as comments, which the end-of-run check does not count as refusals.
+    pub fn expect_denials(&self) {
+        self.expected.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn take_denials(&self) -> Vec<Denial> {
         std::mem::take(&mut *self.denials.lock().unwrap())
     }
@@ -191,7 +200,8 @@ impl IamGate {
 
     fn record(&self, denial: Denial) {
         if let Some(path) = std::env::var_os(DENIAL_LOG_ENV) {
-            let line = format!("{}\n", denial.to_string().replace('\n', " "));
+            let expected = if self.expected.load(std::sync::atomic::Ordering::Relaxed) { "# expected by the test: " } else { "" };
+            let line = format!("{expected}{}\n", denial.to_string().replace('\n', " "));
             let written = std::fs::OpenOptions::new().create(true).append(true).open(&path).and_then(|mut f| f.write_all(line.as_bytes()));
             if let Err(e) = written {
                 tracing::warn!(error = %e, "could not record an IAM denial");

@@ -549,6 +549,7 @@ impl LocalAws {
     /// This test makes calls IAM refuses on purpose: do not fail it for them.
     pub fn expect_iam_denials(&mut self) {
         self.expect_denials = true;
+        self.shared.iam.expect_denials();
     }
 
     /// Notices published to the alert topic since the last call: (subject, body).

@@ -21,6 +21,11 @@ use crate::events::{EcsTaskStateChange, TaskFailure};
 /// The opt-out tag.
 pub const OPT_OUT_TAG: &str = "kanaria:restart-alerts";
 
+/// The opt-in tag for the crashed task's last log lines in an alert (`on`). Off by default: an
+/// alert goes to an SNS topic and a Slack channel, and log lines can carry what a service's logs
+/// keep to fewer people. Lines that are included are redacted ([`crate::redact`]).
+pub const LOG_LINES_TAG: &str = "kanaria:restart-alerts-log-lines";
+
 /// The longest `restartLoop.window` a policy may set (policy validation) and the fewest
 /// failures: below that many recent stops no threshold can be reached, so no policy is read.
 const MAX_WINDOW_SECONDS: u64 = 24 * 3600;
@@ -86,11 +91,12 @@ pub async fn on_failed_stop(
         return Ok(json!({ "restartLoop": "counted", "stops": in_window, "threshold": thresholds.failures }));
     }
     let (cluster, service) = service_key.split_once('/').unwrap_or(("", service_key));
-    if opted_out(ctx, cluster, service).await? {
+    let tags = alert_tags(ctx, cluster, service).await?;
+    if tags.opted_out {
         info!(service = %service_key, "restart loop, but the service opted out of alerts");
         return Ok(json!({ "restartLoop": "opted out" }));
     }
-    let alert = build_alert(ctx, region, service_key, task, failure, in_window, thresholds).await?;
+    let alert = build_alert(ctx, region, service_key, task, failure, in_window, thresholds, tags.log_lines).await?;
     let episode = Episode {
         service: service_key.to_string(),
         task_definition_arn: task.task_definition_arn.clone(),
@@ -113,7 +119,7 @@ pub async fn on_start_impaired(ctx: &Context, service_arn: &str, at: u64) -> Res
         return Err(HandlerError::invalid_input("ECS Service Action event", format!("resource {service_arn:?} is not a service ARN")));
     };
     let service_key = format!("{cluster}/{service}");
-    if opted_out(ctx, cluster, service).await? {
+    if alert_tags(ctx, cluster, service).await?.opted_out {
         return Ok(json!({ "restartLoop": "opted out" }));
     }
     let thresholds = thresholds_for(ctx, &service_key).await?;
@@ -199,10 +205,19 @@ async fn describe(ctx: &Context, cluster: &str, service: &str) -> Result<Option<
     Ok(out.services().first().cloned())
 }
 
-async fn opted_out(ctx: &Context, cluster: &str, service: &str) -> Result<bool, AwsError> {
-    Ok(describe(ctx, cluster, service)
-        .await?
-        .is_some_and(|s| s.tags().iter().any(|t| t.key() == Some(OPT_OUT_TAG) && t.value().is_some_and(|v| v.eq_ignore_ascii_case("off")))))
+/// What the service's tags say about its alerts.
+#[derive(Debug, Clone, Copy, Default)]
+struct AlertTags {
+    opted_out: bool,
+    log_lines: bool,
+}
+
+async fn alert_tags(ctx: &Context, cluster: &str, service: &str) -> Result<AlertTags, AwsError> {
+    let Some(svc) = describe(ctx, cluster, service).await? else { return Ok(AlertTags::default()) };
+    let tag_is = |key: &str, value: &str| {
+        svc.tags().iter().any(|t| t.key() == Some(key) && t.value().is_some_and(|v| v.eq_ignore_ascii_case(value)))
+    };
+    Ok(AlertTags { opted_out: tag_is(OPT_OUT_TAG, "off"), log_lines: tag_is(LOG_LINES_TAG, "on") })
 }
 
 async fn current_task_definition(ctx: &Context, cluster: &str, service: &str) -> Result<Option<String>, AwsError> {
@@ -255,6 +270,7 @@ async fn build_alert(
     failure: &TaskFailure,
     stops: u32,
     thresholds: Thresholds,
+    log_lines_opted_in: bool,
 ) -> Result<Notice, AwsError> {
     let td = ctx
         .clients
@@ -285,7 +301,8 @@ async fn build_alert(
         .unwrap_or_else(|| task.containers.iter().filter_map(|c| c.image.clone().map(|i| format!("{} = {i}", c.name))).collect());
     let codes: Vec<String> = failure.exit_codes.iter().map(|(n, c)| format!("{n} exited {c}")).collect();
 
-    // The failing container's awslogs stream: link always, last lines for application crashes.
+    // The failing container's awslogs stream: link always; its last lines, redacted, for
+    // application crashes of a service that opted in.
     let mut log_lines = Vec::new();
     let mut log_link = None;
     let failing = failure.exit_codes.first().map(|(n, _)| n.as_str()).or_else(|| task.containers.first().map(|c| c.name.as_str()));
@@ -298,7 +315,8 @@ async fn build_alert(
                     console_escape(group),
                     console_escape(&stream)
                 ));
-                if matches!(diagnosis.kind, Kind::CrashOnStart | Kind::AppExited | Kind::Segfault | Kind::Unknown) {
+                let crashed = matches!(diagnosis.kind, Kind::CrashOnStart | Kind::AppExited | Kind::Segfault | Kind::Unknown);
+                if crashed && log_lines_opted_in {
                     if let Ok(out) = ctx
                         .clients
                         .logs
@@ -310,7 +328,7 @@ async fn build_alert(
                         .send()
                         .await
                     {
-                        log_lines = out.events().iter().filter_map(|e| e.message().map(|m| m.trim_end().to_string())).collect();
+                        log_lines = out.events().iter().filter_map(|e| e.message().map(|m| crate::redact::redact(m.trim_end()))).collect();
                     }
                 }
             }
@@ -333,14 +351,16 @@ async fn build_alert(
         diagnosis.fix,
         task_console_link(region, cluster, task_id),
     );
-    if let Some(link) = log_link {
+    if let Some(link) = &log_link {
         body.push_str(&format!("Logs: {link}\n"));
     }
     if !log_lines.is_empty() {
-        body.push_str("Last log lines:\n");
+        body.push_str("Last log lines (likely secrets redacted):\n");
         for line in &log_lines {
             body.push_str(&format!("  {line}\n"));
         }
+    } else if log_link.is_some() && !log_lines_opted_in {
+        body.push_str(&format!("(Tag the service {LOG_LINES_TAG}=on to include the crash's last log lines here, redacted.)\n"));
     }
     body.push_str(&format!("(Silence these alerts for the service with the tag {OPT_OUT_TAG}=off.)"));
     Ok(Notice {

@@ -2523,23 +2523,24 @@ fn a_paced_rollback_steps_down_holding_each_step_then_deletes_the_new_task_set()
     let d = ok(Action::Rollback, &held, &fenced_paced(canary_obs(50)), NOW + 10);
     assert!(d.commands.is_empty(), "{:?}", d.commands);
     assert_eq!(d.rollout.verdict, Some(Verdict::Wait));
-    assert!(d.rollout.waiting_for.as_deref().unwrap().contains("50% on the new task set for 20s more"), "{:?}", d.rollout.waiting_for);
+    assert!(d.rollout.waiting_for.as_deref().unwrap().contains("50% on the new task set for 21s more"), "{:?}", d.rollout.waiting_for);
     assert_eq!(d.rollout.wait_seconds, ROLLBACK_POLL_SECONDS);
     assert_eq!(d.rollout.rollback_started_at, None, "a held step is not a stable task set failing to come up");
     let d = ok(Action::Rollback, &held, &fenced_paced(canary_obs(50)), NOW + 28);
-    assert_eq!(d.rollout.wait_seconds, 2);
+    assert_eq!(d.rollout.wait_seconds, 3);
+    assert!(ok(Action::Rollback, &held, &fenced_paced(canary_obs(50)), NOW + 30).commands.is_empty(), "held at least the interval");
 
     // Held long enough: the next step, then all the way back, then the new task set goes.
-    let d = ok(Action::Rollback, &held, &fenced_paced(canary_obs(50)), NOW + 30);
+    let d = ok(Action::Rollback, &held, &fenced_paced(canary_obs(50)), NOW + 31);
     assert_eq!(d.commands, vec![Command::SetWeights { weights: weights(80, 20) }]);
-    let at_20 = Rollout { shift_back_at: Some(NOW + 30), ..held.clone() };
-    assert!(ok(Action::Rollback, &at_20, &fenced_paced(canary_obs(20)), NOW + 59).commands.is_empty());
+    let at_20 = Rollout { shift_back_at: Some(NOW + 31), ..held.clone() };
+    assert!(ok(Action::Rollback, &at_20, &fenced_paced(canary_obs(20)), NOW + 61).commands.is_empty());
     assert_eq!(
-        ok(Action::Rollback, &at_20, &fenced_paced(canary_obs(20)), NOW + 60).commands,
+        ok(Action::Rollback, &at_20, &fenced_paced(canary_obs(20)), NOW + 62).commands,
         vec![Command::SetWeights { weights: weights(100, 0) }]
     );
     assert_eq!(
-        ok(Action::Rollback, &at_20, &fenced_paced(canary_obs(0)), NOW + 60).commands,
+        ok(Action::Rollback, &at_20, &fenced_paced(canary_obs(0)), NOW + 62).commands,
         vec![Command::DeleteTaskSet { task_set_id: GREEN_ID.into() }]
     );
 }
