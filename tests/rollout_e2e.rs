@@ -232,3 +232,42 @@ async fn malformed_events_and_invalid_policies_change_nothing() {
     let err = env.local.shared.invoke(Function::RolloutStep, serde_json::json!({"action": "launch", "rollout": {}})).await.unwrap_err();
     assert_eq!(err.error_type, "Kanaria.InvalidInput");
 }
+
+/// A policy stored under another service's parameter is invalid wherever policies are loaded
+/// (issue 16 #8): a team that may write only under its own prefix cannot deploy into another
+/// team's service by naming it. A push starts nothing with it, and the daily resync creates none
+/// of its schedules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_policy_stored_under_another_services_parameter_deploys_nothing() {
+    let env = start(quick_canary()).await;
+    let ctx = env.local.ctx();
+    let prefix = &ctx.settings.policy_prefix;
+    let own = kanaria::aws::policies::parameter_name(prefix, &env.sample.policy);
+    let other = format!("{prefix}team-b/api");
+    let schedule = "schedules:\n  - { name: night, cron: \"cron(0 22 * * ? *)\", timezone: UTC, desiredCount: 3 }\n";
+    ctx.clients
+        .ssm
+        .put_parameter()
+        .name(&other)
+        .value(format!("{}{schedule}", env.sample.policy_yaml))
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .send()
+        .await
+        .unwrap();
+    ctx.clients.ssm.delete_parameter().name(&own).send().await.unwrap();
+    let before = env.weights().await;
+
+    env.push("v2", &fixture::new_digest("foreign")).await;
+    env.wait_invocations(Function::OnImagePush, 1).await;
+    let out = env.results_of(Function::OnImagePush).pop().unwrap().expect("on-image-push succeeded");
+    assert_eq!(out["ignored"], "no policy matches", "{out}");
+    assert!(env.executions().await.is_empty());
+    assert_eq!(env.task_definition_revisions().await, 1, "no revision was registered");
+    assert_eq!(env.weights().await, before);
+
+    let out = env.local.shared.invoke(Function::PolicySync, serde_json::json!({"syncAll": true})).await.expect("policy-sync succeeded");
+    assert_eq!(out["report"]["created"], serde_json::json!([]), "{out}");
+    let group = &ctx.settings.scheduler.group;
+    let listed = ctx.clients.scheduler.list_schedules().group_name(group).send().await.unwrap();
+    assert!(listed.schedules().is_empty(), "no schedule of the foreign policy: {:?}", listed.schedules());
+}

@@ -133,8 +133,11 @@ pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> 
         match parsed {
             Ok(policy) if policy.matches(&push.repository_name, tag) => matching.push(policy),
             Ok(_) => {}
-            // A broken policy must never start a rollout, and must not hide the others.
-            Err(e) => error!(parameter = %name, problems = %e, "invalid policy skipped; fix it with `kanaria policy validate`"),
+            // A broken policy, or one stored under another service's parameter, must never start
+            // a rollout, and must not hide the others.
+            Err(e) => {
+                error!(parameter = %name, problems = %e, "invalid policy skipped: it starts no rollout until each problem is fixed as it says")
+            }
         }
     }
     if matching.is_empty() {
