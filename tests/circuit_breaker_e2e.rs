@@ -83,6 +83,34 @@ async fn an_alarm_going_to_alarm_rolls_back() {
     assert_eq!(env.action_count("verify"), 0, "rolled back by the alarm event, not at the end of the bake");
 }
 
+/// Issue 16 #4. A policy may name a composite alarm. DescribeAlarms returns composite alarms only
+/// when asked for them (AlarmTypes) and only to callers allowed it on "*" (the local runtime
+/// answers both as AWS does): before, rollout-step asked for metric alarms only, so a composite
+/// alarm in ALARM never stopped a rollout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_composite_alarm_in_alarm_rolls_back() {
+    let env =
+        start(SampleOptions { steps: vec![(10, 1), (50, 1)], extra_policy_yaml: "alarms: [web-health]\n".into(), ..Default::default() })
+            .await;
+    env.create_alarm("web-5xx").await;
+    let cw = &env.local.ctx().clients.cloudwatch;
+    cw.put_composite_alarm().alarm_name("web-health").alarm_rule("ALARM(\"web-5xx\")").send().await.unwrap();
+    // The web team's health is already bad (CloudWatch evaluated the rule): no traffic may move.
+    cw.set_alarm_state()
+        .alarm_name("web-health")
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .state_reason("web-5xx is in ALARM")
+        .send()
+        .await
+        .unwrap();
+    let digest = fixture::new_digest("composite");
+    env.push("v2", &digest).await;
+    let execution = env.started_execution().await;
+
+    env.assert_rolled_back(&execution, "alarm web-health is in ALARM").await;
+    assert_eq!(env.action_count("promote"), 0, "never promoted");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn canary_analysis_failing_on_5xx_rolls_back() {
     // The new image answers 15% of its requests with a 500; the stable one none. The traffic

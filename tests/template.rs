@@ -271,6 +271,16 @@ fn iam_problems(template: &Value) -> Vec<String> {
                     problems.push(format!("{}: {action} on \"*\"; it supports resource-level permissions, scope it", s.origin));
                 }
             }
+            // Scoped to alarm ARNs, DescribeAlarms silently leaves composite alarms out of its
+            // answer ("You can't return information about composite alarms if your
+            // cloudwatch:DescribeAlarms permission has a narrower scope", DescribeAlarms API
+            // reference): a policy's composite alarm would never roll a rollout back.
+            if action == "cloudwatch:DescribeAlarms" && s.resources.iter().any(|r| r != "*") {
+                problems.push(format!(
+                    "{}: cloudwatch:DescribeAlarms on {:?}; composite alarms are returned only when it is allowed on \"*\"",
+                    s.origin, s.resources
+                ));
+            }
             if action == "iam:PassRole" {
                 let passed_to = s.condition("iam:PassedToService").map(|(_, v)| v.clone()).unwrap_or_default();
                 if passed_to.is_empty() {
@@ -536,8 +546,12 @@ Resources:
             Resource: !Sub "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task/*"
           - Sid: ReadsAreFine
             Effect: Allow
-            Action: [ecs:DescribeTaskDefinition, elasticloadbalancing:DescribeListeners]
+            Action: [ecs:DescribeTaskDefinition, elasticloadbalancing:DescribeListeners, cloudwatch:DescribeAlarms]
             Resource: "*"
+          - Sid: MetricAlarmsOnly
+            Effect: Allow
+            Action: cloudwatch:DescribeAlarms
+            Resource: !Sub "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:*"
   FnRole:
     Type: AWS::IAM::Role
     Properties:
@@ -602,6 +616,7 @@ Resources:
         "scheduler:CreateSchedule on \"*\"",
         "states:StartExecution on \"*\"",
         "ecs:ExecuteCommand is a mutating action this test does not know",
+        "Everything statement MetricAlarmsOnly: cloudwatch:DescribeAlarms on [\"arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:*\"]; composite alarms are returned only when it is allowed on \"*\"",
         "FnRole/p statement PassAnything: iam:PassRole without an iam:PassedToService condition",
         "FnRole/p statement PassAnyRoleToTasks: iam:PassRole on any role; scope the roles by name or path",
         "FnRole/p statement PassTaggedRoles: iam:PassRole conditioned on the role's tags never applies",
