@@ -28,6 +28,12 @@ async fn a_task_crashing_after_running_rolls_back_during_the_bake() {
     assert_eq!(env.action_count("verify"), 0);
     let cause = env.wait_for_end(&execution, Duration::from_secs(1)).await.unwrap().2;
     assert!(cause.contains("exit 1"), "{cause}");
+
+    // Rollout metrics (issue 16 #14): one rollback, by its cause.
+    let rolled_back = env.metrics("RolloutsRolledBack");
+    assert_eq!(rolled_back.len(), 1, "{rolled_back:?}");
+    assert_eq!((rolled_back[0]["service"].as_str(), rolled_back[0]["cause"].as_str()), (Some("demo/web"), Some("failed-tasks")));
+    assert!(env.metrics("RolloutsPromoted").is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -81,6 +87,15 @@ async fn an_alarm_going_to_alarm_rolls_back() {
 
     env.assert_rolled_back(&execution, "alarm web-5xx went to ALARM").await;
     assert_eq!(env.action_count("verify"), 0, "rolled back by the alarm event, not at the end of the bake");
+
+    // Rollout metrics (issue 16 #14): the rollback by its cause, and how long the 10% of traffic
+    // on the new task set took to be back on the stable one (read back).
+    let rolled_back = env.metrics("RolloutsRolledBack");
+    assert_eq!(rolled_back.iter().map(|d| d["cause"].as_str()).collect::<Vec<_>>(), [Some("alarm")], "{rolled_back:?}");
+    let restored = env.metrics("TimeToRollBack");
+    assert_eq!(restored.len(), 1, "traffic was moved back once: {restored:?}");
+    assert_eq!(restored[0]["service"], "demo/web");
+    assert!(restored[0]["TimeToRollBack"].as_f64().is_some_and(|s| s > 0.0 && s < 30.0), "{restored:?}");
 }
 
 /// Issue 16 #4. A policy may name a composite alarm. DescribeAlarms returns composite alarms only
@@ -109,6 +124,8 @@ async fn a_composite_alarm_in_alarm_rolls_back() {
 
     env.assert_rolled_back(&execution, "alarm web-health is in ALARM").await;
     assert_eq!(env.action_count("promote"), 0, "never promoted");
+    let rolled_back = env.metrics("RolloutsRolledBack");
+    assert_eq!(rolled_back.iter().map(|d| d["cause"].as_str()).collect::<Vec<_>>(), [Some("alarm")], "{rolled_back:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

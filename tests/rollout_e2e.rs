@@ -84,6 +84,16 @@ async fn a_canary_ends_with_all_traffic_on_the_new_primary_task_set() {
     assert!(traffic.by_image.contains_key(&env.image_uri(&digest)), "the new image answered: {traffic:?}");
     assert!(traffic.by_image.contains_key(&env.sample.initial_image), "the old image answered: {traffic:?}");
 
+    // Rollout metrics (CloudWatch Embedded Metric Format lines of the functions, issue 16 #14).
+    let started = env.metrics("RolloutsStarted");
+    assert_eq!(started.len(), 1, "{started:?}");
+    assert_eq!(started[0]["service"], "demo/web");
+    let promoted = env.metrics("RolloutsPromoted");
+    assert_eq!(promoted.len(), 1, "{promoted:?}");
+    assert_eq!((promoted[0]["service"].as_str(), promoted[0]["RolloutsPromoted"].as_f64()), (Some("demo/web"), Some(1.0)));
+    assert!(promoted[0]["RolloutDuration"].as_f64().is_some_and(|s| s >= 2.0), "two 1s bakes at least: {promoted:?}");
+    assert!(env.metrics("RolloutsRolledBack").is_empty());
+
     // The next release goes the other way: back onto the blue target group.
     let next = fixture::new_digest("next");
     env.push("v3", &next).await;

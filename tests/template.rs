@@ -515,6 +515,150 @@ fn outputs_and_alarms_people_need() {
     }
 }
 
+/// The dashboard's body as JSON (`!Sub` references become `${NAME}` strings), or why not.
+fn dashboard_body(resource: &Value) -> Result<serde_json::Value, String> {
+    let body = props(resource).and_then(|p| p.get("DashboardBody")).ok_or("no DashboardBody")?;
+    let text = match intrinsic(body) {
+        Some((name, Value::String(s))) if name == "Sub" => s.clone(),
+        _ => return Err("DashboardBody is not !Sub of a JSON string".into()),
+    };
+    serde_json::from_str(&text).map_err(|e| format!("DashboardBody is not JSON: {e}"))
+}
+
+/// What is wrong with the template's dashboards (empty: nothing): the body is a dashboard body
+/// (widgets with a position, size and properties; metric widgets with a region and metrics), it
+/// shows every metric `kanaria::metrics::ALL` names, the depth of every queue (each is a
+/// dead-letter queue) and the errors of every function.
+fn dashboard_problems(template: &Value, emitted: &[&str]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let all = resources(template);
+    let dashboards: Vec<(&String, &Value)> =
+        all.iter().filter(|(_, r)| resource_type(r) == "AWS::CloudWatch::Dashboard").map(|(id, r)| (id, *r)).collect();
+    if dashboards.is_empty() {
+        return vec!["no AWS::CloudWatch::Dashboard".into()];
+    }
+    // Every metric shown: [namespace, name, dimension name, value, ...], and SEARCH expressions.
+    let mut shown: Vec<Vec<String>> = Vec::new();
+    let mut expressions: Vec<String> = Vec::new();
+    for (id, dashboard) in dashboards {
+        let body = match dashboard_body(dashboard) {
+            Ok(b) => b,
+            Err(e) => {
+                problems.push(format!("{id}: {e}"));
+                continue;
+            }
+        };
+        let Some(widgets) = body.get("widgets").and_then(|w| w.as_array()).filter(|w| !w.is_empty()) else {
+            problems.push(format!("{id}: the body has no widgets"));
+            continue;
+        };
+        for (i, w) in widgets.iter().enumerate() {
+            for key in ["x", "y", "width", "height"] {
+                if !w.get(key).is_some_and(|v| v.is_u64()) {
+                    problems.push(format!("{id}: widget {i} has no {key}"));
+                }
+            }
+            let Some(properties) = w.get("properties") else {
+                problems.push(format!("{id}: widget {i} has no properties"));
+                continue;
+            };
+            if w.get("type").and_then(|t| t.as_str()) != Some("metric") {
+                continue;
+            }
+            if properties.get("region").and_then(|r| r.as_str()) != Some("${AWS::Region}") {
+                problems.push(format!("{id}: metric widget {i} has no region ${{AWS::Region}}"));
+            }
+            for m in properties.get("metrics").and_then(|m| m.as_array()).into_iter().flatten() {
+                let Some(parts) = m.as_array() else {
+                    problems.push(format!("{id}: widget {i}: a metric is not an array: {m}"));
+                    continue;
+                };
+                let strings: Vec<String> = parts.iter().filter_map(|p| p.as_str().map(str::to_string)).collect();
+                if strings.iter().any(|s| s == "...") {
+                    problems.push(format!("{id}: widget {i}: write each metric out (no \"...\"), so this test can read it"));
+                }
+                match parts.first() {
+                    Some(serde_json::Value::String(_)) if strings.len() >= 2 => shown.push(strings),
+                    Some(serde_json::Value::Object(o)) => match o.get("expression").and_then(|e| e.as_str()) {
+                        Some(e) => expressions.push(e.to_string()),
+                        None => problems.push(format!("{id}: widget {i}: {m} is neither a metric nor an expression")),
+                    },
+                    _ => problems.push(format!("{id}: widget {i}: {m} is neither a metric nor an expression")),
+                }
+            }
+        }
+    }
+    for name in emitted {
+        let plain = shown.iter().any(|m| m[0] == kanaria::metrics::NAMESPACE && m[1] == *name);
+        let searched = expressions.iter().any(|e| e.contains(&format!("MetricName=\"{name}\"")));
+        if !plain && !searched {
+            problems.push(format!("metric {}/{name} (emitted by the functions) is not on the dashboard", kanaria::metrics::NAMESPACE));
+        }
+    }
+    let has = |namespace: &str, metric: &str, dimension: &str, value: &str| {
+        shown.iter().any(|m| m.len() >= 4 && m[0] == namespace && m[1] == metric && m[2] == dimension && m[3] == value)
+    };
+    for (qid, q) in &all {
+        if resource_type(q) == "AWS::SQS::Queue"
+            && !has("AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", &format!("${{{qid}.QueueName}}"))
+        {
+            problems.push(format!("queue {qid}: its depth (ApproximateNumberOfMessagesVisible) is not on the dashboard"));
+        }
+    }
+    for (fid, f) in &all {
+        if resource_type(f) == "AWS::Serverless::Function" && !has("AWS/Lambda", "Errors", "FunctionName", &format!("${{{fid}}}")) {
+            problems.push(format!("function {fid}: its Errors are not on the dashboard"));
+        }
+    }
+    problems
+}
+
+#[test]
+fn the_dashboard_shows_every_metric_the_code_emits_every_dead_letter_queue_and_every_function() {
+    assert_none("dashboard", dashboard_problems(&parse(&template_text()), &kanaria::metrics::ALL));
+}
+
+#[test]
+fn the_dashboard_check_catches_what_is_missing() {
+    let bad = parse(
+        r#"
+Resources:
+  Queue:
+    Type: AWS::SQS::Queue
+  Fn:
+    Type: AWS::Serverless::Function
+  Board:
+    Type: AWS::CloudWatch::Dashboard
+    Properties:
+      DashboardBody: !Sub |
+        {"widgets": [
+          {"type": "metric", "x": 0, "y": 0, "width": 6, "height": 6,
+           "properties": {"region": "${AWS::Region}", "metrics": [["kanaria", "RolloutsStarted"], ["...", "RolloutsPromoted"]]}},
+          {"type": "metric", "x": 6, "y": 0, "height": 6,
+           "properties": {"metrics": [[{"expression": "SEARCH('{kanaria,cause} MetricName=\"RolloutsRolledBack\"', 'Sum', 60)"}]]}}
+        ]}
+"#,
+    );
+    let problems = dashboard_problems(&bad, &["RolloutsStarted", "RolloutsRolledBack", "TimeToRollBack"]).join("\n");
+    for expected in [
+        "Board: widget 0: write each metric out",
+        "Board: widget 1 has no width",
+        "Board: metric widget 1 has no region",
+        "metric kanaria/TimeToRollBack (emitted by the functions) is not on the dashboard",
+        "queue Queue: its depth (ApproximateNumberOfMessagesVisible) is not on the dashboard",
+        "function Fn: its Errors are not on the dashboard",
+    ] {
+        assert!(problems.contains(expected), "expected a problem containing {expected:?} in:\n{problems}");
+    }
+    for found in ["kanaria/RolloutsStarted", "kanaria/RolloutsRolledBack"] {
+        assert!(!problems.contains(found), "{found} is on the dashboard:\n{problems}");
+    }
+    let not_json =
+        parse("Resources:\n  Board:\n    Type: AWS::CloudWatch::Dashboard\n    Properties:\n      DashboardBody: !Sub '{\"widgets\": ['\n");
+    assert!(dashboard_problems(&not_json, &[]).join("\n").contains("Board: DashboardBody is not JSON"));
+    assert_eq!(dashboard_problems(&parse("Resources: {}"), &[]), ["no AWS::CloudWatch::Dashboard"]);
+}
+
 /// The checks fail on what they are meant to catch.
 #[test]
 fn the_checks_catch_bad_templates() {

@@ -328,6 +328,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
                             scheduler: settings,
                         },
                         chatops: Default::default(),
+                        metrics: Default::default(),
                     };
                     let failed = format!(
                         "the policy is stored ({name}), but bringing its EventBridge Scheduler schedules in step failed; check \
@@ -597,6 +598,7 @@ async fn context(global: &GlobalArgs) -> anyhow::Result<crate::aws::Context> {
             scheduler: crate::aws::scheduler::SchedulerSettings::default(),
         },
         chatops: Default::default(),
+        metrics: Default::default(),
     })
 }
 
