@@ -659,6 +659,164 @@ Resources:
     assert_eq!(dashboard_problems(&parse("Resources: {}"), &[]), ["no AWS::CloudWatch::Dashboard"]);
 }
 
+/// `!If [HasKmsKey, !Ref KmsKeyArn, ...]`: the customer managed key when the parameter is set.
+fn uses_the_key(value: Option<&Value>) -> bool {
+    match value.and_then(intrinsic) {
+        Some((name, Value::Sequence(parts))) if name == "If" && parts.len() == 3 => {
+            parts[0].as_str() == Some("HasKmsKey") && render(&parts[1]) == ["${KmsKeyArn}"]
+        }
+        _ => false,
+    }
+}
+
+/// What is wrong with the optional customer managed key (empty: nothing): everything kanaria
+/// stores uses `KmsKeyArn` when it is set (the table, the topics, the queues, the log groups, the
+/// functions' environment), and permissions on the key exist only then - in a managed policy
+/// with `Condition: HasKmsKey`, on that key alone, through kanaria's resources' services - and
+/// every role of a function or of Scheduler attaches it under the same condition.
+fn kms_problems(template: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let all = resources(template);
+    if !uses_the_key(template.get("Globals").and_then(|g| g.get("Function")).and_then(|f| f.get("KmsKeyArn"))) {
+        problems.push("Globals.Function.KmsKeyArn: the functions' environment does not use KmsKeyArn when it is set".into());
+    }
+    for (id, r) in &all {
+        let p = props(r);
+        let key = match resource_type(r) {
+            "AWS::DynamoDB::Table" => p.and_then(|p| p.get("SSESpecification")).and_then(|s| s.get("KMSMasterKeyId")),
+            "AWS::SNS::Topic" | "AWS::SQS::Queue" => p.and_then(|p| p.get("KmsMasterKeyId")),
+            "AWS::Logs::LogGroup" => p.and_then(|p| p.get("KmsKeyId")),
+            _ => continue,
+        };
+        if !uses_the_key(key) {
+            problems.push(format!("{id}: does not use KmsKeyArn when it is set (!If [HasKmsKey, !Ref KmsKeyArn, ...])"));
+        }
+    }
+    let key_policies: Vec<&String> = all
+        .iter()
+        .filter(|(_, r)| resource_type(r) == "AWS::IAM::ManagedPolicy" && serde_yaml_ng::to_string(r).unwrap_or_default().contains("kms:"))
+        .map(|(id, _)| id)
+        .collect();
+    for (id, r) in &all {
+        let conditional = r.get("Condition").and_then(Value::as_str) == Some("HasKmsKey");
+        let Some(p) = props(r) else { continue };
+        let documents: Vec<(String, &Value)> = match resource_type(r) {
+            "AWS::IAM::ManagedPolicy" | "AWS::IAM::Policy" => p.get("PolicyDocument").map(|d| vec![(id.clone(), d)]).unwrap_or_default(),
+            "AWS::IAM::Role" => list(p.get("Policies"))
+                .into_iter()
+                .filter_map(|policy| Some((format!("{id}/{}", policy.get("PolicyName")?.as_str()?), policy.get("PolicyDocument")?)))
+                .collect(),
+            _ => vec![],
+        };
+        for (origin, document) in documents {
+            for s in statements_of(document, &origin) {
+                if !s.actions.iter().any(|a| a.starts_with("kms:")) {
+                    continue;
+                }
+                if !conditional || !key_policies.contains(&id) {
+                    problems.push(format!("{}: grants KMS actions outside a managed policy with Condition: HasKmsKey", s.origin));
+                }
+                if s.resources != ["${KmsKeyArn}"] {
+                    problems.push(format!("{}: KMS actions on {:?}, not only the key KmsKeyArn", s.origin, s.resources));
+                }
+                if s.condition("kms:ViaService").is_none() {
+                    problems.push(format!("{}: KMS actions without a kms:ViaService condition (any use of the key)", s.origin));
+                }
+            }
+        }
+    }
+    if key_policies.is_empty() {
+        problems.push("no managed policy grants the use of KmsKeyArn".into());
+    }
+    for (id, r) in &all {
+        if resource_type(r) != "AWS::IAM::Role" {
+            continue;
+        }
+        let trust = serde_yaml_ng::to_string(r.get("Properties").and_then(|p| p.get("AssumeRolePolicyDocument")).unwrap_or(&Value::Null))
+            .unwrap_or_default();
+        if !trust.contains("lambda.amazonaws.com") && !trust.contains("scheduler.amazonaws.com") {
+            continue;
+        }
+        let attached = props(r).and_then(|p| p.get("ManagedPolicyArns")).and_then(Value::as_sequence).is_some_and(|arns| {
+            arns.iter().any(|a| match intrinsic(a) {
+                Some((name, Value::Sequence(parts))) if name == "If" && parts.len() == 3 => {
+                    parts[0].as_str() == Some("HasKmsKey")
+                        && key_policies.iter().any(|k| render(&parts[1]) == [format!("${{{k}}}")])
+                        && is_no_value(&parts[2])
+                }
+                _ => false,
+            })
+        });
+        if !attached {
+            problems.push(format!("{id}: does not attach the key's policy under !If [HasKmsKey, !Ref <policy>, !Ref AWS::NoValue]"));
+        }
+    }
+    problems
+}
+
+#[test]
+fn the_optional_kms_key_encrypts_everything_and_is_granted_only_when_set() {
+    assert_none("KMS", kms_problems(&parse(&template_text())));
+}
+
+#[test]
+fn the_kms_check_catches_unencrypted_resources_and_unconditional_grants() {
+    let bad = parse(
+        r#"
+Globals:
+  Function:
+    Runtime: provided.al2023
+Resources:
+  Table:
+    Type: AWS::DynamoDB::Table
+    Properties:
+      SSESpecification: { SSEEnabled: true }
+  Topic:
+    Type: AWS::SNS::Topic
+    Properties:
+      KmsMasterKeyId: !If [HasKmsKey, !Ref KmsKeyArn, alias/aws/sns]
+  Queue:
+    Type: AWS::SQS::Queue
+    Properties:
+      SqsManagedSseEnabled: true
+  Logs:
+    Type: AWS::Logs::LogGroup
+  Always:
+    Type: AWS::IAM::ManagedPolicy
+    Properties:
+      PolicyDocument:
+        Statement:
+          - Sid: AnyKey
+            Effect: Allow
+            Action: kms:Decrypt
+            Resource: "*"
+  FnRole:
+    Type: AWS::IAM::Role
+    Properties:
+      AssumeRolePolicyDocument:
+        Statement:
+          - Effect: Allow
+            Principal: { Service: lambda.amazonaws.com }
+            Action: sts:AssumeRole
+      ManagedPolicyArns: [!Ref Always]
+"#,
+    );
+    let problems = kms_problems(&bad).join("\n");
+    for expected in [
+        "Globals.Function.KmsKeyArn: the functions' environment does not use KmsKeyArn",
+        "Table: does not use KmsKeyArn when it is set",
+        "Queue: does not use KmsKeyArn when it is set",
+        "Logs: does not use KmsKeyArn when it is set",
+        "Always statement AnyKey: grants KMS actions outside a managed policy with Condition: HasKmsKey",
+        "Always statement AnyKey: KMS actions on [\"*\"], not only the key KmsKeyArn",
+        "Always statement AnyKey: KMS actions without a kms:ViaService condition",
+        "FnRole: does not attach the key's policy",
+    ] {
+        assert!(problems.contains(expected), "expected a problem containing {expected:?} in:\n{problems}");
+    }
+    assert!(!problems.contains("Topic:"), "the topic uses the key when it is set:\n{problems}");
+}
+
 /// The checks fail on what they are meant to catch.
 #[test]
 fn the_checks_catch_bad_templates() {
