@@ -11,7 +11,7 @@
 //! | `RolloutsPromoted` | Count | `[service]`, `[]` | a rollout released its service promoted |
 //! | `RolloutDuration` | Seconds | `[service]`, `[]` | with `RolloutsPromoted`: from the lock taken to the promotion |
 //! | `RolloutsRolledBack` | Count | `[service, cause]`, `[cause]`, `[]` | a rolled-back rollout released its service |
-//! | `TimeToRollBack` | Seconds | `[service]`, `[]` | all traffic is back on the stable task set (read back), from the moment the rollback started moving it |
+//! | `TimeToRollBack` | Seconds | `[service]`, `[]` | all traffic is back on the stable task set (read back): from the start of the call that moved it back (the circuit breaker's restore, or the RollBack state) to the read-back |
 //! | `RestartLoopEpisodes` | Count | `[service]`, `[]` | a restart-loop episode opened (its one alert) |
 //!
 //! The empty dimension set publishes each metric without dimensions too, for account-wide
@@ -144,8 +144,8 @@ pub enum Event<'a> {
         service: &'a str,
         cause: RollbackCause,
     },
-    /// From the moment the rollback started moving traffic to all of it read back on the stable
-    /// task set.
+    /// From the start of the call that moved traffic back (the circuit breaker's restore, or the
+    /// RollBack state) to all of it read back on the stable task set.
     TrafficRestored {
         service: &'a str,
         seconds: f64,
