@@ -209,6 +209,13 @@ async fn a_newer_push_supersedes_the_rollout_in_flight_and_a_late_older_push_is_
     let history = env.store().history(&env.sample.policy.service.key(), 5).await.unwrap();
     let outcomes: Vec<(&str, &str)> = history.iter().map(|h| (h.digest.as_str(), h.outcome.as_str())).collect();
     assert_eq!(outcomes, vec![(new.as_str(), "SUCCEEDED"), (old.as_str(), "ROLLED_BACK")]);
+
+    // Rollout metrics (issue 16 #14): two started, the first rolled back as superseded (once,
+    // though both its own RollBack state and the newer push end it), the second promoted.
+    assert_eq!(env.metrics("RolloutsStarted").len(), 2);
+    let rolled_back = env.metrics("RolloutsRolledBack");
+    assert_eq!(rolled_back.iter().map(|d| d["cause"].as_str()).collect::<Vec<_>>(), [Some("superseded")], "{rolled_back:?}");
+    assert_eq!(env.metrics("RolloutsPromoted").len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -394,8 +394,9 @@ pub async fn start_rollout(ctx: &Context, policy: Policy, push: &Push) -> Result
                 if !store.take_over(&held.rollout_id, &lock, Some(&ended)).await? {
                     return Ok(refused(&service, image, &held, "another push took the service first"));
                 }
-                // The superseded rollout ends here: its own RollBack state no longer holds the
-                // service, so it releases nothing and counts nothing.
+                // The superseded rollout is counted here, once: its own RollBack state releases
+                // the service only when it gets there first (take_over then finds no lock), and
+                // never counts a superseded rollback (rollout_step, ReleaseLock).
                 let superseded_cause = crate::metrics::RollbackCause::Superseded;
                 ctx.metrics.emit(&crate::metrics::Event::RolloutRolledBack { service: &service, cause: superseded_cause });
                 info!(%service, superseded_rollout = %held.rollout_id, "superseded the rollout in flight");

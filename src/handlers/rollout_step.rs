@@ -329,7 +329,11 @@ async fn act(ctx: &Context, rollout: &Rollout, action: Action, command: &Command
                 }
             } else {
                 let cause = metrics::RollbackCause::of(rollout.cause.as_deref().unwrap_or_default());
-                ctx.metrics.emit(&metrics::Event::RolloutRolledBack { service: &key, cause });
+                // A superseded rollout is counted by the push that takes its service over, which
+                // happens whether or not its own rollback released the service first.
+                if cause != metrics::RollbackCause::Superseded {
+                    ctx.metrics.emit(&metrics::Event::RolloutRolledBack { service: &key, cause });
+                }
             }
         }
     }
