@@ -1,6 +1,8 @@
-//! `template.yaml` read as data: least-privilege IAM, and a dead-letter destination for every
-//! asynchronous invocation. cfn-lint and the SAM transform check that the template is valid;
-//! these tests check what it grants and where failed events go.
+//! `template.yaml` read as data: least-privilege IAM, a dead-letter destination for every
+//! asynchronous invocation, the dashboard (every metric the code emits, every dead-letter queue,
+//! every function's errors) and the optional customer managed key (used everywhere, granted only
+//! when set). cfn-lint, checkov and the SAM transform check that the template is valid; these
+//! tests check what it grants, where failed events go and what operators see.
 //!
 //! IAM: no wildcard action anywhere; no `"*"` resource on a mutating ECS, ELB, Scheduler or Step
 //! Functions action that supports resource-level permissions; `iam:PassRole` only with an
