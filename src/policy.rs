@@ -883,6 +883,47 @@ fn structural_fix(message: &str) -> String {
     }
 }
 
+/// The `alarms` a policy document lists, as far as they can be read (also from a document that
+/// does not validate), so every problem with them is reported at once.
+pub fn listed_alarms(text: &str) -> Vec<String> {
+    let value: serde_json::Value = serde_yaml_ng::from_str(text).unwrap_or_default();
+    value
+        .get("alarms")
+        .and_then(|a| a.as_array())
+        .map(|a| a.iter().filter_map(|n| n.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+/// The listed alarms CloudWatch does not know (`known`: the names DescribeAlarms returned for
+/// them, metric and composite), each a problem at its `alarms[i]` path with what to do.
+/// DescribeAlarms answers a name it does not know with nothing at all, not an error, so a
+/// misspelt or deleted alarm would otherwise never roll a rollout back.
+pub fn unknown_alarms(alarms: &[String], known: &[String], region: &str) -> Vec<Problem> {
+    alarms
+        .iter()
+        .enumerate()
+        .filter(|(_, name)| !known.contains(name))
+        .map(|(i, name)| {
+            // A short prefix finds a misspelt name among the account's alarms.
+            let prefix: String = name.chars().take_while(|c| c.is_alphanumeric()).take(8).collect();
+            let prefix = if prefix.is_empty() { name.clone() } else { prefix };
+            Problem {
+                path: format!("alarms[{i}]"),
+                message: format!(
+                    "no CloudWatch alarm named {name:?} in {region}, metric or composite: CloudWatch ignores names it does not know, \
+                     so this alarm would never roll a rollout back"
+                ),
+                fix: format!(
+                    "create the alarm in {region}, correct the name (names are case-sensitive; `aws cloudwatch describe-alarms \
+                     --region {region} --alarm-types MetricAlarm CompositeAlarm --alarm-name-prefix {prefix}` lists similar ones) or \
+                     remove it from `alarms`; a composite alarm is listed only to callers allowed cloudwatch:DescribeAlarms on \"*\", \
+                     so check with such credentials before concluding it is missing"
+                ),
+            }
+        })
+        .collect()
+}
+
 /// JSON Schema of the policy document, generated from the Rust types (for editors).
 pub fn json_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(Policy)).expect("schema serialises")
@@ -953,6 +994,34 @@ impl<'de> Deserialize<'de> for HumanDuration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alarms_cloudwatch_does_not_know_are_problems_at_their_paths() {
+        let listed = vec!["web-5xx".to_string(), "web-health".to_string(), "web-latncy".to_string()];
+        let known = vec!["web-health".to_string(), "web-5xx".to_string()];
+        let all = [known.clone(), vec!["web-latncy".to_string()]].concat();
+        assert!(unknown_alarms(&listed, &all, "us-east-1").is_empty());
+        let problems = unknown_alarms(&listed, &known[..1], "eu-west-1");
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["alarms[0]", "alarms[2]"]);
+        assert_eq!(
+            problems[1].message,
+            "no CloudWatch alarm named \"web-latncy\" in eu-west-1, metric or composite: CloudWatch ignores names it does not know, \
+             so this alarm would never roll a rollout back"
+        );
+        let fix = &problems[1].fix;
+        assert!(fix.starts_with("create the alarm in eu-west-1, correct the name"), "{fix}");
+        assert!(fix.contains("--alarm-types MetricAlarm CompositeAlarm --alarm-name-prefix web"), "{fix}");
+        assert!(fix.contains("cloudwatch:DescribeAlarms on \"*\""), "{fix}");
+    }
+
+    #[test]
+    fn listed_alarms_are_read_from_any_document() {
+        assert_eq!(listed_alarms("alarms: [a, b]\nstrategy: nonsense\n"), ["a", "b"]);
+        assert_eq!(listed_alarms("{\"alarms\": [\"a\", 7]}"), ["a"]);
+        assert!(listed_alarms("alarms: a").is_empty());
+        assert!(listed_alarms(": not yaml :").is_empty());
+    }
 
     pub(crate) const EXAMPLE: &str = r#"
 service: { cluster: prod, name: web }

@@ -66,6 +66,18 @@ pub struct Facts {
     pub roles: BTreeMap<String, Gathered<Option<RoleFacts>>>,
     /// awslogs log groups by name: does it exist?
     pub log_groups: BTreeMap<String, Gathered<bool>>,
+    /// The policy's alarms CloudWatch returned (metric and composite); `None` when the policy
+    /// names none or could not be read.
+    pub alarms: Option<Gathered<Vec<AlarmFacts>>>,
+}
+
+/// An alarm CloudWatch knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlarmFacts {
+    pub name: String,
+    pub composite: bool,
+    /// OK, ALARM or INSUFFICIENT_DATA.
+    pub state: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -263,6 +275,7 @@ pub fn policy_state(source: &str, text: &str) -> PolicyState {
 #[serde(rename_all = "kebab-case")]
 pub enum Check {
     Policy,
+    Alarms,
     DeploymentController,
     Traffic,
     TargetGroups,
@@ -274,8 +287,9 @@ pub enum Check {
 }
 
 impl Check {
-    pub const ALL: [Check; 9] = [
+    pub const ALL: [Check; 10] = [
         Check::Policy,
+        Check::Alarms,
         Check::DeploymentController,
         Check::Traffic,
         Check::TargetGroups,
@@ -289,6 +303,7 @@ impl Check {
     pub fn label(self) -> &'static str {
         match self {
             Check::Policy => "policy",
+            Check::Alarms => "alarms",
             Check::DeploymentController => "deployment controller",
             Check::Traffic => "listener/rule",
             Check::TargetGroups => "target groups",
@@ -403,6 +418,7 @@ impl Report {
 pub fn check(facts: &Facts) -> Vec<Finding> {
     let mut r = Report { findings: Vec::new() };
     let policy = check_policy(facts, &mut r);
+    check_alarms(facts, policy, &mut r);
     check_controller(facts, &mut r);
     let td = match &facts.task_definition {
         Some(Ok(td)) => Some(td),
@@ -536,6 +552,49 @@ fn check_policy<'a>(facts: &'a Facts, r: &mut Report) -> Option<&'a Policy> {
                 r.ok(Check::Policy, source.clone(), format!("valid ({summary})"));
             }
             policy
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// alarms
+// ---------------------------------------------------------------------------------------------
+
+/// Every alarm the policy names must exist: CloudWatch answers an unknown name with nothing, so
+/// a misspelt or deleted alarm would silently never roll a rollout back.
+fn check_alarms(facts: &Facts, policy: Option<&Policy>, r: &mut Report) {
+    let Some(policy) = policy else {
+        r.skip(Check::Alarms, "alarms", "no policy to read them from");
+        return;
+    };
+    if policy.alarms.is_empty() {
+        r.skip(Check::Alarms, "alarms", "the policy names no CloudWatch alarms (failed tasks and canary analysis still roll back)");
+        return;
+    }
+    let found = match &facts.alarms {
+        Some(Ok(found)) => found,
+        Some(Err(u)) => {
+            r.unknown(Check::Alarms, u);
+            return;
+        }
+        None => {
+            r.skip(Check::Alarms, "alarms", "not looked up");
+            return;
+        }
+    };
+    let known: Vec<String> = found.iter().map(|a| a.name.clone()).collect();
+    let problems = crate::policy::unknown_alarms(&policy.alarms, &known, &facts.region);
+    for (i, name) in policy.alarms.iter().enumerate() {
+        match found.iter().find(|a| &a.name == name) {
+            Some(a) => {
+                let kind = if a.composite { "composite alarm" } else { "metric alarm" };
+                r.ok(Check::Alarms, name.clone(), format!("{kind}, {} now", a.state));
+            }
+            None => {
+                if let Some(p) = problems.iter().find(|p| p.path == format!("alarms[{i}]")) {
+                    r.fail(Check::Alarms, name.clone(), p.message.clone(), p.fix.clone());
+                }
+            }
         }
     }
 }

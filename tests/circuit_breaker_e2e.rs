@@ -28,6 +28,12 @@ async fn a_task_crashing_after_running_rolls_back_during_the_bake() {
     assert_eq!(env.action_count("verify"), 0);
     let cause = env.wait_for_end(&execution, Duration::from_secs(1)).await.unwrap().2;
     assert!(cause.contains("exit 1"), "{cause}");
+
+    // Rollout metrics (issue 16 #14): one rollback, by its cause.
+    let rolled_back = env.metrics("RolloutsRolledBack");
+    assert_eq!(rolled_back.len(), 1, "{rolled_back:?}");
+    assert_eq!((rolled_back[0]["service"].as_str(), rolled_back[0]["cause"].as_str()), (Some("demo/web"), Some("failed-tasks")));
+    assert!(env.metrics("RolloutsPromoted").is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -83,6 +89,45 @@ async fn an_alarm_going_to_alarm_rolls_back() {
     assert_eq!(env.action_count("verify"), 0, "rolled back by the alarm event, not at the end of the bake");
     // No client saw an error: traffic only ever moved to healthy tasks.
     env.assert_no_client_errors();
+
+    // Rollout metrics (issue 16 #14): the rollback by its cause, and how long the 10% of traffic
+    // on the new task set took to be back on the stable one (read back).
+    let rolled_back = env.metrics("RolloutsRolledBack");
+    assert_eq!(rolled_back.iter().map(|d| d["cause"].as_str()).collect::<Vec<_>>(), [Some("alarm")], "{rolled_back:?}");
+    let restored = env.metrics("TimeToRollBack");
+    assert_eq!(restored.len(), 1, "traffic was moved back once: {restored:?}");
+    assert_eq!(restored[0]["service"], "demo/web");
+    assert!(restored[0]["TimeToRollBack"].as_f64().is_some_and(|s| s > 0.0 && s < 30.0), "{restored:?}");
+}
+
+/// Issue 16 #4. A policy may name a composite alarm. DescribeAlarms returns composite alarms only
+/// when asked for them (AlarmTypes) and only to callers allowed it on "*" (the local runtime
+/// answers both as AWS does): before, rollout-step asked for metric alarms only, so a composite
+/// alarm in ALARM never stopped a rollout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_composite_alarm_in_alarm_rolls_back() {
+    let env =
+        start(SampleOptions { steps: vec![(10, 1), (50, 1)], extra_policy_yaml: "alarms: [web-health]\n".into(), ..Default::default() })
+            .await;
+    env.create_alarm("web-5xx").await;
+    let cw = &env.local.ctx().clients.cloudwatch;
+    cw.put_composite_alarm().alarm_name("web-health").alarm_rule("ALARM(\"web-5xx\")").send().await.unwrap();
+    // The web team's health is already bad (CloudWatch evaluated the rule): no traffic may move.
+    cw.set_alarm_state()
+        .alarm_name("web-health")
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .state_reason("web-5xx is in ALARM")
+        .send()
+        .await
+        .unwrap();
+    let digest = fixture::new_digest("composite");
+    env.push("v2", &digest).await;
+    let execution = env.started_execution().await;
+
+    env.assert_rolled_back(&execution, "alarm web-health is in ALARM").await;
+    assert_eq!(env.action_count("promote"), 0, "never promoted");
+    let rolled_back = env.metrics("RolloutsRolledBack");
+    assert_eq!(rolled_back.iter().map(|d| d["cause"].as_str()).collect::<Vec<_>>(), [Some("alarm")], "{rolled_back:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -168,6 +213,13 @@ async fn a_newer_push_supersedes_the_rollout_in_flight_and_a_late_older_push_is_
     assert_eq!(outcomes, vec![(new.as_str(), "SUCCEEDED"), (old.as_str(), "ROLLED_BACK")]);
     // No client saw an error: traffic only ever moved to healthy tasks.
     env.assert_no_client_errors();
+
+    // Rollout metrics (issue 16 #14): two started, the first rolled back as superseded (once,
+    // though both its own RollBack state and the newer push end it), the second promoted.
+    assert_eq!(env.metrics("RolloutsStarted").len(), 2);
+    let rolled_back = env.metrics("RolloutsRolledBack");
+    assert_eq!(rolled_back.iter().map(|d| d["cause"].as_str()).collect::<Vec<_>>(), [Some("superseded")], "{rolled_back:?}");
+    assert_eq!(env.metrics("RolloutsPromoted").len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

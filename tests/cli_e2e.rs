@@ -24,7 +24,7 @@ fn text(o: &[u8]) -> String {
 
 #[test]
 fn validate_reports_every_problem_with_path_and_fix() {
-    let ok = kanaria(None, &["policy", "validate", concat!(env!("CARGO_MANIFEST_DIR"), "/policies/example.yaml")]);
+    let ok = kanaria(None, &["policy", "validate", "--offline", concat!(env!("CARGO_MANIFEST_DIR"), "/policies/example.yaml")]);
     assert!(ok.status.success(), "{}", text(&ok.stderr));
 
     let dir = std::env::temp_dir().join(format!("kanaria-cli-{}", std::process::id()));
@@ -32,7 +32,7 @@ fn validate_reports_every_problem_with_path_and_fix() {
     let bad = dir.join("bad.yaml");
     let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/policies/example.yaml")).unwrap();
     std::fs::write(&bad, example.replace("weight: 5,", "weight: 500,").replace("tags: [\"v*\", \"release-*\"]", "tags: []")).unwrap();
-    let out = kanaria(None, &["policy", "validate", bad.to_str().unwrap()]);
+    let out = kanaria(None, &["policy", "validate", "--offline", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let report = text(&out.stdout) + &text(&out.stderr);
     assert!(report.contains("trigger.tags"), "{report}");

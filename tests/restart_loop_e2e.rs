@@ -108,6 +108,10 @@ async fn fifty_duplicate_and_out_of_order_deliveries_still_alert_once() {
     assert!(alerts[0].1.contains("Diagnosis (crash-on-start)") || alerts[0].1.contains("Diagnosis (app-exited)"), "{}", alerts[0].1);
     let errors: Vec<_> = env.results_of(Function::OnTaskEvent).into_iter().filter(|r| r.is_err()).collect();
     assert!(errors.is_empty(), "{errors:?}");
+    // One episode, one metric (issue 16 #14).
+    let episodes = env.metrics("RestartLoopEpisodes");
+    assert_eq!(episodes.len(), 1, "{episodes:?}");
+    assert_eq!(episodes[0]["service"], "demo/web");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -84,6 +84,16 @@ async fn a_canary_ends_with_all_traffic_on_the_new_primary_task_set() {
     assert!(traffic.by_image.contains_key(&env.image_uri(&digest)), "the new image answered: {traffic:?}");
     assert!(traffic.by_image.contains_key(&env.sample.initial_image), "the old image answered: {traffic:?}");
 
+    // Rollout metrics (CloudWatch Embedded Metric Format lines of the functions, issue 16 #14).
+    let started = env.metrics("RolloutsStarted");
+    assert_eq!(started.len(), 1, "{started:?}");
+    assert_eq!(started[0]["service"], "demo/web");
+    let promoted = env.metrics("RolloutsPromoted");
+    assert_eq!(promoted.len(), 1, "{promoted:?}");
+    assert_eq!((promoted[0]["service"].as_str(), promoted[0]["RolloutsPromoted"].as_f64()), (Some("demo/web"), Some(1.0)));
+    assert!(promoted[0]["RolloutDuration"].as_f64().is_some_and(|s| s >= 2.0), "two 1s bakes at least: {promoted:?}");
+    assert!(env.metrics("RolloutsRolledBack").is_empty());
+
     // The next release goes the other way: back onto the blue target group.
     let next = fixture::new_digest("next");
     env.push("v3", &next).await;
@@ -233,4 +243,43 @@ async fn malformed_events_and_invalid_policies_change_nothing() {
     // rollout-step refuses input it does not understand.
     let err = env.local.shared.invoke(Function::RolloutStep, serde_json::json!({"action": "launch", "rollout": {}})).await.unwrap_err();
     assert_eq!(err.error_type, "Kanaria.InvalidInput");
+}
+
+/// A policy stored under another service's parameter is invalid wherever policies are loaded
+/// (issue 16 #8): a team that may write only under its own prefix cannot deploy into another
+/// team's service by naming it. A push starts nothing with it, and the daily resync creates none
+/// of its schedules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_policy_stored_under_another_services_parameter_deploys_nothing() {
+    let env = start(quick_canary()).await;
+    let ctx = env.local.ctx();
+    let prefix = &ctx.settings.policy_prefix;
+    let own = kanaria::aws::policies::parameter_name(prefix, &env.sample.policy);
+    let other = format!("{prefix}team-b/api");
+    let schedule = "schedules:\n  - { name: night, cron: \"cron(0 22 * * ? *)\", timezone: UTC, desiredCount: 3 }\n";
+    ctx.clients
+        .ssm
+        .put_parameter()
+        .name(&other)
+        .value(format!("{}{schedule}", env.sample.policy_yaml))
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .send()
+        .await
+        .unwrap();
+    ctx.clients.ssm.delete_parameter().name(&own).send().await.unwrap();
+    let before = env.weights().await;
+
+    env.push("v2", &fixture::new_digest("foreign")).await;
+    env.wait_invocations(Function::OnImagePush, 1).await;
+    let out = env.results_of(Function::OnImagePush).pop().unwrap().expect("on-image-push succeeded");
+    assert_eq!(out["ignored"], "no policy matches", "{out}");
+    assert!(env.executions().await.is_empty());
+    assert_eq!(env.task_definition_revisions().await, 1, "no revision was registered");
+    assert_eq!(env.weights().await, before);
+
+    let out = env.local.shared.invoke(Function::PolicySync, serde_json::json!({"syncAll": true})).await.expect("policy-sync succeeded");
+    assert_eq!(out["report"]["created"], serde_json::json!([]), "{out}");
+    let group = &ctx.settings.scheduler.group;
+    let listed = ctx.clients.scheduler.list_schedules().group_name(group).send().await.unwrap();
+    assert!(listed.schedules().is_empty(), "no schedule of the foreign policy: {:?}", listed.schedules());
 }

@@ -479,7 +479,7 @@ fn policy_validate_reports_each_schedule_problem_with_its_path_and_fix() {
     )
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_kanaria"))
-        .args(["policy", "validate", file.to_str().unwrap(), "--output", "json"])
+        .args(["policy", "validate", "--offline", file.to_str().unwrap(), "--output", "json"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));

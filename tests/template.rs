@@ -1,6 +1,8 @@
-//! `template.yaml` read as data: least-privilege IAM, and a dead-letter destination for every
-//! asynchronous invocation. cfn-lint and the SAM transform check that the template is valid;
-//! these tests check what it grants and where failed events go.
+//! `template.yaml` read as data: least-privilege IAM, a dead-letter destination for every
+//! asynchronous invocation, the dashboard (every metric the code emits, every dead-letter queue,
+//! every function's errors) and the optional customer managed key (used everywhere, granted only
+//! when set). cfn-lint, checkov and the SAM transform check that the template is valid; these
+//! tests check what it grants, where failed events go and what operators see.
 //!
 //! IAM: no wildcard action anywhere; no `"*"` resource on a mutating ECS, ELB, Scheduler or Step
 //! Functions action that supports resource-level permissions; `iam:PassRole` only with an
@@ -271,6 +273,16 @@ fn iam_problems(template: &Value) -> Vec<String> {
                     problems.push(format!("{}: {action} on \"*\"; it supports resource-level permissions, scope it", s.origin));
                 }
             }
+            // Scoped to alarm ARNs, DescribeAlarms silently leaves composite alarms out of its
+            // answer ("You can't return information about composite alarms if your
+            // cloudwatch:DescribeAlarms permission has a narrower scope", DescribeAlarms API
+            // reference): a policy's composite alarm would never roll a rollout back.
+            if action == "cloudwatch:DescribeAlarms" && s.resources.iter().any(|r| r != "*") {
+                problems.push(format!(
+                    "{}: cloudwatch:DescribeAlarms on {:?}; composite alarms are returned only when it is allowed on \"*\"",
+                    s.origin, s.resources
+                ));
+            }
             if action == "iam:PassRole" {
                 let passed_to = s.condition("iam:PassedToService").map(|(_, v)| v.clone()).unwrap_or_default();
                 if passed_to.is_empty() {
@@ -505,6 +517,308 @@ fn outputs_and_alarms_people_need() {
     }
 }
 
+/// The dashboard's body as JSON (`!Sub` references become `${NAME}` strings), or why not.
+fn dashboard_body(resource: &Value) -> Result<serde_json::Value, String> {
+    let body = props(resource).and_then(|p| p.get("DashboardBody")).ok_or("no DashboardBody")?;
+    let text = match intrinsic(body) {
+        Some((name, Value::String(s))) if name == "Sub" => s.clone(),
+        _ => return Err("DashboardBody is not !Sub of a JSON string".into()),
+    };
+    serde_json::from_str(&text).map_err(|e| format!("DashboardBody is not JSON: {e}"))
+}
+
+/// What is wrong with the template's dashboards (empty: nothing): the body is a dashboard body
+/// (widgets with a position, size and properties; metric widgets with a region and metrics), it
+/// shows every metric `kanaria::metrics::ALL` names, the depth of every queue (each is a
+/// dead-letter queue) and the errors of every function.
+fn dashboard_problems(template: &Value, emitted: &[&str]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let all = resources(template);
+    let dashboards: Vec<(&String, &Value)> =
+        all.iter().filter(|(_, r)| resource_type(r) == "AWS::CloudWatch::Dashboard").map(|(id, r)| (id, *r)).collect();
+    if dashboards.is_empty() {
+        return vec!["no AWS::CloudWatch::Dashboard".into()];
+    }
+    // Every metric shown: [namespace, name, dimension name, value, ...], and SEARCH expressions.
+    let mut shown: Vec<Vec<String>> = Vec::new();
+    let mut expressions: Vec<String> = Vec::new();
+    for (id, dashboard) in dashboards {
+        let body = match dashboard_body(dashboard) {
+            Ok(b) => b,
+            Err(e) => {
+                problems.push(format!("{id}: {e}"));
+                continue;
+            }
+        };
+        let Some(widgets) = body.get("widgets").and_then(|w| w.as_array()).filter(|w| !w.is_empty()) else {
+            problems.push(format!("{id}: the body has no widgets"));
+            continue;
+        };
+        for (i, w) in widgets.iter().enumerate() {
+            for key in ["x", "y", "width", "height"] {
+                if !w.get(key).is_some_and(|v| v.is_u64()) {
+                    problems.push(format!("{id}: widget {i} has no {key}"));
+                }
+            }
+            let Some(properties) = w.get("properties") else {
+                problems.push(format!("{id}: widget {i} has no properties"));
+                continue;
+            };
+            if w.get("type").and_then(|t| t.as_str()) != Some("metric") {
+                continue;
+            }
+            if properties.get("region").and_then(|r| r.as_str()) != Some("${AWS::Region}") {
+                problems.push(format!("{id}: metric widget {i} has no region ${{AWS::Region}}"));
+            }
+            for m in properties.get("metrics").and_then(|m| m.as_array()).into_iter().flatten() {
+                let Some(parts) = m.as_array() else {
+                    problems.push(format!("{id}: widget {i}: a metric is not an array: {m}"));
+                    continue;
+                };
+                let strings: Vec<String> = parts.iter().filter_map(|p| p.as_str().map(str::to_string)).collect();
+                if strings.iter().any(|s| s == "...") {
+                    problems.push(format!("{id}: widget {i}: write each metric out (no \"...\"), so this test can read it"));
+                }
+                match parts.first() {
+                    Some(serde_json::Value::String(_)) if strings.len() >= 2 => shown.push(strings),
+                    Some(serde_json::Value::Object(o)) => match o.get("expression").and_then(|e| e.as_str()) {
+                        Some(e) => expressions.push(e.to_string()),
+                        None => problems.push(format!("{id}: widget {i}: {m} is neither a metric nor an expression")),
+                    },
+                    _ => problems.push(format!("{id}: widget {i}: {m} is neither a metric nor an expression")),
+                }
+            }
+        }
+    }
+    for name in emitted {
+        let plain = shown.iter().any(|m| m[0] == kanaria::metrics::NAMESPACE && m[1] == *name);
+        let searched = expressions.iter().any(|e| e.contains(&format!("MetricName=\"{name}\"")));
+        if !plain && !searched {
+            problems.push(format!("metric {}/{name} (emitted by the functions) is not on the dashboard", kanaria::metrics::NAMESPACE));
+        }
+    }
+    let has = |namespace: &str, metric: &str, dimension: &str, value: &str| {
+        shown.iter().any(|m| m.len() >= 4 && m[0] == namespace && m[1] == metric && m[2] == dimension && m[3] == value)
+    };
+    for (qid, q) in &all {
+        if resource_type(q) == "AWS::SQS::Queue"
+            && !has("AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", &format!("${{{qid}.QueueName}}"))
+        {
+            problems.push(format!("queue {qid}: its depth (ApproximateNumberOfMessagesVisible) is not on the dashboard"));
+        }
+    }
+    for (fid, f) in &all {
+        if resource_type(f) == "AWS::Serverless::Function" && !has("AWS/Lambda", "Errors", "FunctionName", &format!("${{{fid}}}")) {
+            problems.push(format!("function {fid}: its Errors are not on the dashboard"));
+        }
+    }
+    problems
+}
+
+#[test]
+fn the_dashboard_shows_every_metric_the_code_emits_every_dead_letter_queue_and_every_function() {
+    assert_none("dashboard", dashboard_problems(&parse(&template_text()), &kanaria::metrics::ALL));
+}
+
+#[test]
+fn the_dashboard_check_catches_what_is_missing() {
+    let bad = parse(
+        r#"
+Resources:
+  Queue:
+    Type: AWS::SQS::Queue
+  Fn:
+    Type: AWS::Serverless::Function
+  Board:
+    Type: AWS::CloudWatch::Dashboard
+    Properties:
+      DashboardBody: !Sub |
+        {"widgets": [
+          {"type": "metric", "x": 0, "y": 0, "width": 6, "height": 6,
+           "properties": {"region": "${AWS::Region}", "metrics": [["kanaria", "RolloutsStarted"], ["...", "RolloutsPromoted"]]}},
+          {"type": "metric", "x": 6, "y": 0, "height": 6,
+           "properties": {"metrics": [[{"expression": "SEARCH('{kanaria,cause} MetricName=\"RolloutsRolledBack\"', 'Sum', 60)"}]]}}
+        ]}
+"#,
+    );
+    let problems = dashboard_problems(&bad, &["RolloutsStarted", "RolloutsRolledBack", "TimeToRollBack"]).join("\n");
+    for expected in [
+        "Board: widget 0: write each metric out",
+        "Board: widget 1 has no width",
+        "Board: metric widget 1 has no region",
+        "metric kanaria/TimeToRollBack (emitted by the functions) is not on the dashboard",
+        "queue Queue: its depth (ApproximateNumberOfMessagesVisible) is not on the dashboard",
+        "function Fn: its Errors are not on the dashboard",
+    ] {
+        assert!(problems.contains(expected), "expected a problem containing {expected:?} in:\n{problems}");
+    }
+    for found in ["kanaria/RolloutsStarted", "kanaria/RolloutsRolledBack"] {
+        assert!(!problems.contains(found), "{found} is on the dashboard:\n{problems}");
+    }
+    let not_json =
+        parse("Resources:\n  Board:\n    Type: AWS::CloudWatch::Dashboard\n    Properties:\n      DashboardBody: !Sub '{\"widgets\": ['\n");
+    assert!(dashboard_problems(&not_json, &[]).join("\n").contains("Board: DashboardBody is not JSON"));
+    assert_eq!(dashboard_problems(&parse("Resources: {}"), &[]), ["no AWS::CloudWatch::Dashboard"]);
+}
+
+/// `!If [HasKmsKey, !Ref KmsKeyArn, ...]`: the customer managed key when the parameter is set.
+fn uses_the_key(value: Option<&Value>) -> bool {
+    match value.and_then(intrinsic) {
+        Some((name, Value::Sequence(parts))) if name == "If" && parts.len() == 3 => {
+            parts[0].as_str() == Some("HasKmsKey") && render(&parts[1]) == ["${KmsKeyArn}"]
+        }
+        _ => false,
+    }
+}
+
+/// What is wrong with the optional customer managed key (empty: nothing): everything kanaria
+/// stores uses `KmsKeyArn` when it is set (the table, the topics, the queues, the log groups, the
+/// functions' environment), and permissions on the key exist only then - in a managed policy
+/// with `Condition: HasKmsKey`, on that key alone, through kanaria's resources' services - and
+/// every role of a function or of Scheduler attaches it under the same condition.
+fn kms_problems(template: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let all = resources(template);
+    if !uses_the_key(template.get("Globals").and_then(|g| g.get("Function")).and_then(|f| f.get("KmsKeyArn"))) {
+        problems.push("Globals.Function.KmsKeyArn: the functions' environment does not use KmsKeyArn when it is set".into());
+    }
+    for (id, r) in &all {
+        let p = props(r);
+        let key = match resource_type(r) {
+            "AWS::DynamoDB::Table" => p.and_then(|p| p.get("SSESpecification")).and_then(|s| s.get("KMSMasterKeyId")),
+            "AWS::SNS::Topic" | "AWS::SQS::Queue" => p.and_then(|p| p.get("KmsMasterKeyId")),
+            "AWS::Logs::LogGroup" => p.and_then(|p| p.get("KmsKeyId")),
+            _ => continue,
+        };
+        if !uses_the_key(key) {
+            problems.push(format!("{id}: does not use KmsKeyArn when it is set (!If [HasKmsKey, !Ref KmsKeyArn, ...])"));
+        }
+    }
+    let key_policies: Vec<&String> = all
+        .iter()
+        .filter(|(_, r)| resource_type(r) == "AWS::IAM::ManagedPolicy" && serde_yaml_ng::to_string(r).unwrap_or_default().contains("kms:"))
+        .map(|(id, _)| id)
+        .collect();
+    for (id, r) in &all {
+        let conditional = r.get("Condition").and_then(Value::as_str) == Some("HasKmsKey");
+        let Some(p) = props(r) else { continue };
+        let documents: Vec<(String, &Value)> = match resource_type(r) {
+            "AWS::IAM::ManagedPolicy" | "AWS::IAM::Policy" => p.get("PolicyDocument").map(|d| vec![(id.clone(), d)]).unwrap_or_default(),
+            "AWS::IAM::Role" => list(p.get("Policies"))
+                .into_iter()
+                .filter_map(|policy| Some((format!("{id}/{}", policy.get("PolicyName")?.as_str()?), policy.get("PolicyDocument")?)))
+                .collect(),
+            _ => vec![],
+        };
+        for (origin, document) in documents {
+            for s in statements_of(document, &origin) {
+                if !s.actions.iter().any(|a| a.starts_with("kms:")) {
+                    continue;
+                }
+                if !conditional || !key_policies.contains(&id) {
+                    problems.push(format!("{}: grants KMS actions outside a managed policy with Condition: HasKmsKey", s.origin));
+                }
+                if s.resources != ["${KmsKeyArn}"] {
+                    problems.push(format!("{}: KMS actions on {:?}, not only the key KmsKeyArn", s.origin, s.resources));
+                }
+                if s.condition("kms:ViaService").is_none() {
+                    problems.push(format!("{}: KMS actions without a kms:ViaService condition (any use of the key)", s.origin));
+                }
+            }
+        }
+    }
+    if key_policies.is_empty() {
+        problems.push("no managed policy grants the use of KmsKeyArn".into());
+    }
+    for (id, r) in &all {
+        if resource_type(r) != "AWS::IAM::Role" {
+            continue;
+        }
+        let trust = serde_yaml_ng::to_string(r.get("Properties").and_then(|p| p.get("AssumeRolePolicyDocument")).unwrap_or(&Value::Null))
+            .unwrap_or_default();
+        if !trust.contains("lambda.amazonaws.com") && !trust.contains("scheduler.amazonaws.com") {
+            continue;
+        }
+        let attached = props(r).and_then(|p| p.get("ManagedPolicyArns")).and_then(Value::as_sequence).is_some_and(|arns| {
+            arns.iter().any(|a| match intrinsic(a) {
+                Some((name, Value::Sequence(parts))) if name == "If" && parts.len() == 3 => {
+                    parts[0].as_str() == Some("HasKmsKey")
+                        && key_policies.iter().any(|k| render(&parts[1]) == [format!("${{{k}}}")])
+                        && is_no_value(&parts[2])
+                }
+                _ => false,
+            })
+        });
+        if !attached {
+            problems.push(format!("{id}: does not attach the key's policy under !If [HasKmsKey, !Ref <policy>, !Ref AWS::NoValue]"));
+        }
+    }
+    problems
+}
+
+#[test]
+fn the_optional_kms_key_encrypts_everything_and_is_granted_only_when_set() {
+    assert_none("KMS", kms_problems(&parse(&template_text())));
+}
+
+#[test]
+fn the_kms_check_catches_unencrypted_resources_and_unconditional_grants() {
+    let bad = parse(
+        r#"
+Globals:
+  Function:
+    Runtime: provided.al2023
+Resources:
+  Table:
+    Type: AWS::DynamoDB::Table
+    Properties:
+      SSESpecification: { SSEEnabled: true }
+  Topic:
+    Type: AWS::SNS::Topic
+    Properties:
+      KmsMasterKeyId: !If [HasKmsKey, !Ref KmsKeyArn, alias/aws/sns]
+  Queue:
+    Type: AWS::SQS::Queue
+    Properties:
+      SqsManagedSseEnabled: true
+  Logs:
+    Type: AWS::Logs::LogGroup
+  Always:
+    Type: AWS::IAM::ManagedPolicy
+    Properties:
+      PolicyDocument:
+        Statement:
+          - Sid: AnyKey
+            Effect: Allow
+            Action: kms:Decrypt
+            Resource: "*"
+  FnRole:
+    Type: AWS::IAM::Role
+    Properties:
+      AssumeRolePolicyDocument:
+        Statement:
+          - Effect: Allow
+            Principal: { Service: lambda.amazonaws.com }
+            Action: sts:AssumeRole
+      ManagedPolicyArns: [!Ref Always]
+"#,
+    );
+    let problems = kms_problems(&bad).join("\n");
+    for expected in [
+        "Globals.Function.KmsKeyArn: the functions' environment does not use KmsKeyArn",
+        "Table: does not use KmsKeyArn when it is set",
+        "Queue: does not use KmsKeyArn when it is set",
+        "Logs: does not use KmsKeyArn when it is set",
+        "Always statement AnyKey: grants KMS actions outside a managed policy with Condition: HasKmsKey",
+        "Always statement AnyKey: KMS actions on [\"*\"], not only the key KmsKeyArn",
+        "Always statement AnyKey: KMS actions without a kms:ViaService condition",
+        "FnRole: does not attach the key's policy",
+    ] {
+        assert!(problems.contains(expected), "expected a problem containing {expected:?} in:\n{problems}");
+    }
+    assert!(!problems.contains("Topic:"), "the topic uses the key when it is set:\n{problems}");
+}
+
 /// The checks fail on what they are meant to catch.
 #[test]
 fn the_checks_catch_bad_templates() {
@@ -536,8 +850,12 @@ Resources:
             Resource: !Sub "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task/*"
           - Sid: ReadsAreFine
             Effect: Allow
-            Action: [ecs:DescribeTaskDefinition, elasticloadbalancing:DescribeListeners]
+            Action: [ecs:DescribeTaskDefinition, elasticloadbalancing:DescribeListeners, cloudwatch:DescribeAlarms]
             Resource: "*"
+          - Sid: MetricAlarmsOnly
+            Effect: Allow
+            Action: cloudwatch:DescribeAlarms
+            Resource: !Sub "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:*"
   FnRole:
     Type: AWS::IAM::Role
     Properties:
@@ -602,6 +920,7 @@ Resources:
         "scheduler:CreateSchedule on \"*\"",
         "states:StartExecution on \"*\"",
         "ecs:ExecuteCommand is a mutating action this test does not know",
+        "Everything statement MetricAlarmsOnly: cloudwatch:DescribeAlarms on [\"arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:*\"]; composite alarms are returned only when it is allowed on \"*\"",
         "FnRole/p statement PassAnything: iam:PassRole without an iam:PassedToService condition",
         "FnRole/p statement PassAnyRoleToTasks: iam:PassRole on any role; scope the roles by name or path",
         "FnRole/p statement PassTaggedRoles: iam:PassRole conditioned on the role's tags never applies",

@@ -171,9 +171,58 @@ async fn a_service_set_up_as_documented_is_ready() {
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["ready"], true, "{report}");
     let checks: Vec<&str> = report["findings"].as_array().unwrap().iter().filter_map(|f| f["check"].as_str()).collect();
-    for c in ["policy", "deployment-controller", "traffic", "target-groups", "task-size", "execution-role", "secrets", "network", "logs"] {
+    for c in [
+        "policy",
+        "alarms",
+        "deployment-controller",
+        "traffic",
+        "target-groups",
+        "task-size",
+        "execution-role",
+        "secrets",
+        "network",
+        "logs",
+    ] {
         assert!(checks.contains(&c), "{c} is reported: {report}");
     }
+}
+
+/// Issue 16 #4. CloudWatch ignores alarm names it does not know, so a misspelt alarm would never
+/// roll a rollout back: `kanaria verify` and `kanaria policy validate` report it, and accept
+/// metric and composite alarms that exist (the local runtime returns composite alarms only to a
+/// DescribeAlarms that asks for them, as AWS does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_cloudwatch_does_not_know_is_reported_by_verify_and_policy_validate() {
+    let env = ready().await;
+    env.create_alarm("web-5xx").await;
+    let cw = &env.local.ctx().clients.cloudwatch;
+    cw.put_composite_alarm().alarm_name("web-health").alarm_rule("ALARM(\"web-5xx\")").send().await.unwrap();
+
+    let good = policy_file("alarms-ok.yaml", &format!("{}alarms: [web-5xx, web-health]\n", env.sample.policy_yaml));
+    let (code, out, err) = verify(&env, &["demo/web", "--policy", &good]).await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    for line in ["ok    alarms web-5xx: metric alarm, OK now", "ok    alarms web-health: composite alarm, OK now"] {
+        assert!(squash(&out).contains(&squash(line)), "report lacks {line:?}:\n{out}");
+    }
+    let validated = env.kanaria(&["policy", "validate", &good]).await;
+    assert_eq!(validated.status.code(), Some(0), "{}", String::from_utf8_lossy(&validated.stderr));
+
+    let typo = policy_file("alarms-typo.yaml", &format!("{}alarms: [web-5xx, web-health, web-latncy]\n", env.sample.policy_yaml));
+    let report = verify(&env, &["demo/web", "--policy", &typo]).await;
+    assert_fails(
+        &report,
+        "alarms",
+        "web-latncy: no CloudWatch alarm named \"web-latncy\" in us-east-1, metric or composite",
+        "--alarm-types MetricAlarm CompositeAlarm --alarm-name-prefix web",
+    );
+    assert_only_failing(&report.1, &["alarms"]);
+
+    let validated = env.kanaria(&["policy", "validate", &typo]).await;
+    let out = String::from_utf8_lossy(&validated.stdout);
+    assert_eq!(validated.status.code(), Some(2), "{out}{}", String::from_utf8_lossy(&validated.stderr));
+    assert!(out.contains("alarms-typo.yaml: alarms[2]: no CloudWatch alarm named \"web-latncy\" in us-east-1"), "{out}");
+    assert!(out.contains("  fix: create the alarm in us-east-1"), "{out}");
+    assert!(!out.contains("web-health\" in"), "the composite alarm exists: {out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,6 +19,16 @@ changes moto's Step Functions interpreter where moto is kinder than AWS:
   what Retry and Catch name (Step Functions developer guide, "Handling Lambda service
   exceptions"). moto names all of them `Exception`.
 
+And CloudWatch, where moto is kinder than AWS or lacks an API kanaria's tests need:
+
+- DescribeAlarms returns composite alarms only when `AlarmTypes` lists `CompositeAlarm`, and
+  metric alarms only when `AlarmTypes` is absent or lists `MetricAlarm` (DescribeAlarms API
+  reference: "If you omit this parameter, only metric alarms are returned, even if composite
+  alarms exist in the account"). moto ignores `AlarmTypes` and returns both.
+
+- PutCompositeAlarm creates a composite alarm (moto has no handler for it, though its alarms
+  carry an `AlarmRule` and DescribeAlarms already lists such alarms as composite).
+
 Execution names are already unique per state machine for the life of the moto process (moto
 answers ExecutionAlreadyExists for a closed execution's name, as AWS does for 90 days).
 """
@@ -133,6 +143,26 @@ def _lambda_service_error(self, env, ex):
 
 
 state_task_lambda.StateTaskLambda._from_error = _lambda_service_error
+
+from moto.cloudwatch.responses import CloudWatchResponse
+
+_original_describe_alarms = CloudWatchResponse.describe_alarms
+
+
+def _describe_alarms_of_types(self):
+    answer = _original_describe_alarms(self)
+    types = self._get_param("AlarmTypes", []) or ["MetricAlarm"]
+    result = answer.result
+    if "MetricAlarm" not in types:
+        result["MetricAlarms"] = []
+    if "CompositeAlarm" not in types:
+        result["CompositeAlarms"] = []
+    return answer
+
+
+CloudWatchResponse.describe_alarms = _describe_alarms_of_types
+# moto's PutMetricAlarm handler reads AlarmRule, and an alarm with a rule is a composite alarm.
+CloudWatchResponse.put_composite_alarm = CloudWatchResponse.put_metric_alarm
 
 if __name__ == "__main__":
     from moto.server import main

@@ -445,16 +445,18 @@ impl LocalAws {
         let (elb_changes, _) = watch::channel(0);
         let simulator = Arc::new(ecs::Simulator::new(&moto_config, options.timing.clone()));
         let chatops = Arc::new(local_chatops(&endpoint, &slack_secret_arn));
+        // Every hosted function's metric documents, in one place (tests read them).
+        let metrics = kanaria::telemetry::MetricsSink::memory();
         let function_ctx = Function::ALL
             .into_iter()
             .map(|f| {
                 let clients = Clients::new(&function_config(&config, Some(f)));
-                (f, Context { clients, settings: settings.clone(), chatops: chatops.clone() })
+                (f, Context { clients, settings: settings.clone(), chatops: chatops.clone(), metrics: metrics.clone() })
             })
             .collect();
         let shared = Arc::new(Shared {
             // The handlers' AWS calls carry the functions' app id, so the front server counts them.
-            ctx: Context { clients: Clients::new(&function_config(&config, None)), settings, chatops },
+            ctx: Context { clients: Clients::new(&function_config(&config, None)), settings, chatops, metrics },
             function_ctx,
             moto_addr,
             functions,
@@ -544,6 +546,12 @@ impl LocalAws {
 
     pub fn ctx(&self) -> &Context {
         &self.shared.ctx
+    }
+
+    /// The metric documents (CloudWatch Embedded Metric Format lines) the hosted functions
+    /// emitted so far, parsed.
+    pub fn metric_documents(&self) -> Vec<serde_json::Value> {
+        self.shared.ctx.metrics.lines().iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
     }
 
     /// This test makes calls IAM refuses on purpose: do not fail it for them.

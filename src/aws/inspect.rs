@@ -2,7 +2,8 @@
 //! (ECS DescribeServices/DescribeTaskSets/DescribeTaskDefinition, ELBv2 DescribeListeners/
 //! DescribeRules/DescribeTargetGroups, EC2 DescribeSubnets/DescribeRouteTables/
 //! DescribeVpcEndpoints, IAM GetRole/ListAttachedRolePolicies/GetPolicy/GetPolicyVersion/
-//! ListRolePolicies/GetRolePolicy, CloudWatch Logs DescribeLogGroups, SSM GetParameter), and
+//! ListRolePolicies/GetRolePolicy, CloudWatch Logs DescribeLogGroups, CloudWatch DescribeAlarms,
+//! SSM GetParameter), and
 //! turns the answers into plain [`Facts`]. A read that fails becomes an [`Unreadable`] fact
 //! naming the permission the caller needs, so the rest of the report still comes out; only the
 //! service itself must be readable.
@@ -11,8 +12,8 @@ use aws_sdk_ecs::types::{CapacityProviderStrategyItem, LoadBalancer, NetworkConf
 
 use super::AwsError;
 use crate::verify::{
-    self, ContainerFacts, EndpointFacts, Facts, Gathered, NetworkFacts, PolicyDocument, PolicyFacts, PolicyState, RoleFacts, RouteFacts,
-    SubnetFacts, TargetGroupFacts, TaskDefinitionFacts, Unreadable, Workload,
+    self, AlarmFacts, ContainerFacts, EndpointFacts, Facts, Gathered, NetworkFacts, PolicyDocument, PolicyFacts, PolicyState, RoleFacts,
+    RouteFacts, SubnetFacts, TargetGroupFacts, TaskDefinitionFacts, Unreadable, Workload,
 };
 
 /// The clients `kanaria verify` reads with. EC2 and IAM are only used here, so they are not
@@ -25,6 +26,7 @@ pub struct InspectClients {
     pub iam: aws_sdk_iam::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
     pub ssm: aws_sdk_ssm::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
 }
 
 impl InspectClients {
@@ -36,6 +38,7 @@ impl InspectClients {
             iam: aws_sdk_iam::Client::new(config),
             logs: aws_sdk_cloudwatchlogs::Client::new(config),
             ssm: aws_sdk_ssm::Client::new(config),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(config),
         }
     }
 }
@@ -206,6 +209,9 @@ pub async fn gather(clients: &InspectClients, key: &str, region: &str, source: P
         PolicyState::Read { policy: Some(p), .. } => Some(p.clone()),
         _ => None,
     };
+    if let Some(p) = policy.as_ref().filter(|p| !p.alarms.is_empty()) {
+        facts.alarms = Some(alarms(clients, &p.alarms).await);
+    }
     if let Some(p) = policy {
         let mut routes = Vec::new();
         if let Some(r) = p.traffic.route() {
@@ -626,6 +632,18 @@ async fn managed_policy_document(clients: &InspectClients, arn: &str) -> Result<
         .await
         .map_err(|e| unreadable(&AwsError::new("IAM", "GetPolicyVersion", arn, e), arn, format!("iam:GetPolicyVersion on {arn}")))?;
     Ok(decode_document(out.policy_version().and_then(|v| v.document()).unwrap_or_default()))
+}
+
+/// The policy's alarms CloudWatch knows, metric and composite.
+async fn alarms(clients: &InspectClients, names: &[String]) -> Gathered<Vec<AlarmFacts>> {
+    let found = super::cloudwatch::describe_alarms(&clients.cloudwatch, names).await.map_err(|e| {
+        unreadable(
+            &e,
+            format!("alarms {}", names.join(", ")),
+            "cloudwatch:DescribeAlarms on \"*\" (composite alarms are returned only with that Resource)",
+        )
+    })?;
+    Ok(found.into_iter().map(|a| AlarmFacts { name: a.name, composite: a.composite, state: a.state }).collect())
 }
 
 async fn log_group_exists(clients: &InspectClients, group: &str) -> Gathered<bool> {

@@ -186,17 +186,21 @@ pub struct Context {
     pub settings: Settings,
     /// Slack configuration and cached credentials (used by the Slack functions only).
     pub chatops: std::sync::Arc<crate::slack::api::ChatOps>,
+    /// Where rollout metrics go (standard output in Lambda).
+    pub metrics: crate::telemetry::MetricsSink,
 }
 
 impl Context {
     /// Load AWS config the standard way (env, profile, IMDS/Lambda role; `AWS_ENDPOINT_URL`
-    /// points it at emulated AWS). Clients are built on first use ([`Clients`]).
+    /// points it at emulated AWS). Clients are built on first use ([`Clients`]). For the Lambda
+    /// functions: metrics go to standard output.
     pub async fn from_env() -> Self {
         let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         Context {
             clients: Clients::new(&config),
             settings: Settings::from_env(),
             chatops: std::sync::Arc::new(crate::slack::api::ChatOps::from_env()),
+            metrics: crate::telemetry::MetricsSink::Stdout,
         }
     }
 }

@@ -5,15 +5,46 @@ use aws_sdk_ssm::types::ParameterType;
 use aws_sdk_ssm::Client;
 
 use super::AwsError;
-use crate::policy::{self, Policy, PolicyError};
+use crate::policy::{self, Policy, PolicyError, Problem};
 
 /// The parameter name of a service's policy.
 pub fn parameter_name(prefix: &str, policy: &Policy) -> String {
     format!("{}{}", super::normalize_prefix(prefix), policy.service.key())
 }
 
-/// Every policy under the prefix, each parsed and validated. Invalid ones are returned as
-/// errors (so the caller can report them) and never start rollouts.
+/// Parse and validate the policy stored in `parameter`, and check that the parameter is the one
+/// of the service the policy names (`PREFIX/CLUSTER/SERVICE`). Who may write a parameter is
+/// decided by IAM on its name, so a team allowed to write under its own prefix must not be able
+/// to deploy into another team's service (with that service's task role) by naming it in the
+/// document: a policy stored under another service's parameter is invalid.
+pub fn parse_stored(prefix: &str, parameter: &str, text: &str) -> Result<Policy, PolicyError> {
+    let policy = policy::parse(parameter, text)?;
+    let expected = parameter_name(prefix, &policy);
+    if parameter == expected {
+        return Ok(policy);
+    }
+    let stored_for = parameter.strip_prefix(super::normalize_prefix(prefix).as_str()).unwrap_or(parameter);
+    Err(PolicyError::Invalid {
+        source_name: parameter.to_string(),
+        problems: vec![Problem {
+            path: "service".into(),
+            message: format!(
+                "parameter {parameter} holds a policy for {}, which must be stored in {expected}: a policy applies only to the \
+                 service of the parameter it is stored in, so it was skipped and nothing is deployed with it",
+                policy.service.key()
+            ),
+            fix: format!(
+                "if the policy is for {service}, store it in {expected} (`kanaria policy apply` does) and delete {parameter}; if it \
+                 is for {stored_for}, set `service:` to that service",
+                service = policy.service.key()
+            ),
+        }],
+    })
+}
+
+/// Every policy under the prefix, each parsed, validated and checked against its parameter name
+/// ([`parse_stored`]). Invalid ones are returned as errors (so the caller can report them) and
+/// never start rollouts.
 pub async fn load_all(ssm: &Client, prefix: &str) -> Result<Vec<(String, Result<Policy, PolicyError>)>, AwsError> {
     let mut found = Vec::new();
     let mut pages = ssm
@@ -27,7 +58,7 @@ pub async fn load_all(ssm: &Client, prefix: &str) -> Result<Vec<(String, Result<
         let page = page.map_err(|e| AwsError::new("SSM", "GetParametersByPath", prefix, e))?;
         for p in page.parameters() {
             let name = p.name().unwrap_or_default().to_string();
-            let parsed = policy::parse(&name, p.value().unwrap_or_default());
+            let parsed = parse_stored(prefix, &name, p.value().unwrap_or_default());
             found.push((name, parsed));
         }
     }
@@ -48,4 +79,61 @@ pub async fn put(ssm: &Client, prefix: &str, policy: &Policy) -> Result<String, 
         .await
         .map_err(|e| AwsError::new("SSM", "PutParameter", &name, e))?;
     Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WEB: &str = r#"
+service: { cluster: demo, name: web }
+container: app
+trigger: { repository: demo/web, tags: ["v*"] }
+traffic:
+  listenerArn: arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/demo/50dc6c495c0c9188/f2f7dc8efc522ab2
+  targetGroups:
+    - arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-blue/73e2d6bc24d8a067
+    - arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-green/2453ed029918f21f
+strategy:
+  canary:
+    steps:
+      - { weight: 10, bake: 1m }
+      - { weight: 100, bake: 1m }
+"#;
+
+    #[test]
+    fn a_policy_in_its_own_services_parameter_is_valid() {
+        for prefix in ["/kanaria/policies", "/kanaria/policies/", "kanaria/policies"] {
+            let p = parse_stored(prefix, "/kanaria/policies/demo/web", WEB).unwrap_or_else(|e| panic!("{prefix}: {e}"));
+            assert_eq!(p.service.key(), "demo/web");
+        }
+    }
+
+    #[test]
+    fn a_policy_in_another_services_parameter_is_invalid() {
+        for parameter in ["/kanaria/policies/team-b/api", "/kanaria/policies/demo/web/extra", "/kanaria/policies/demo/webx"] {
+            let e = parse_stored("/kanaria/policies/", parameter, WEB).expect_err(parameter);
+            let text = e.to_string();
+            assert!(text.starts_with(&format!("policy {parameter} is invalid")), "{text}");
+            let problem = &e.problems()[0];
+            assert_eq!(problem.path, "service");
+            assert!(
+                problem.message.starts_with(&format!(
+                    "parameter {parameter} holds a policy for demo/web, which must be stored in /kanaria/policies/demo/web"
+                )),
+                "{problem}"
+            );
+            assert!(problem.message.contains("nothing is deployed with it"), "{problem}");
+            assert!(problem.fix.contains("store it in /kanaria/policies/demo/web"), "{problem}");
+            assert!(problem.fix.contains(&format!("delete {parameter}")), "{problem}");
+        }
+        let e = parse_stored("/kanaria/policies", "/kanaria/policies/team-b/api", WEB).unwrap_err();
+        assert!(e.problems()[0].fix.ends_with("if it is for team-b/api, set `service:` to that service"), "{e}");
+    }
+
+    #[test]
+    fn an_invalid_document_reports_its_own_problems_first() {
+        let e = parse_stored("/kanaria/policies", "/kanaria/policies/team-b/api", &WEB.replace("weight: 10,", "weight: 0,")).unwrap_err();
+        assert!(e.problems().iter().any(|p| p.path == "strategy.canary.steps[0].weight"), "{e}");
+    }
 }

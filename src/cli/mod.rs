@@ -183,12 +183,18 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
-    /// Parse and validate policy files (YAML or JSON); report every problem with its fix.
+    /// Parse and validate policy files (YAML or JSON); report every problem with its fix. The
+    /// alarms they name are looked up in CloudWatch (cloudwatch:DescribeAlarms on "*"): a name
+    /// CloudWatch does not know is a problem, since it could never roll a rollout back. Exits 2
+    /// when a policy is invalid, 1 when the alarms could not be looked up.
     Validate {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
+        /// Check the documents only; do not look their alarms up in CloudWatch (no AWS access).
+        #[arg(long)]
+        offline: bool,
     },
     /// Print the policy's JSON Schema (for editors).
     Schema,
@@ -258,13 +264,40 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             emit(&pretty(&crate::policy::json_schema())?)?;
             Ok(Exit::Success)
         }
-        Command::Policy(PolicyCommand::Validate { files, output }) => {
-            let reports: Vec<_> = files.iter().map(|f| policy_cmd::validate_file(f)).collect();
+        Command::Policy(PolicyCommand::Validate { files, output, offline }) => {
+            let mut reports: Vec<_> = files.iter().map(|f| policy_cmd::validate_file(f)).collect();
+            let alarms = policy_cmd::listed_alarms(&reports);
+            let mut unchecked = None;
+            if !offline && !alarms.is_empty() {
+                let config = aws_config(&global).await?;
+                let region = config.region().map(|r| r.to_string()).unwrap_or_default();
+                let cw = aws_sdk_cloudwatch::Client::new(&config);
+                match crate::aws::cloudwatch::describe_alarms(&cw, &alarms).await {
+                    Ok(found) => {
+                        let known: Vec<String> = found.into_iter().map(|a| a.name).collect();
+                        policy_cmd::add_unknown_alarms(&mut reports, &known, &region);
+                    }
+                    Err(e) => unchecked = Some(e),
+                }
+            }
             match output {
                 Output::Text => emit(&policy_cmd::format_reports_text(&reports))?,
                 Output::Json => emit(&pretty(&policy_cmd::reports_json(&reports))?)?,
             }
-            Ok(if reports.iter().all(|r| r.valid) { Exit::Success } else { Exit::Invalid })
+            if let Some(e) = &unchecked {
+                eprintln!(
+                    "error: the alarms the policies name ({}) could not be looked up in CloudWatch: {e}; run again with credentials \
+                     and a region that allow cloudwatch:DescribeAlarms on \"*\", or pass --offline to check the documents only",
+                    alarms.join(", ")
+                );
+            }
+            Ok(if !reports.iter().all(|r| r.valid) {
+                Exit::Invalid
+            } else if unchecked.is_some() {
+                Exit::Failure
+            } else {
+                Exit::Success
+            })
         }
         Command::Policy(PolicyCommand::Apply { file, scheduler }) => {
             let report = policy_cmd::validate_file(&file);
@@ -300,6 +333,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
                             scheduler: settings,
                         },
                         chatops: Default::default(),
+                        metrics: Default::default(),
                     };
                     let failed = format!(
                         "the policy is stored ({name}), but bringing its EventBridge Scheduler schedules in step failed; check \
@@ -572,6 +606,7 @@ async fn context(global: &GlobalArgs) -> anyhow::Result<crate::aws::Context> {
             scheduler: crate::aws::scheduler::SchedulerSettings::default(),
         },
         chatops: Default::default(),
+        metrics: Default::default(),
     })
 }
 
@@ -590,9 +625,10 @@ mod tests {
         let cli = Cli::try_parse_from(["kanaria", "policy", "validate", "a.yaml", "b.yaml", "--output", "json", "--table", "t"]).unwrap();
         assert_eq!(cli.global.table, "t");
         match cli.command {
-            Command::Policy(PolicyCommand::Validate { files, output }) => {
+            Command::Policy(PolicyCommand::Validate { files, output, offline }) => {
                 assert_eq!(files, vec![PathBuf::from("a.yaml"), PathBuf::from("b.yaml")]);
                 assert_eq!(output, Output::Json);
+                assert!(!offline, "alarms are looked up unless --offline");
             }
             other => panic!("{other:?}"),
         }

@@ -1,4 +1,6 @@
 //! `kanaria policy validate|apply`: check policy files and report every problem with its fix.
+//! `validate` also looks the policies' alarms up in CloudWatch ([`add_unknown_alarms`]), since
+//! CloudWatch ignores alarm names it does not know.
 
 use std::path::Path;
 
@@ -15,13 +17,41 @@ pub struct FileReport {
     /// The parsed policy, when valid.
     #[serde(skip)]
     pub policy: Option<Policy>,
+    /// The alarms the document lists (also when it is invalid), to look up in CloudWatch.
+    #[serde(skip)]
+    pub alarms: Vec<String>,
 }
 
 /// Validate policy text (YAML or JSON); `file` names it in the report.
 pub fn validate_text(file: &str, text: &str) -> FileReport {
+    let alarms = policy::listed_alarms(text);
     match policy::parse(file, text) {
-        Ok(p) => FileReport { file: file.to_string(), valid: true, problems: Vec::new(), policy: Some(p) },
-        Err(e) => FileReport { file: file.to_string(), valid: false, problems: e.problems().to_vec(), policy: None },
+        Ok(p) => FileReport { file: file.to_string(), valid: true, problems: Vec::new(), policy: Some(p), alarms },
+        Err(e) => FileReport { file: file.to_string(), valid: false, problems: e.problems().to_vec(), policy: None, alarms },
+    }
+}
+
+/// Every alarm the reports' documents list, once each, in order.
+pub fn listed_alarms(reports: &[FileReport]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for name in reports.iter().flat_map(|r| r.alarms.iter()) {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    names
+}
+
+/// Add a problem for each listed alarm CloudWatch did not return (`known`: the names it
+/// returned, metric and composite); a report with one is invalid.
+pub fn add_unknown_alarms(reports: &mut [FileReport], known: &[String], region: &str) {
+    for r in reports {
+        let unknown = policy::unknown_alarms(&r.alarms, known, region);
+        if !unknown.is_empty() {
+            r.valid = false;
+            r.policy = None;
+            r.problems.extend(unknown);
+        }
     }
 }
 
@@ -39,6 +69,7 @@ pub fn validate_file(path: &Path) -> FileReport {
             file,
             valid: false,
             policy: None,
+            alarms: Vec::new(),
         },
     }
 }
@@ -116,6 +147,28 @@ strategy:
         keys.sort();
         assert_eq!(keys, vec!["fix", "message", "path"]);
         assert!(problem["message"].as_str().unwrap().contains("containr"));
+    }
+
+    #[test]
+    fn alarms_cloudwatch_does_not_know_make_a_file_invalid() {
+        let with_alarms = GOOD.replace("container: app", "container: app\nalarms: [web-5xx, web-latncy]");
+        let broken = with_alarms.replace("weight: 10,", "weight: 0,").replace("web-latncy", "web-health");
+        let mut reports = [validate_text("web.yaml", &with_alarms), validate_text("bad.yaml", &broken), validate_text("plain.yaml", GOOD)];
+        assert_eq!(listed_alarms(&reports), ["web-5xx", "web-latncy", "web-health"]);
+        add_unknown_alarms(&mut reports, &["web-5xx".to_string(), "web-health".to_string()], "us-east-1");
+        assert!(!reports[0].valid && reports[0].policy.is_none());
+        assert!(reports[2].valid, "a policy without alarms stays valid");
+        let text = format_reports_text(&reports);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "web.yaml: alarms[1]: no CloudWatch alarm named \"web-latncy\" in us-east-1, metric or composite: CloudWatch ignores \
+             names it does not know, so this alarm would never roll a rollout back"
+        );
+        assert!(lines[1].starts_with("  fix: create the alarm in us-east-1, correct the name"), "{text}");
+        assert_eq!(lines[2], "bad.yaml: strategy.canary.steps[0].weight: 0 is not a percentage from 1 to 100");
+        assert_eq!(lines[4], "plain.yaml: ok");
+        assert_eq!(lines.len(), 5, "{text}");
     }
 
     #[test]

@@ -133,8 +133,11 @@ pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> 
         match parsed {
             Ok(policy) if policy.matches(&push.repository_name, tag) => matching.push(policy),
             Ok(_) => {}
-            // A broken policy must never start a rollout, and must not hide the others.
-            Err(e) => error!(parameter = %name, problems = %e, "invalid policy skipped; fix it with `kanaria policy validate`"),
+            // A broken policy, or one stored under another service's parameter, must never start
+            // a rollout, and must not hide the others.
+            Err(e) => {
+                error!(parameter = %name, problems = %e, "invalid policy skipped: it starts no rollout until each problem is fixed as it says")
+            }
         }
     }
     if matching.is_empty() {
@@ -391,6 +394,11 @@ pub async fn start_rollout(ctx: &Context, policy: Policy, push: &Push) -> Result
                 if !store.take_over(&held.rollout_id, &lock, Some(&ended)).await? {
                     return Ok(refused(&service, image, &held, "another push took the service first"));
                 }
+                // The superseded rollout is counted here, once: its own RollBack state releases
+                // the service only when it gets there first (take_over then finds no lock), and
+                // never counts a superseded rollback (rollout_step, ReleaseLock).
+                let superseded_cause = crate::metrics::RollbackCause::Superseded;
+                ctx.metrics.emit(&crate::metrics::Event::RolloutRolledBack { service: &service, cause: superseded_cause });
                 info!(%service, superseded_rollout = %held.rollout_id, "superseded the rollout in flight");
                 superseded = Some(held.rollout_id.clone());
             }

@@ -107,6 +107,7 @@ pub async fn on_failed_stop(
     if !store.open_episode(&episode).await? {
         return Ok(json!({ "restartLoop": "episode already alerted" }));
     }
+    ctx.metrics.emit(&crate::metrics::Event::RestartLoopEpisode { service: &episode.service });
     let sent = notify::send(ctx, &alert).await;
     warn!(service = %service_key, subject = %alert.subject, sent, "restart loop alert");
     Ok(json!({ "restartLoop": "alerted", "stops": in_window, "sent": sent }))
@@ -145,6 +146,7 @@ pub async fn on_start_impaired(ctx: &Context, service_arn: &str, at: u64) -> Res
     if !store.open_episode(&episode).await? {
         return Ok(json!({ "restartLoop": "episode already alerted" }));
     }
+    ctx.metrics.emit(&crate::metrics::Event::RestartLoopEpisode { service: &episode.service });
     let sent = notify::send(ctx, &notice).await;
     Ok(json!({ "restartLoop": "alerted", "sent": sent }))
 }

@@ -16,6 +16,7 @@ use super::{approval, circuit_breaker, lease, on_image_push, progress, HandlerEr
 use crate::analysis::judge;
 use crate::aws::store::{LastRollout, Store, TaskToken, ABORTING};
 use crate::aws::{cloudwatch, ecs, elb, now_unix, Context};
+use crate::metrics;
 use crate::rollout::{self, Action, Command, Observation, Rollout, Stability, TargetHealth, Verdict, MAX_ROUNDS};
 use crate::slack::message::Phase;
 
@@ -100,6 +101,15 @@ async fn bake(ctx: &Context, rollout: &Rollout, token: TaskToken) -> Result<Valu
 /// transitions per look. Each look is a full observation, so a circuit breaker, an abort or the
 /// stabilization timeout ends the wait as soon as it is seen.
 pub async fn run(ctx: &Context, action: Action, mut rollout: Rollout) -> Result<Rollout, HandlerError> {
+    let began = tokio::time::Instant::now();
+    // The first state of a rollout, untouched yet (a retry of it counts again: EMF metrics are
+    // at-least-once anyway).
+    if action == Action::CreateGreen && rollout.green.is_none() && rollout.task_definition_arn.is_none() {
+        ctx.metrics.emit(&metrics::Event::RolloutStarted { service: &rollout.service.key() });
+    }
+    // A rollback: when the traffic it moved back was read back on the stable task set.
+    let mut moved_traffic_back = false;
+    let mut traffic_restored_after = None;
     // A rollback waiting for the stable task set to serve again looks again too.
     let poll_until = matches!(action, Action::CheckGreen | Action::Rollback)
         .then(|| tokio::time::Instant::now() + Duration::from_secs(rollout::READINESS_POLL_WINDOW_SECONDS));
@@ -109,6 +119,14 @@ pub async fn run(ctx: &Context, action: Action, mut rollout: Rollout) -> Result<
         let obs = observe(ctx, action, &rollout).await?;
         let decision =
             rollout::decide(action, &rollout, &obs, now_unix()).map_err(|halt| HandlerError::new(halt.error_type(), halt.to_string()))?;
+        let sets_weights = decision.commands.iter().any(|c| matches!(c, Command::SetWeights { .. }));
+        if matches!(action, Action::Rollback | Action::Restore) {
+            if moved_traffic_back && !sets_weights && traffic_restored_after.is_none() {
+                // This observation read the weights back as the rollback wants them.
+                traffic_restored_after = Some(began.elapsed());
+            }
+            moved_traffic_back |= sets_weights;
+        }
         let still_starting = decision.commands.is_empty() && decision.rollout.verdict == Some(Verdict::Wait);
         if still_starting && poll_until.is_some_and(|until| tokio::time::Instant::now() + poll_interval <= until) {
             // `rollout` is left as it was, so `checks` counts invocations (the state machine's
@@ -120,6 +138,9 @@ pub async fn run(ctx: &Context, action: Action, mut rollout: Rollout) -> Result<
         rounds += 1;
         if decision.commands.is_empty() {
             let done = decision.rollout;
+            if let Some(after) = traffic_restored_after {
+                ctx.metrics.emit(&metrics::Event::TrafficRestored { service: &done.service.key(), seconds: after.as_secs_f64() });
+            }
             record_progress(ctx, action, &done).await?;
             show_progress(ctx, action, &done, &obs).await;
             info!(
@@ -308,6 +329,21 @@ async fn act(ctx: &Context, rollout: &Rollout, action: Action, command: &Command
                 ended_at: now_unix(),
             };
             store.release(&service.key(), rollout_id, Some(&last)).await?;
+            let key = service.key();
+            if action == Action::Promote {
+                // started_at is 0 only when the lock vanished meanwhile: no duration to tell then.
+                if started_at > 0 {
+                    let duration_seconds = last.ended_at.saturating_sub(started_at) as f64;
+                    ctx.metrics.emit(&metrics::Event::RolloutPromoted { service: &key, duration_seconds });
+                }
+            } else {
+                let cause = metrics::RollbackCause::of(rollout.cause.as_deref().unwrap_or_default());
+                // A superseded rollout is counted by the push that takes its service over, which
+                // happens whether or not its own rollback released the service first.
+                if cause != metrics::RollbackCause::Superseded {
+                    ctx.metrics.emit(&metrics::Event::RolloutRolledBack { service: &key, cause });
+                }
+            }
         }
     }
     Ok(())

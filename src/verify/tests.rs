@@ -191,6 +191,57 @@ fn a_ready_service_passes_every_check() {
     assert!(exec.message.contains("can pull demo/web") && exec.message.contains("AmazonECSTaskExecutionRolePolicy"), "{exec:?}");
 }
 
+// --- alarms -------------------------------------------------------------------------------
+
+/// `ready()` with a policy naming `alarms`, of which CloudWatch returned `found`.
+fn with_alarms(alarms: &str, found: Gathered<Vec<AlarmFacts>>) -> Facts {
+    let mut f = ready();
+    f.policy.state = policy_state("p", &format!("{}alarms: [{alarms}]\n", policy_yaml()));
+    f.alarms = Some(found);
+    f
+}
+
+fn alarm(name: &str, composite: bool, state: &str) -> AlarmFacts {
+    AlarmFacts { name: name.into(), composite, state: state.into() }
+}
+
+#[test]
+fn alarms_that_exist_pass_metric_or_composite() {
+    let f = with_alarms("web-5xx, web-health", Ok(vec![alarm("web-health", true, "ALARM"), alarm("web-5xx", false, "OK")]));
+    let findings: Vec<Finding> = check(&f).into_iter().filter(|x| x.check == Check::Alarms).collect();
+    assert_eq!(verdict(&findings), Verdict::Ready, "{findings:#?}");
+    let lines: Vec<String> = findings.iter().map(|x| x.to_string()).collect();
+    assert_eq!(lines, ["ok alarms: web-5xx: metric alarm, OK now", "ok alarms: web-health: composite alarm, ALARM now"]);
+}
+
+#[test]
+fn an_alarm_cloudwatch_does_not_return_fails_with_what_to_do() {
+    let f = with_alarms("web-5xx, web-latncy", Ok(vec![alarm("web-5xx", false, "OK")]));
+    let fail = only_failure(&f, Check::Alarms);
+    assert_eq!(fail.subject, "web-latncy");
+    has(&fail, "no CloudWatch alarm named \"web-latncy\" in us-east-1, metric or composite", "create the alarm in us-east-1");
+    has(&fail, "would never roll a rollout back", "--alarm-types MetricAlarm CompositeAlarm --alarm-name-prefix web");
+    has(&fail, "", "cloudwatch:DescribeAlarms on \"*\"");
+}
+
+#[test]
+fn alarms_that_cannot_be_read_are_unknown_and_no_alarms_is_skipped() {
+    let denied = Unreadable {
+        what: "alarms web-5xx".into(),
+        error: "CloudWatch DescribeAlarms: AccessDenied".into(),
+        needs: "cloudwatch:DescribeAlarms on \"*\"".into(),
+    };
+    let f = with_alarms("web-5xx", Err(denied));
+    let findings = check(&f);
+    assert_eq!(verdict(&findings), Verdict::Incomplete, "{findings:#?}");
+    let unknown = findings.iter().find(|x| x.check == Check::Alarms).unwrap();
+    assert_eq!(unknown.status, Status::Unknown);
+    assert!(unknown.fix.as_deref().unwrap().contains("cloudwatch:DescribeAlarms on \"*\""), "{unknown:?}");
+
+    let none = check(&ready()).into_iter().find(|x| x.check == Check::Alarms).unwrap();
+    assert_eq!(none.status, Status::Skip, "{none:?}");
+}
+
 // --- policy -------------------------------------------------------------------------------
 
 #[test]

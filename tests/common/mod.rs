@@ -109,6 +109,11 @@ impl Env {
         fixture::put_event(&self.local.config, &event).await.unwrap();
     }
 
+    /// The metric documents emitted so far that carry `metric` (CloudWatch Embedded Metric Format).
+    pub fn metrics(&self, metric: &str) -> Vec<serde_json::Value> {
+        self.local.metric_documents().into_iter().filter(|d| d.get(metric).is_some()).collect()
+    }
+
     /// The executions started by on-image-push so far, in order.
     pub fn started_executions(&self) -> Vec<String> {
         self.results_of(Function::OnImagePush)

@@ -65,8 +65,15 @@ pub(super) fn requests(call: &ApiCall) -> Result<Vec<AuthzRequest>, String> {
         }
 
         // CloudWatch: DescribeAlarms is authorized per alarm it names; without names against
-        // `alarm:*` (its AccessDenied names that resource), or the prefix it lists.
+        // `alarm:*` (its AccessDenied names that resource), or the prefix it lists. A request for
+        // composite alarms needs the permission on "*": "You can't return information about
+        // composite alarms if your cloudwatch:DescribeAlarms permission has a narrower scope"
+        // (DescribeAlarms API reference), so it is authorized against "*" itself, which only a
+        // statement with Resource "*" matches.
         ("cloudwatch", "DescribeAlarms") => {
+            if call.list("AlarmTypes").iter().any(|t| t == "CompositeAlarm") {
+                return one("*".into());
+            }
             let names = call.list("AlarmNames");
             if !names.is_empty() {
                 return Ok(names.iter().map(|n| call.request(op, &call.arn("cloudwatch", &format!("alarm:{n}")))).collect());

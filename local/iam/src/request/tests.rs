@@ -268,6 +268,14 @@ fn parameters_topics_alarms_logs_and_secrets() {
             p("cloudwatch:DescribeAlarms", "arn:aws:cloudwatch:us-east-1:123456789012:alarm:b")
         ]
     );
+    let with_composites = derive(
+        "monitoring",
+        "DescribeAlarms",
+        query(&[("AlarmNames.member.1", "a"), ("AlarmTypes.member.1", "CompositeAlarm"), ("AlarmTypes.member.2", "MetricAlarm")]),
+    )
+    .expect("mapped");
+    let with_composites: Vec<(String, String)> = with_composites.into_iter().map(|r| (r.action, r.resource)).collect();
+    assert_eq!(with_composites, [p("cloudwatch:DescribeAlarms", "*")], "composite alarms need the permission on \"*\"");
     let all = derive("monitoring", "DescribeAlarms", query(&[])).expect("mapped");
     assert_eq!(all[0].resource, "arn:aws:cloudwatch:us-east-1:123456789012:alarm:*");
     assert_eq!(derive("monitoring", "GetMetricData", query(&[])).expect("mapped")[0].resource, "*");
