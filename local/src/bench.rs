@@ -173,9 +173,9 @@ async fn stable_serving(local: &LocalAws, sample: &SampleService) -> Result<bool
         .any(|d| d.target_health().and_then(|h| h.state()) == Some(&aws_sdk_elasticloadbalancingv2::types::TargetHealthStateEnum::Healthy)))
 }
 
-/// `runs` canaries whose new tasks crash during the first bake, then `runs` that promote, then
-/// `runs` pushes superseded by a newer one during their bake, all on the strict runtime with
-/// the traffic probe on the production listener.
+/// `runs` canaries whose new tasks crash during the first bake, then a quarter as many (at least
+/// 3) that promote and as many pushes superseded by a newer one during their bake, all on the
+/// strict runtime with the traffic probe on the production listener.
 pub async fn strict_figures(runs: usize) -> Result<StrictFigures> {
     let local = LocalAws::start(Options::default()).await?;
     let options = SampleOptions { steps: vec![(10, 3600)], ..SampleOptions::default() };
@@ -245,8 +245,10 @@ pub async fn strict_figures(runs: usize) -> Result<StrictFigures> {
     let sample = fixture::provision(&local.config, &local.endpoint, local.ctx(), options).await?;
     let listener = sample.listener_arn.clone();
     wait_until("the sample service to serve", Duration::from_secs(60), async || stable_serving(&local, &sample).await).await?;
+    // Whole rollouts take tens of seconds each: a quarter as many (at least 3) as the timed crashes.
+    let rollouts = (runs / 4).max(3);
     let began = Instant::now();
-    for n in 0..runs {
+    for n in 0..rollouts {
         let execution = push_and_start(&local, &sample, &fixture::new_digest(&format!("bench-promote-{n}"))).await?;
         let status = wait_execution_end(&local, &execution, Duration::from_secs(300)).await?;
         if status != "SUCCEEDED" {
@@ -254,12 +256,12 @@ pub async fn strict_figures(runs: usize) -> Result<StrictFigures> {
         }
     }
     let s = local.probe.summary(&listener, began, None);
-    figures.probe.push(("promote (20% then 50%, then 100% and the old set drained)", runs, s.requests, load_balancer_errors(&s)));
+    figures.probe.push(("promote (20% then 50%, then 100% and the old set drained)", rollouts, s.requests, load_balancer_errors(&s)));
 
     let began = Instant::now();
     let store = kanaria::aws::store::Store::new(&local.ctx().clients.dynamodb, &local.ctx().settings.table);
     let key = sample.policy.service.key();
-    for n in 0..runs {
+    for n in 0..rollouts {
         let older = push_and_start(&local, &sample, &fixture::new_digest(&format!("bench-older-{n}"))).await?;
         wait_until("the older push's first bake", Duration::from_secs(60), async || {
             Ok(store.lock(&key).await?.is_some_and(|l| l.execution_arn.as_deref() == Some(older.as_str()) && l.bake_token.is_some()))
@@ -273,7 +275,7 @@ pub async fn strict_figures(runs: usize) -> Result<StrictFigures> {
         wait_execution_end(&local, &older, Duration::from_secs(60)).await?;
     }
     let s = local.probe.summary(&listener, began, None);
-    figures.probe.push(("supersede (a newer push during the first bake, promoted)", runs, s.requests, load_balancer_errors(&s)));
+    figures.probe.push(("supersede (a newer push during the first bake, promoted)", rollouts, s.requests, load_balancer_errors(&s)));
     Ok(figures)
 }
 
