@@ -571,17 +571,7 @@ impl<'a> Store<'a> {
     }
 
     pub async fn abort_cause(&self, rollout_id: &str) -> Result<Option<String>, AwsError> {
-        let out = self
-            .ddb
-            .get_item()
-            .table_name(self.table)
-            .key("pk", s(format!("rollout#{rollout_id}")))
-            .key("sk", s("abort"))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| AwsError::new("DynamoDB", "GetItem", format!("{} abort of {rollout_id}", self.table), e))?;
-        Ok(out.item().and_then(|i| get_s(i, "cause")))
+        Ok(self.abort_record(rollout_id).await?.map(|a| a.cause))
     }
 
     /// Keep the current bake's task token (only while the rollout is in flight). Returns false
