@@ -624,18 +624,30 @@ impl Policy {
         }
         if let Some(back) = &self.shift_back {
             if back.steps.is_empty() {
-                bad("shiftBack.steps", "is empty".into(), "list the new task set's weights on the way back, e.g. `[50, 20]`, or leave `shiftBack` out");
+                bad(
+                    "shiftBack.steps",
+                    "is empty".into(),
+                    "list the new task set's weights on the way back, e.g. `[50, 20]`, or leave `shiftBack` out",
+                );
             }
             for (i, w) in back.steps.iter().enumerate() {
                 if !(1..=99).contains(w) {
-                    bad(&format!("shiftBack.steps[{i}]"), format!("{w} is not a weight between 1 and 99"), "use weights of the new task set, e.g. `[50, 20]`");
+                    bad(
+                        &format!("shiftBack.steps[{i}]"),
+                        format!("{w} is not a weight between 1 and 99"),
+                        "use weights of the new task set, e.g. `[50, 20]`",
+                    );
                 }
             }
             if back.steps.windows(2).any(|p| p[0] <= p[1]) {
                 bad("shiftBack.steps", format!("{:?} does not go down", back.steps), "list the weights highest first, e.g. `[50, 20]`");
             }
             if back.interval.secs() < 1 || back.interval.secs() > 3600 {
-                bad("shiftBack.interval", format!("{} is not between 1s and 1h", back.interval), "use e.g. `30s`: long enough for stable tasks to warm up");
+                bad(
+                    "shiftBack.interval",
+                    format!("{} is not between 1s and 1h", back.interval),
+                    "use e.g. `30s`: long enough for stable tasks to warm up",
+                );
             }
         }
         if let Some(a) = &self.analysis {

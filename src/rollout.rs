@@ -857,13 +857,7 @@ enum Waiting {
 /// the first step of `shiftBack.steps` below its weight, once the step it is on has been held
 /// for the interval. None: move all traffic back now (no pacing asked for, or a failure signal:
 /// the new task set no longer fully serves, tasks of it failed).
-fn paced_step(
-    rollout: &Rollout,
-    obs: &Observation,
-    green_tg: &str,
-    now: u64,
-    next: &mut Rollout,
-) -> Option<Result<u32, (String, u64)>> {
+fn paced_step(rollout: &Rollout, obs: &Observation, green_tg: &str, now: u64, next: &mut Rollout) -> Option<Result<u32, (String, u64)>> {
     let back = rollout.policy.shift_back.as_ref()?;
     let green = rollout.green.as_ref().and_then(|g| obs.task_set(&g.id))?;
     if obs.serving(green).is_err() || failed_tasks_cause(rollout, obs).is_some() || !obs.alarms_firing.is_empty() {

@@ -358,12 +358,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             let key = status::parse_service_key(&service)?;
             let ctx = context(&global).await?;
             let who = manual_cmd::who_from_env();
-            let result = crate::handlers::manual::abort(&ctx, &key, &who, if now { Pace::Now } else { Pace::Policy }).await.map_err(anyhow::Error::new).with_context(|| {
-                format!(
-                    "aborting the rollout of {key} failed (`kanaria status {key}` shows where it stands); {}",
-                    handler_hint(&global.table)
-                )
-            })?;
+            let result = crate::handlers::manual::abort(&ctx, &key, &who, if now { Pace::Now } else { Pace::Policy })
+                .await
+                .map_err(anyhow::Error::new)
+                .with_context(|| {
+                    format!(
+                        "aborting the rollout of {key} failed (`kanaria status {key}` shows where it stands); {}",
+                        handler_hint(&global.table)
+                    )
+                })?;
             report(manual_cmd::abort_outcome(&key, result.as_ref()))
         }
         Command::Deploy { service, digest, tag, state_machine_arn, stack } => {
