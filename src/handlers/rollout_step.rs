@@ -120,6 +120,15 @@ pub async fn run(ctx: &Context, action: Action, mut rollout: Rollout) -> Result<
         rounds += 1;
         if decision.commands.is_empty() {
             let done = decision.rollout;
+            if let Some(kept) = rollout::kept_after_finish(&done, &obs).filter(|_| action == Action::Finish) {
+                info!(
+                    rollout = %done.id,
+                    service = %done.service,
+                    task_set = %kept.id,
+                    external_id = kept.external_id.as_deref().unwrap_or(""),
+                    "the replaced task set was not created by kanaria (its externalId is not kanaria's) and is kept, scaled to 0 and without traffic; delete it with aws ecs delete-task-set if it is no longer needed"
+                );
+            }
             record_progress(ctx, action, &done).await?;
             show_progress(ctx, action, &done, &obs).await;
             info!(
