@@ -188,7 +188,7 @@ async fn start_each(ctx: &Context, policies: Vec<Policy>, push: &Push) -> Vec<(S
             let result = result.unwrap_or_else(|| {
                 Err(HandlerError::new(
                     "Kanaria.Internal",
-                    format!("starting the rollout of {service} stopped unexpectedly; the event is retried"),
+                    format!("starting the rollout of {service} stopped unexpectedly (a bug: the function's log has the panic); push again"),
                 ))
             });
             (service, result)
