@@ -648,11 +648,13 @@ pub fn decide(action: Action, rollout: &Rollout, obs: &Observation, now: u64) ->
         Action::Finish => {
             // After the drain: delete the task set this rollout replaced, if it is still there, no
             // longer primary and gets no traffic. Nothing else is this rollout's to touch (a newer
-            // rollout may be in flight by now), and nothing here can undo the promotion.
+            // rollout may be in flight by now), and nothing here can undo the promotion. A replaced
+            // set kanaria did not create (the team's first, without a kanaria externalId) stays,
+            // scaled to 0: kanaria never deletes what it did not create.
             let stable = stable_ref(rollout)?;
             if let Some(old) = obs.task_set(&stable.id) {
                 let unused = old.status != "PRIMARY" && old.target_group_arn.as_deref().is_none_or(|tg| obs.weight_of(tg) == 0);
-                if unused {
+                if unused && is_kanarias(old.external_id.as_deref()) {
                     commands.push(Command::DeleteTaskSet { task_set_id: old.id.clone() });
                 }
             }
@@ -774,14 +776,28 @@ fn create_green(next: &mut Rollout, obs: &Observation, now: u64, commands: &mut 
     // the per-service task-set limit over time; remove them while they get no traffic. A retried
     // call that finds the task set it made removes the others too: a second set of this rollout
     // (a create retried without its client token) would run tasks for nothing until Finish.
+    // Only kanaria's own are deleted; another's is left alone unless its tasks would serve the
+    // new task set's target group.
     let ours_id = ours.map(|o| o.id.as_str());
     for t in obs.task_sets.iter().filter(|t| t.id != stable.id && t.status != "DRAINING" && Some(t.id.as_str()) != ours_id) {
-        if t.target_group_arn.as_deref().is_none_or(|tg| obs.weight_of(tg) == 0) {
-            commands.push(Command::DeleteTaskSet { task_set_id: t.id.clone() });
-        } else {
+        if t.target_group_arn.as_deref().is_some_and(|tg| obs.weight_of(tg) > 0) {
             return Err(Halt::NotReady(format!(
                 "task set {} of {} still receives traffic; finish or roll back that deployment first",
                 t.id, next.service
+            )));
+        }
+        if is_kanarias(t.external_id.as_deref()) {
+            commands.push(Command::DeleteTaskSet { task_set_id: t.id.clone() });
+        } else if t.target_group_arn.as_deref() == Some(green_tg.as_str()) && t.scale_percent > 0.0 {
+            return Err(Halt::NotReady(format!(
+                "task set {} of {} (externalId {}) runs tasks on target group {green_tg}, where the new task set goes, and kanaria deletes only \
+                 task sets it created; delete it (aws ecs delete-task-set --cluster {} --service {} --task-set {}) or scale it to 0, then push again",
+                t.id,
+                next.service,
+                t.external_id.as_deref().unwrap_or("none"),
+                next.service.cluster,
+                next.service.name,
+                t.id
             )));
         }
     }
@@ -836,8 +852,36 @@ fn approval_timeout_cause(rollout: &Rollout) -> Option<String> {
     })
 }
 
+/// A task set this rollout created: it carries the rollout's id as its externalId (the new task
+/// set recorded as `green` always does). Only the externalId counts, never an id the rollout's
+/// input names, so no input can make a rollback delete a task set kanaria did not create.
 fn created_by(rollout: &Rollout, t: &TaskSetView) -> bool {
-    rollout.green.as_ref().is_some_and(|g| g.id == t.id) || t.external_id.as_deref() == Some(rollout.id.as_str())
+    t.external_id.as_deref() == Some(rollout.id.as_str())
+}
+
+/// The prefix of an externalId with which a team hands a task set it created itself (the
+/// service's first) over to kanaria, to be deleted once a rollout has replaced it.
+pub const HANDED_OVER_PREFIX: &str = "kanaria-";
+
+/// A rollout id as `on_image_push::rollout_names` makes it: 16 lowercase hex digits. Every task
+/// set kanaria creates carries its rollout's id as its externalId.
+pub fn is_rollout_id(id: &str) -> bool {
+    id.len() == 16 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Whether kanaria may ever delete a task set with this externalId: one it created (a rollout
+/// id), or one handed over with [`HANDED_OVER_PREFIX`]. A task set without an externalId, or with
+/// another tool's, is never deleted — at most left without traffic and scaled to 0.
+pub fn is_kanarias(external_id: Option<&str>) -> bool {
+    external_id.is_some_and(|id| is_rollout_id(id) || id.starts_with(HANDED_OVER_PREFIX))
+}
+
+/// The task set a promotion replaced that [`Action::Finish`] leaves in place because kanaria did
+/// not create it (its externalId is not kanaria's): it has no traffic and is scaled to 0, and it is
+/// the team's to delete.
+pub fn kept_after_finish<'a>(rollout: &Rollout, obs: &'a Observation) -> Option<&'a TaskSetView> {
+    let stable = rollout.stable.as_ref()?;
+    obs.task_set(&stable.id).filter(|old| old.status != "PRIMARY" && old.status != "DRAINING" && !is_kanarias(old.external_id.as_deref()))
 }
 
 /// The commands that put the service back as it was: stable task set primary at full scale,

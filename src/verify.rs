@@ -177,6 +177,8 @@ pub struct RouteFacts {
     pub forward: Option<Vec<(String, i64)>>,
     /// Types of the route's actions (forward, fixed-response, redirect, authenticate-oidc, ...).
     pub action_types: Vec<String>,
+    /// The forward action's target-group stickiness duration in seconds, when it is on.
+    pub sticky_seconds: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -706,8 +708,14 @@ fn stable_target_group<'a>(facts: &'a Facts, policy: &'a Policy) -> Option<&'a s
 }
 
 fn forward_snippet(kind: &TrafficRoute, weights: &[(String, u32)]) -> String {
+    forward_snippet_with(kind, weights, "")
+}
+
+/// The command that makes the route forward with `weights`; `extra` goes into the ForwardConfig
+/// (e.g. `,"TargetGroupStickinessConfig":{"Enabled":false}`).
+fn forward_snippet_with(kind: &TrafficRoute, weights: &[(String, u32)], extra: &str) -> String {
     let groups: Vec<String> = weights.iter().map(|(tg, w)| format!("{{\"TargetGroupArn\":\"{tg}\",\"Weight\":{w}}}")).collect();
-    let actions = format!("[{{\"Type\":\"forward\",\"ForwardConfig\":{{\"TargetGroups\":[{}]}}}}]", groups.join(","));
+    let actions = format!("[{{\"Type\":\"forward\",\"ForwardConfig\":{{\"TargetGroups\":[{}]{extra}}}}}]", groups.join(","));
     match kind {
         TrafficRoute::Listener(arn) => format!("aws elbv2 modify-listener --listener-arn {arn} --default-actions '{actions}'"),
         TrafficRoute::Rule(arn) => format!("aws elbv2 modify-rule --rule-arn {arn} --actions '{actions}'"),
@@ -836,6 +844,27 @@ fn check_traffic(facts: &Facts, policy: Option<&Policy>, r: &mut Report) {
                     );
                 } else {
                     r.ok(Check::Traffic, label.clone(), format!("{role} traffic: forwards {split}"));
+                }
+                if let Some(seconds) = facts_route.sticky_seconds {
+                    r.warn(
+                        Check::Traffic,
+                        label.clone(),
+                        format!(
+                            "target-group stickiness is on ({seconds} s): a client's stickiness cookie sends it back to the same target \
+                             group whatever the weights, so during a canary clients stay where they first landed; kanaria turns \
+                             stickiness off in the same change that takes a target group to 0% (a rollback, a promotion) — \
+                             otherwise clients stuck to the canary would keep reaching it after a rollback — and it stays off"
+                        ),
+                        format!(
+                            "leave it on for sticky canaries until the first rollback or promotion, or turn it off now, with the \
+                             weights as they are: {}",
+                            forward_snippet_with(
+                                &route,
+                                &forward.iter().map(|(tg, w)| (tg.clone(), (*w).clamp(0, 999) as u32)).collect::<Vec<_>>(),
+                                ",\"TargetGroupStickinessConfig\":{\"Enabled\":false}"
+                            )
+                        ),
+                    );
                 }
             }
         }

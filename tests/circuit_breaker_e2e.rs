@@ -398,3 +398,84 @@ async fn with_queue_a_newer_push_waits_for_the_rollout_in_flight_then_starts() {
     assert!(sfn.describe_execution().execution_arn(&second).send().await.unwrap().input().unwrap_or_default().contains(&second_digest));
     env.assert_promoted(&second, &second_digest).await;
 }
+
+/// Issue 16 #5: ALB group stickiness beats weights. Clients that landed on the canary during a
+/// sticky bake must leave it with the rollback's ModifyListener, not when their cookie expires:
+/// with stickiness left on they would keep reaching the new target group at weight 0 and get
+/// 503s once its task set drains. The rollback turns stickiness off in that same call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rollback_moves_sticky_clients_off_the_canary_at_once() {
+    use aws_sdk_elasticloadbalancingv2::types::{
+        Action, ActionTypeEnum, ForwardActionConfig, TargetGroupStickinessConfig, TargetGroupTuple,
+    };
+    let env = start(SampleOptions {
+        steps: vec![(50, 600), (100, 1)],
+        extra_policy_yaml: "alarms: [web-5xx]\n".into(),
+        ..SampleOptions::default()
+    })
+    .await;
+    let [blue, green] = env.sample.target_groups.clone();
+    env.create_alarm("web-5xx").await;
+    let digest = fixture::new_digest("sticky");
+    env.push("v2", &digest).await;
+    let execution = env.started_execution().await;
+    env.wait_action("shift", 1).await;
+    assert_eq!(Env::weight_of(&env.weights().await, &green), 50);
+
+    // During the bake the listener has group stickiness on, for an hour (36 s at the runtime's
+    // time scale: longer than this test). Turned on now, the probe's clients choose by weight
+    // afresh, as new clients would, and half of them stick to the canary; the weights stay
+    // kanaria's.
+    let sticky = Action::builder()
+        .r#type(ActionTypeEnum::Forward)
+        .forward_config(
+            ForwardActionConfig::builder()
+                .target_groups(TargetGroupTuple::builder().target_group_arn(&blue).weight(50).build())
+                .target_groups(TargetGroupTuple::builder().target_group_arn(&green).weight(50).build())
+                .target_group_stickiness_config(TargetGroupStickinessConfig::builder().enabled(true).duration_seconds(3600).build())
+                .build(),
+        )
+        .build();
+    env.local.ctx().clients.elb.modify_listener().listener_arn(&env.sample.listener_arn).default_actions(sticky).send().await.unwrap();
+    let sticky_from = std::time::Instant::now();
+    env.eventually("sticky clients on the canary", Duration::from_secs(10), async || {
+        let on_green: std::collections::BTreeSet<usize> = env
+            .local
+            .probe
+            .requests_since(sticky_from)
+            .iter()
+            .filter(|r| r.listener == env.sample.listener_arn && r.outcome.target_group() == Some(green.as_str()))
+            .map(|r| r.client)
+            .collect();
+        (on_green.len() >= 4).then_some(())
+    })
+    .await;
+
+    let alarmed = std::time::Instant::now();
+    env.fire_alarm("web-5xx").await;
+    env.assert_rolled_back(&execution, "alarm web-5xx").await;
+
+    // The rollback's ModifyListener, as the probe followed it: from then on no client reaches
+    // the canary (and none saw an error, before or after its task set drained away)...
+    let changes = env.local.probe.listener_changes(&env.sample.listener_arn);
+    let back = changes
+        .iter()
+        .find(|c| c.at >= alarmed && c.forward.weight_of(&green) == Some(0))
+        .unwrap_or_else(|| panic!("no change to 0% on the canary after the alarm: {changes:?}"));
+    let after: Vec<_> = env
+        .local
+        .probe
+        .requests_since(back.at)
+        .into_iter()
+        .filter(|r| r.listener == env.sample.listener_arn && r.outcome.target_group() == Some(green.as_str()))
+        .collect();
+    assert!(
+        after.is_empty(),
+        "{} requests reached the canary after the rollback's ModifyListener, first: {:?}",
+        after.len(),
+        after.first()
+    );
+    env.assert_no_client_errors();
+    // ...because that call turned stickiness off with the weights.
+    assert_eq!(back.forward.sticky_seconds, None, "stickiness is off in the same call: {back:?}");
+}

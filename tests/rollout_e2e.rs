@@ -55,6 +55,42 @@ async fn a_push_no_policy_matches_starts_nothing() {
     assert!(env.store().lock(&env.sample.policy.service.key()).await.unwrap().is_none());
 }
 
+/// Issue 16 #6: one push, two matching services, one of which cannot start (its team deleted
+/// the service, not the policy; its policy comes first in Parameter Store). The other still rolls
+/// out. The event fails with each service's outcome, so Lambda retries it (then the dead-letter
+/// queue has it): every retry reports the working service's rollout as a duplicate and starts
+/// nothing twice. Before: the first failure ended the invocation and the retries, and the
+/// working service never started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_service_that_cannot_start_does_not_keep_another_from_rolling_out() {
+    let env = start(quick_canary()).await;
+    let ctx = env.local.ctx();
+    let prefix = &ctx.settings.policy_prefix;
+    let ghost = kanaria::policy::parse("ghost", &env.sample.policy_yaml.replace("cluster: demo, name: web", "cluster: shop, name: ghost"))
+        .expect("the ghost policy is valid");
+    // Parameter Store returns parameters in the order they were stored: the ghost's first.
+    let web_parameter = kanaria::aws::policies::parameter_name(prefix, &env.sample.policy);
+    ctx.clients.ssm.delete_parameter().name(&web_parameter).send().await.unwrap();
+    kanaria::aws::policies::put(&ctx.clients.ssm, prefix, &ghost).await.unwrap();
+    kanaria::aws::policies::put(&ctx.clients.ssm, prefix, &env.sample.policy).await.unwrap();
+
+    let digest = fixture::new_digest("two-services");
+    env.push("v2", &digest).await;
+    // The delivery and Lambda's two retries.
+    env.wait_invocations(Function::OnImagePush, 3).await;
+    let executions = env.executions().await;
+    assert_eq!(executions.len(), 1, "the working service rolls out, once, never restarted by the retries: {executions:?}");
+    env.assert_promoted(&executions[0].0, &digest).await;
+    for (attempt, result) in env.results_of(Function::OnImagePush).iter().enumerate() {
+        let e = result.as_ref().expect_err("the event fails while a service did not start");
+        assert_eq!(e.error_type, "Kanaria.ServicesNotStarted", "{e}");
+        assert!(e.message.contains("1 of 2 services matching the push did not start a rollout; a retry starts nothing twice"), "{e}");
+        assert!(e.message.contains("shop/ghost: did not start: Kanaria."), "{e}");
+        let web = if attempt == 0 { "demo/web: started arn:aws:states:" } else { "demo/web: already started arn:aws:states:" };
+        assert!(e.message.contains(web), "attempt {attempt}: {e}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_canary_ends_with_all_traffic_on_the_new_primary_task_set() {
     let env = start(quick_canary()).await;

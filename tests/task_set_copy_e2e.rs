@@ -86,17 +86,36 @@ async fn a_new_task_set_keeps_the_primarys_service_registries_and_other_load_bal
     assert_eq!((promoted.launch_type(), promoted.platform_version()), (before.launch_type(), before.platform_version()));
 }
 
-/// The primary task set's tags go to the new one. Creating with tags needs `ecs:TagResource`
-/// (with `ecs:CreateAction` CreateTaskSet) besides `ecs:CreateTaskSet` (ECS developer guide,
-/// "Grant permission to tag resources on creation"): template.yaml's RolloutStepRole allows it,
-/// and the IAM evaluator of the local runtime checks exactly that.
+/// The primary task set's tags go to the new one, with kanaria's own: `kanaria:managed=true`
+/// (UpdateTaskSet and DeleteTaskSet are allowed only on task sets tagged so) and
+/// `kanaria:rollout`, the rollout's id. Creating with tags needs `ecs:TagResource` (with
+/// `ecs:CreateAction` CreateTaskSet) besides `ecs:CreateTaskSet` (ECS developer guide, "Grant
+/// permission to tag resources on creation"): template.yaml's RolloutStepRole allows it, and the
+/// IAM evaluator of the local runtime checks exactly that. A second rollout replaces the first
+/// one's `kanaria:rollout` instead of adding another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_new_task_set_keeps_the_primarys_tags() {
+async fn a_new_task_set_keeps_the_primarys_tags_and_carries_kanarias() {
     let env = start(SampleOptions { task_set_tags: vec![("team".into(), "payments".into())], ..SampleOptions::default() }).await;
+    let tags = |t: &TaskSet| -> Vec<(String, String)> {
+        let mut all: Vec<(String, String)> =
+            t.tags().iter().map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string())).collect();
+        all.sort();
+        all
+    };
+    let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
     let before = described_task_sets(&env).await.remove(0);
-    assert_eq!(before.tags().len(), 1, "emulated ECS keeps the primary's tags: {before:?}");
-    let promoted = roll_out(&env, "tags").await;
-    assert_eq!(promoted.tags(), before.tags());
+    assert_eq!(tags(&before), vec![pair("kanaria:managed", "true"), pair("team", "payments")], "emulated ECS keeps the tags");
+    for (i, seed) in ["tags", "tags-again"].into_iter().enumerate() {
+        let digest = fixture::new_digest(seed);
+        env.push("v2", &digest).await;
+        env.wait_invocations(Function::OnImagePush, i + 1).await;
+        let execution = env.started_executions().get(i).cloned().expect("the push started a rollout");
+        env.assert_promoted(&execution, &digest).await;
+        let promoted = described_task_sets(&env).await.remove(0);
+        let rollout = promoted.external_id().unwrap().to_string();
+        assert!(kanaria::rollout::is_rollout_id(&rollout), "{promoted:?}");
+        assert_eq!(tags(&promoted), vec![pair("kanaria:managed", "true"), pair("kanaria:rollout", &rollout), pair("team", "payments")]);
+    }
 }
 
 /// `td` without what ECS records about a revision (ARN, number, status, when and by whom) and
@@ -191,6 +210,7 @@ async fn a_retried_create_removes_a_set_left_by_another_rollout() {
         .service(&env.sample.options.service)
         .task_definition(primary.task_definition().unwrap())
         .external_id("0123456789abcdef")
+        .tags(aws_sdk_ecs::types::Tag::builder().key("kanaria:managed").value("true").build())
         .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
         .set_network_configuration(primary.network_configuration().cloned())
         .load_balancers(
@@ -211,4 +231,47 @@ async fn a_retried_create_removes_a_set_left_by_another_rollout() {
     let left = sets.iter().find(|t| t.id == stray);
     assert!(left.is_none_or(|t| t.status == "DRAINING"), "the other rollout's set is deleted by CreateGreen: {sets:?}");
     env.assert_promoted(&execution, &digest).await;
+}
+
+/// Issue 16 #11: kanaria deletes only task sets with its own externalId. The team's first task
+/// set (externalId `initial`, not handed over) and another tool's idle one stay through a
+/// promotion — even though both carry `kanaria:managed=true`, so IAM alone would let kanaria
+/// delete them. The replaced one is left scaled to 0 without traffic. Before: CreateGreen deleted
+/// the other tool's set as a "leftover" and Finish deleted the replaced one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn task_sets_kanaria_did_not_create_are_never_deleted() {
+    let env = start(SampleOptions { initial_external_id: "initial".into(), ..SampleOptions::default() }).await;
+    let ecs = &env.local.ctx().clients.ecs;
+    let primary = described_task_sets(&env).await.into_iter().find(|t| t.status() == Some("PRIMARY")).unwrap();
+    let other_tool = ecs
+        .create_task_set()
+        .cluster(&env.sample.options.cluster)
+        .service(&env.sample.options.service)
+        .task_definition(primary.task_definition().unwrap())
+        .external_id("other-tool")
+        .tags(aws_sdk_ecs::types::Tag::builder().key("kanaria:managed").value("true").build())
+        .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
+        .set_network_configuration(primary.network_configuration().cloned())
+        .scale(aws_sdk_ecs::types::Scale::builder().unit(aws_sdk_ecs::types::ScaleUnit::Percent).value(0.0).build())
+        .send()
+        .await
+        .unwrap();
+    let other_tool = other_tool.task_set().unwrap().id().unwrap().to_string();
+
+    let digest = fixture::new_digest("not-ours");
+    env.push("v2", &digest).await;
+    let execution = env.started_execution().await;
+    let (status, error, cause) = env.wait_for_end(&execution, Duration::from_secs(90)).await.unwrap();
+    assert_eq!(status, "SUCCEEDED", "{error}: {cause}");
+    let sets = env.task_sets_after_draining().await;
+    let find = |id: &str| sets.iter().find(|t| t.id == id).unwrap_or_else(|| panic!("task set {id} was deleted: {sets:?}"));
+    let replaced = find(primary.id().unwrap());
+    assert_eq!((replaced.status.as_str(), replaced.scale_percent), ("ACTIVE", 0.0), "the replaced set stays, scaled to 0");
+    assert_eq!(find(&other_tool).status, "ACTIVE", "the other tool's set is not kanaria's to delete");
+    let new_primary = sets.iter().find(|t| t.status == "PRIMARY").expect("a primary");
+    assert!(new_primary.external_id.as_deref().is_some_and(kanaria::rollout::is_rollout_id), "{new_primary:?}");
+    assert_eq!(sets.len(), 3, "{sets:?}");
+    assert_eq!(Env::weight_of(&env.weights().await, new_primary.target_group_arn.as_deref().unwrap()), 100);
+    env.assert_no_client_errors();
+    assert!(env.local.shared.iam.denials().is_empty(), "{:?}", env.local.shared.iam.denials());
 }

@@ -7,7 +7,8 @@
 //! IAM: no wildcard action anywhere; no `"*"` resource on a mutating ECS, ELB, Scheduler or Step
 //! Functions action that supports resource-level permissions; `iam:PassRole` only with an
 //! `iam:PassedToService` condition, never on `"*"`-like resources, and never conditioned on the
-//! role's tags (IAM ignores such a statement for PassRole). Every function and state machine has a role written out in the
+//! role's tags (IAM ignores such a statement for PassRole); changes to the team's services, task
+//! sets, listeners and rules only under `aws:ResourceTag/kanaria:managed = "true"`. Every function and state machine has a role written out in the
 //! template (no SAM `Policies`, no AWS-managed policies), so nothing granted escapes these checks.
 //! The checks run on bad snippets too, so they can fail.
 
@@ -68,6 +69,18 @@ const SCOPABLE_WRITES: &[&str] = &[
 /// machine, which Step Functions evaluates them against in practice; see template.yaml.)
 const UNSCOPABLE_WRITES: &[&str] =
     &["states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat", "ecs:DeregisterTaskDefinition"];
+
+/// Changes to the team's own resources (services, task sets, listeners, rules): only where they
+/// carry `kanaria:managed=true` (README, "changes only where tagged"). Each of these actions
+/// supports `aws:ResourceTag` on its resource (Service Authorization Reference).
+const TAG_CONDITIONED_WRITES: &[&str] = &[
+    "ecs:UpdateService",
+    "ecs:UpdateTaskSet",
+    "ecs:DeleteTaskSet",
+    "ecs:UpdateServicePrimaryTaskSet",
+    "elasticloadbalancing:ModifyListener",
+    "elasticloadbalancing:ModifyRule",
+];
 
 /// Read-only verbs (Describe*, List*, Get*): a `"*"` resource on them is allowed, since several
 /// (DescribeTaskDefinition, DescribeListeners, ListSchedules) support nothing else.
@@ -282,6 +295,16 @@ fn iam_problems(template: &Value) -> Vec<String> {
                     "{}: cloudwatch:DescribeAlarms on {:?}; composite alarms are returned only when it is allowed on \"*\"",
                     s.origin, s.resources
                 ));
+            }
+            if TAG_CONDITIONED_WRITES.contains(&action.as_str()) {
+                let managed = s.condition("aws:ResourceTag/kanaria:managed");
+                if managed.is_none_or(|(op, values)| op != "StringEquals" || values != &["true".to_string()]) {
+                    problems.push(format!(
+                        "{}: {action} without the condition StringEquals aws:ResourceTag/kanaria:managed = \"true\"; it changes the \
+                         team's resources, only where they are tagged",
+                        s.origin
+                    ));
+                }
             }
             if action == "iam:PassRole" {
                 let passed_to = s.condition("iam:PassedToService").map(|(_, v)| v.clone()).unwrap_or_default();
@@ -844,6 +867,10 @@ Resources:
             Effect: Allow
             Action: [ecs:UpdateTaskSet, elasticloadbalancing:ModifyListener, scheduler:CreateSchedule, states:StartExecution]
             Resource: "*"
+          - Sid: DeleteAnyTaskSet
+            Effect: Allow
+            Action: ecs:DeleteTaskSet
+            Resource: !Sub "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task-set/*"
           - Sid: UnknownWrite
             Effect: Allow
             Action: ecs:ExecuteCommand
@@ -921,6 +948,7 @@ Resources:
         "states:StartExecution on \"*\"",
         "ecs:ExecuteCommand is a mutating action this test does not know",
         "Everything statement MetricAlarmsOnly: cloudwatch:DescribeAlarms on [\"arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:*\"]; composite alarms are returned only when it is allowed on \"*\"",
+        "statement DeleteAnyTaskSet: ecs:DeleteTaskSet without the condition StringEquals aws:ResourceTag/kanaria:managed",
         "FnRole/p statement PassAnything: iam:PassRole without an iam:PassedToService condition",
         "FnRole/p statement PassAnyRoleToTasks: iam:PassRole on any role; scope the roles by name or path",
         "FnRole/p statement PassTaggedRoles: iam:PassRole conditioned on the role's tags never applies",

@@ -367,6 +367,48 @@ async fn a_listener_not_wired_as_the_policy_says_is_reported() {
     assert_fails(&report, "listener/rule", "the listener does not forward: its actions are fixed-response", "the stable one at 100");
 }
 
+/// Issue 16 #5: group stickiness beats weights; verify warns (the service is still ready) and
+/// says what kanaria does with it and how to turn it off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_group_stickiness_is_a_warning_with_what_kanaria_does() {
+    let env = ready().await;
+    let [blue, green] = env.sample.target_groups.clone();
+    let sticky = |enabled: bool| {
+        Action::builder()
+            .r#type(ActionTypeEnum::Forward)
+            .forward_config(
+                ForwardActionConfig::builder()
+                    .target_groups(TargetGroupTuple::builder().target_group_arn(&blue).weight(100).build())
+                    .target_groups(TargetGroupTuple::builder().target_group_arn(&green).weight(0).build())
+                    .target_group_stickiness_config(
+                        aws_sdk_elasticloadbalancingv2::types::TargetGroupStickinessConfig::builder()
+                            .enabled(enabled)
+                            .set_duration_seconds(enabled.then_some(3600))
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build()
+    };
+    let elb = &env.local.ctx().clients.elb;
+    elb.modify_listener().listener_arn(&env.sample.listener_arn).default_actions(sticky(true)).send().await.unwrap();
+    let (code, out, err) = verify(&env, &["demo/web"]).await;
+    assert_eq!(code, Some(0), "a warning, not a failure:\n{out}\n{err}");
+    let warning = squash(&out);
+    for part in [
+        "warn  listener/rule",
+        "target-group stickiness is on (3600 s)",
+        "kanaria turns stickiness off in the same change that takes a target group to 0%",
+        "\"TargetGroupStickinessConfig\":{\"Enabled\":false}",
+    ] {
+        assert!(warning.contains(&squash(part)), "report lacks {part:?}:\n{out}");
+    }
+    elb.modify_listener().listener_arn(&env.sample.listener_arn).default_actions(sticky(false)).send().await.unwrap();
+    let (code, out, _) = verify(&env, &["demo/web"]).await;
+    assert_eq!(code, Some(0));
+    assert!(!out.contains("stickiness"), "{out}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_container_bigger_than_the_task_is_reported() {
     let env = ready().await;

@@ -36,7 +36,11 @@ pub struct SampleOptions {
     /// Register the initial task set's tasks in a Cloud Map service (`{service}` in a private DNS
     /// namespace `{cluster}.local` of the VPC, A records), as service discovery does.
     pub service_registry: bool,
-    /// Tags of the initial task set.
+    /// The initial task set's externalId: [`INITIAL_EXTERNAL_ID`] hands it over to kanaria (it
+    /// is deleted once a rollout replaced it); any other keeps it the team's.
+    pub initial_external_id: String,
+    /// Tags of the initial task set, besides [`MANAGED_TAG`] (which it always carries, as the
+    /// deploy guide asks: kanaria scales and deletes only tagged task sets).
     pub task_set_tags: Vec<(String, String)>,
     /// The task definition also sets fields beyond the basics: `enableFaultInjection`,
     /// `ephemeralStorage` (30 GiB), a bind-mount volume, `pidMode`/`ipcMode` `task`, a runtime
@@ -62,6 +66,7 @@ impl Default for SampleOptions {
             extra_policy_yaml: String::new(),
             awslogs_group: None,
             service_registry: false,
+            initial_external_id: INITIAL_EXTERNAL_ID.into(),
             task_set_tags: Vec::new(),
             task_definition_extras: false,
             extra_target_group_protocol: None,
@@ -100,6 +105,10 @@ pub const ROLE_PATH: &str = "/kanaria/";
 
 /// The tag that lets kanaria change a service, listener or rule (template.yaml, docs/deploy.md).
 pub const MANAGED_TAG: (&str, &str) = ("kanaria:managed", "true");
+
+/// The externalId of the sample's first task set: a team's task set handed over to kanaria
+/// (`kanaria-` prefix), which kanaria may delete once a rollout has replaced it.
+pub const INITIAL_EXTERNAL_ID: &str = "kanaria-initial";
 
 /// The trust policy of an ECS task's roles.
 pub const ECS_TASKS_TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
@@ -385,7 +394,8 @@ pub async fn provision(config: &SdkConfig, endpoint: &str, ctx: &Context, option
         .cluster(&options.cluster)
         .service(name)
         .task_definition(&td_arn)
-        .external_id("initial")
+        // By default handed over to kanaria (docs/deploy.md): deleted once a rollout replaced it.
+        .external_id(&options.initial_external_id)
         .launch_type(LaunchType::Fargate)
         .network_configuration(network)
         .scale(Scale::builder().unit(ScaleUnit::Percent).value(100.0).build());
@@ -402,6 +412,7 @@ pub async fn provision(config: &SdkConfig, endpoint: &str, ctx: &Context, option
     if let Some(arn) = &registry_arn {
         initial = initial.service_registries(ServiceRegistry::builder().registry_arn(arn).build());
     }
+    initial = initial.tags(aws_sdk_ecs::types::Tag::builder().key(MANAGED_TAG.0).value(MANAGED_TAG.1).build());
     for (key, value) in &options.task_set_tags {
         initial = initial.tags(aws_sdk_ecs::types::Tag::builder().key(key).value(value).build());
     }

@@ -106,10 +106,26 @@ impl Summary {
 
 /// The forward action of a listener as the probe follows it.
 #[derive(Debug, Clone, Default, PartialEq)]
-struct Forward {
-    groups: Vec<(String, u32)>,
+pub struct Forward {
+    /// Target groups and their weights.
+    pub groups: Vec<(String, u32)>,
     /// Target-group stickiness duration (AWS seconds), when on.
-    sticky_seconds: Option<u64>,
+    pub sticky_seconds: Option<u64>,
+}
+
+impl Forward {
+    pub fn weight_of(&self, target_group: &str) -> Option<u32> {
+        self.groups.iter().find(|(g, _)| g == target_group).map(|(_, w)| *w)
+    }
+}
+
+/// A listener's forward action as the probe began to follow it: every request sent at or after
+/// `at` went by it (until the next change).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerChange {
+    pub at: Instant,
+    pub listener: String,
+    pub forward: Forward,
 }
 
 #[derive(Debug, Default)]
@@ -142,6 +158,8 @@ pub struct Probe {
     answered: Mutex<HashMap<String, u64>>,
     /// Traffic not yet published to CloudWatch, by (LoadBalancer, TargetGroup) dimension.
     metrics: Mutex<BTreeMap<(String, String), Second>>,
+    /// Every forward action the probe followed, in order.
+    changes: Mutex<Vec<ListenerChange>>,
 }
 
 impl Probe {
@@ -155,6 +173,7 @@ impl Probe {
             log: Mutex::new(Vec::new()),
             answered: Mutex::new(HashMap::new()),
             metrics: Mutex::new(BTreeMap::new()),
+            changes: Mutex::new(Vec::new()),
         }
     }
 
@@ -248,9 +267,12 @@ impl Probe {
         }
         let mut listeners = self.listeners.lock().unwrap();
         listeners.retain(|arn, _| found.contains_key(arn));
+        let now = Instant::now();
         for (arn, forward) in found {
-            let state = listeners.entry(arn).or_insert_with(|| ListenerState { cookies: vec![None; CLIENTS], ..Default::default() });
+            let state =
+                listeners.entry(arn.clone()).or_insert_with(|| ListenerState { cookies: vec![None; CLIENTS], ..Default::default() });
             if state.forward != forward {
+                self.changes.lock().unwrap().push(ListenerChange { at: now, listener: arn, forward: forward.clone() });
                 state.forward = forward;
                 state.credit.clear();
             }
@@ -317,6 +339,13 @@ impl Probe {
         }
         drop(metrics);
         self.log.lock().unwrap().extend(sent);
+    }
+
+    /// The forward actions of `listener` the probe followed, oldest first (from when it first read
+    /// the listener): what a test compares requests with, e.g. "none to the new target group once
+    /// the rollback's ModifyListener was followed".
+    pub fn listener_changes(&self, listener: &str) -> Vec<ListenerChange> {
+        self.changes.lock().unwrap().iter().filter(|c| c.listener == listener).cloned().collect()
     }
 
     /// Every request sent at or after `since`.

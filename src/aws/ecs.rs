@@ -14,6 +14,13 @@ use super::AwsError;
 use crate::policy::ServiceRef;
 use crate::rollout::{Stability, TaskSetView};
 
+/// The tag on services, listeners, rules and task sets that lets kanaria change them (the IAM
+/// conditions in template.yaml). Every task set kanaria creates carries it.
+pub const MANAGED_TAG: (&str, &str) = ("kanaria:managed", "true");
+/// The tag naming the rollout that created a task set (its externalId too), for people reading
+/// the console or Cost Explorer.
+pub const ROLLOUT_TAG_KEY: &str = "kanaria:rollout";
+
 /// What kanaria reads of a service: its desired count, deployment controller and task sets.
 #[derive(Debug, Clone)]
 pub struct ServiceView {
@@ -308,7 +315,9 @@ pub async fn register_revision(ecs: &Client, based_on: &str, container: &str, im
 ///   Application Load Balancer, only one Application Load Balancer target group is allowed per
 ///   task set" (ECS developer guide, External deployment), which `kanaria verify` checks.
 /// - service registries, network configuration, launch type or capacity provider strategy,
-///   platform version and tags, as they are.
+///   platform version, as they are;
+/// - tags: the primary's, with [`MANAGED_TAG`] (UpdateTaskSet and DeleteTaskSet are allowed
+///   only on task sets that carry it) and [`ROLLOUT_TAG_KEY`] set to the rollout's id.
 ///
 /// `new_task_sets_carry_every_field_create_task_set_takes` fails when the SDK gains a field this does not set.
 fn new_task_set_request(
@@ -344,8 +353,17 @@ fn new_task_set_request(
         .set_launch_type(launch_type)
         .set_capacity_provider_strategy(non_empty(primary.capacity_provider_strategy()))
         .set_platform_version(primary.platform_version().map(str::to_string))
-        .set_tags(non_empty(primary.tags()))
+        .set_tags(Some(new_task_set_tags(primary.tags(), external_id)))
         .scale(Scale::builder().unit(ScaleUnit::Percent).value(100.0).build())
+}
+
+/// The primary's tags, kanaria's own replaced: [`MANAGED_TAG`] and the rollout that creates the set.
+fn new_task_set_tags(primary: &[Tag], rollout_id: &str) -> Vec<Tag> {
+    let ours = |t: &Tag| t.key() == Some(MANAGED_TAG.0) || t.key() == Some(ROLLOUT_TAG_KEY);
+    let mut tags: Vec<Tag> = primary.iter().filter(|t| !ours(t)).cloned().collect();
+    tags.push(Tag::builder().key(MANAGED_TAG.0).value(MANAGED_TAG.1).build());
+    tags.push(Tag::builder().key(ROLLOUT_TAG_KEY).value(rollout_id).build());
+    tags
 }
 
 /// Create the new task set ([`new_task_set_request`]): a copy of the primary task set on
@@ -740,7 +758,10 @@ mod tests {
             assert_eq!(lbs[1], primary.load_balancers()[1], "other load balancers are copied unchanged");
             assert_eq!(lbs.len(), 2);
             assert_eq!(input.get_service_registries().as_deref(), Some(primary.service_registries()));
-            assert_eq!(input.get_tags().as_deref(), Some(primary.tags()));
+            let mut tags = primary.tags().to_vec();
+            tags.push(Tag::builder().key("kanaria:managed").value("true").build());
+            tags.push(Tag::builder().key("kanaria:rollout").value("0123456789abcdef").build());
+            assert_eq!(input.get_tags().as_deref(), Some(tags.as_slice()), "the primary's tags and kanaria's");
             assert_eq!(input.get_network_configuration().as_ref(), primary.network_configuration());
             assert_eq!(input.get_platform_version().as_deref(), Some("1.4.0"));
             assert_eq!(input.get_capacity_provider_strategy().as_deref().unwrap_or_default(), primary.capacity_provider_strategy());
@@ -762,6 +783,22 @@ mod tests {
         CreateTaskSetOutput::builder().task_set(TaskSet::builder().id("ecs-svc/2").build()).build()
     }
 
+    #[test]
+    fn new_task_sets_carry_the_primarys_tags_and_kanarias_own_once() {
+        let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
+        // A primary kanaria created in an earlier rollout: its kanaria tags are replaced, not doubled.
+        let primary = [tag("team", "payments"), tag("kanaria:managed", "true"), tag("kanaria:rollout", "e0e1e2e3e4e5e6e7")];
+        assert_eq!(
+            new_task_set_tags(&primary, "0123456789abcdef"),
+            vec![tag("team", "payments"), tag("kanaria:managed", "true"), tag("kanaria:rollout", "0123456789abcdef")]
+        );
+        // An untagged primary: the new set still carries the tag IAM checks before changing it.
+        assert_eq!(
+            new_task_set_tags(&[], "0123456789abcdef"),
+            vec![tag("kanaria:managed", "true"), tag("kanaria:rollout", "0123456789abcdef")]
+        );
+    }
+
     #[tokio::test]
     async fn create_task_set_copies_the_primary_onto_the_new_target_group() {
         let describe = describe_primary();
@@ -769,7 +806,7 @@ mod tests {
             .match_requests(|r| {
                 r.load_balancers().iter().filter_map(|l| l.target_group_arn()).collect::<Vec<_>>() == [GREEN, NLB_TG]
                     && r.service_registries().len() == 1
-                    && r.tags().len() == 1
+                    && r.tags().len() == 3
                     && r.client_token() == Some("0123456789abcdef")
             })
             .then_output(created);

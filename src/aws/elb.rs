@@ -1,9 +1,15 @@
 //! ALB adapter: read and set the weights of the forward action on the production listener or
 //! listener rule. Only the forward action is replaced; other actions (authentication, for
-//! instance) and the stickiness settings are kept as they are.
+//! instance) are kept as they are, and so are the stickiness settings — except that a change
+//! that puts a target group at weight 0 turns target-group stickiness off in the same call
+//! ([`set_weights`]).
 
-use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum, ForwardActionConfig, TargetGroupTuple, TargetHealthStateEnum};
+use aws_sdk_elasticloadbalancingv2::types::{
+    Action, ActionTypeEnum, ForwardActionConfig, TargetGroupStickinessConfig, TargetGroupTuple, TargetHealthStateEnum,
+};
 use aws_sdk_elasticloadbalancingv2::Client;
+
+use tracing::warn;
 
 use super::AwsError;
 use crate::policy::TrafficRoute;
@@ -83,7 +89,31 @@ pub async fn healthy_targets(elb: &Client, target_group: &str, ips: &[String]) -
     Ok(healthy as u32)
 }
 
-/// Set the forward action's weights; every other action and setting stays.
+/// Whether the forward action has target-group stickiness on (ALB: a client's stickiness
+/// cookie sends it back to the same target group, whatever the weights, for the duration).
+pub fn stickiness_seconds(forward: &Action) -> Option<i32> {
+    let config = forward.forward_config()?.target_group_stickiness_config()?;
+    (config.enabled() == Some(true)).then(|| config.duration_seconds().unwrap_or(0))
+}
+
+/// The stickiness setting to write with `weights`: as it is, unless stickiness is on and a
+/// target group goes to (or stays at) weight 0 — a rollback, a promotion, the blue/green test
+/// route. Stickiness beats weights (ELB docs, "Target group stickiness"), so clients stuck to
+/// that group would keep reaching it until their cookie expires (up to 7 days), and get 503s once
+/// its task set is scaled down or deleted. Turning it off in the same ModifyListener/ModifyRule
+/// moves them with the weights at once. It stays off afterwards (`kanaria verify` warns while it
+/// is on).
+fn stickiness_with(current: Option<&TargetGroupStickinessConfig>, weights: &[(String, u32)]) -> Option<TargetGroupStickinessConfig> {
+    let on = current.is_some_and(|c| c.enabled() == Some(true));
+    if on && weights.iter().any(|(_, w)| *w == 0) {
+        return Some(TargetGroupStickinessConfig::builder().enabled(false).build());
+    }
+    current.cloned()
+}
+
+/// Set the forward action's weights; every other action and setting stays, except stickiness
+/// when a target group goes to 0 ([`stickiness_with`]). The weights read back ([`read_weights`])
+/// are the ones set: the target groups stay in the action.
 pub async fn set_weights(elb: &Client, route: &TrafficRoute, weights: &[(String, u32)]) -> Result<(), AwsError> {
     let actions = actions_of(elb, route).await?;
     let tuples: Vec<TargetGroupTuple> =
@@ -94,7 +124,13 @@ pub async fn set_weights(elb: &Client, route: &TrafficRoute, weights: &[(String,
         .map(|a| {
             if a.r#type() == Some(&ActionTypeEnum::Forward) && !replaced {
                 replaced = true;
-                let stickiness = a.forward_config().and_then(|c| c.target_group_stickiness_config()).cloned();
+                let stickiness = stickiness_with(a.forward_config().and_then(|c| c.target_group_stickiness_config()), weights);
+                if stickiness.as_ref().and_then(|c| c.enabled()) == Some(false) && stickiness_seconds(&a).is_some() {
+                    warn!(
+                        route = route_arn(route),
+                        "target-group stickiness turned off with this weight change: clients stuck to a target group at weight 0 would keep reaching it"
+                    );
+                }
                 Action::builder()
                     .r#type(ActionTypeEnum::Forward)
                     .set_order(a.order())
@@ -169,6 +205,42 @@ mod tests {
         assert_eq!(weights_of(&forward(&[("tg-a", 90), ("tg-b", 10)])), vec![("tg-a".into(), 90), ("tg-b".into(), 10)]);
         assert_eq!(weights_of(&forward(&[("tg-a", 1), ("tg-b", 0)])), vec![("tg-a".into(), 100), ("tg-b".into(), 0)]);
         assert_eq!(weights_of(&forward(&[("tg-a", 999), ("tg-b", 999)])), vec![("tg-a".into(), 50), ("tg-b".into(), 50)]);
+    }
+
+    #[test]
+    fn stickiness_goes_off_only_when_a_target_group_goes_to_zero() {
+        let on = TargetGroupStickinessConfig::builder().enabled(true).duration_seconds(3600).build();
+        let off = TargetGroupStickinessConfig::builder().enabled(false).build();
+        let w = |a: u32, b: u32| vec![("tg-a".to_string(), a), ("tg-b".to_string(), b)];
+        // A canary step: sticky clients stay where they are (what stickiness is for).
+        assert_eq!(stickiness_with(Some(&on), &w(90, 10)), Some(on.clone()));
+        // A rollback, a promotion: off in the same call.
+        assert_eq!(stickiness_with(Some(&on), &w(100, 0)), Some(off.clone()));
+        assert_eq!(stickiness_with(Some(&on), &w(0, 100)), Some(off.clone()));
+        // Off or absent: left as it is.
+        assert_eq!(stickiness_with(Some(&off), &w(100, 0)), Some(off));
+        assert_eq!(stickiness_with(None, &w(100, 0)), None);
+    }
+
+    #[tokio::test]
+    async fn set_weights_turns_stickiness_off_when_a_group_goes_to_zero() {
+        let describe = mock!(Client::describe_listeners).then_output(|| {
+            DescribeListenersOutput::builder()
+                .listeners(Listener::builder().default_actions(forward(&[("tg-a", 90), ("tg-b", 10)])).build())
+                .build()
+        });
+        let modify = mock!(Client::modify_listener)
+            .match_requests(|req| {
+                let actions = req.default_actions();
+                actions.len() == 1
+                    && weights_of(&actions[0]) == vec![("tg-a".to_string(), 100), ("tg-b".to_string(), 0)]
+                    && stickiness_seconds(&actions[0]).is_none()
+                    && actions[0].forward_config().and_then(|c| c.target_group_stickiness_config()).and_then(|s| s.enabled()) == Some(false)
+            })
+            .then_output(|| ModifyListenerOutput::builder().build());
+        let client = mock_client!(aws_sdk_elasticloadbalancingv2, RuleMode::MatchAny, [&describe, &modify]);
+        set_weights(&client, &TrafficRoute::Listener("arn:l".into()), &[("tg-a".into(), 100), ("tg-b".into(), 0)]).await.unwrap();
+        assert_eq!(modify.num_calls(), 1, "the rollback's ModifyListener did not turn stickiness off with the weights");
     }
 
     #[tokio::test]

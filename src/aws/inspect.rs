@@ -372,7 +372,14 @@ fn route_from_actions(label: String, actions: &[aws_sdk_elasticloadbalancingv2::
             None => a.target_group_arn().map(|t| vec![(t.to_string(), 1)]).unwrap_or_default(),
         }
     });
-    RouteFacts { label, forward, action_types: actions.iter().filter_map(|a| a.r#type().map(|t| t.as_str().to_string())).collect() }
+    let sticky_seconds =
+        actions.iter().find(|a| a.r#type() == Some(&ActionTypeEnum::Forward)).and_then(crate::aws::elb::stickiness_seconds).map(i64::from);
+    RouteFacts {
+        label,
+        forward,
+        action_types: actions.iter().filter_map(|a| a.r#type().map(|t| t.as_str().to_string())).collect(),
+        sticky_seconds,
+    }
 }
 
 async fn listener(clients: &InspectClients, arn: &str) -> Gathered<Option<RouteFacts>> {

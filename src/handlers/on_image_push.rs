@@ -155,11 +155,110 @@ pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> 
     // A redelivered event keeps its id; without one (never from EventBridge), the time stands in.
     let push_id = if event.id.is_empty() { format!("{}@{pushed_at}", image.digest) } else { event.id.clone() };
     let push = Push { image, pushed_at, push_id };
-    let mut outcomes = Vec::new();
-    for policy in matching {
-        outcomes.push(start_rollout(ctx, policy, &push).await?);
+    report(start_each(ctx, matching, &push).await)
+}
+
+/// Services whose rollouts one invocation starts at the same time: enough that a push matching
+/// many services starts them well within the function's 30 s, few enough not to burst past
+/// ECS's and DynamoDB's request rates.
+const CONCURRENT_STARTS: usize = 8;
+
+/// Start the rollout of each matched service on its own, at most [`CONCURRENT_STARTS`] at a
+/// time: one service's failure (its service deleted, a throttled call, a denied permission) never
+/// keeps another from starting. Results in the policies' order.
+async fn start_each(ctx: &Context, policies: Vec<Policy>, push: &Push) -> Vec<(String, Result<Outcome, HandlerError>)> {
+    let services: Vec<String> = policies.iter().map(|p| p.service.key()).collect();
+    let mut results: Vec<Option<Result<Outcome, HandlerError>>> = services.iter().map(|_| None).collect();
+    let mut running = tokio::task::JoinSet::new();
+    let mut waiting = policies.into_iter().enumerate();
+    loop {
+        while running.len() < CONCURRENT_STARTS {
+            let Some((i, policy)) = waiting.next() else { break };
+            let (ctx, push) = (ctx.clone(), push.clone());
+            running.spawn(async move { (i, start_rollout(&ctx, policy, &push).await) });
+        }
+        let Some(joined) = running.join_next().await else { break };
+        match joined {
+            Ok((i, result)) => results[i] = Some(result),
+            // Its service is the one left without a result below.
+            Err(e) => error!(error = %e, "starting a rollout panicked"),
+        }
     }
-    Ok(json!({ "rollouts": outcomes }))
+    services
+        .into_iter()
+        .zip(results)
+        .map(|(service, result)| {
+            let result = result.unwrap_or_else(|| {
+                Err(HandlerError::new(
+                    "Kanaria.Internal",
+                    format!("starting the rollout of {service} stopped unexpectedly (a bug: the function's log has the panic); push again"),
+                ))
+            });
+            (service, result)
+        })
+        .collect()
+}
+
+/// The invocation's answer: every service's outcome. When a service did not start, the event
+/// fails — Lambda retries it, then it goes to the dead-letter queue with this message, which
+/// names each service's outcome or error. A retry starts nothing twice: a started service finds
+/// its lock and its execution (same push, same execution name) and reports a duplicate. The
+/// error is `Kanaria.Transient` when a retry may help (a throttled or failed call), else
+/// `Kanaria.ServicesNotStarted`.
+fn report(results: Vec<(String, Result<Outcome, HandlerError>)>) -> Result<Value, HandlerError> {
+    let mut rollouts = Vec::new();
+    let mut lines = Vec::new();
+    let (mut failed, mut transient) = (0, false);
+    for (service, result) in &results {
+        match result {
+            Ok(outcome) => {
+                rollouts.push(serde_json::to_value(outcome).expect("an outcome serialises"));
+                lines.push(format!("{service}: {}", outcome.summary()));
+            }
+            Err(e) => {
+                failed += 1;
+                transient |= e.error_type == "Kanaria.Transient";
+                error!(%service, error_type = %e.error_type, error = %e.message, "the rollout of this service did not start");
+                rollouts.push(json!({ "outcome": "failed", "service": service, "errorType": e.error_type, "error": e.message }));
+                lines.push(format!("{service}: did not start: {e}"));
+            }
+        }
+    }
+    if failed == 0 {
+        return Ok(json!({ "rollouts": rollouts }));
+    }
+    let (error_type, next) = if transient {
+        (
+            "Kanaria.Transient",
+            "the event is retried, and a retry starts only those (the others' rollouts are found by their lock and execution name)",
+        )
+    } else {
+        (
+            "Kanaria.ServicesNotStarted",
+            "a retry starts nothing twice but will not help them: fix what each error says, then push the image again or run \
+             kanaria deploy",
+        )
+    };
+    Err(HandlerError::new(
+        error_type,
+        format!("{failed} of {} services matching the push did not start a rollout; {next}. {}", results.len(), lines.join("; ")),
+    ))
+}
+
+impl Outcome {
+    /// One line for people: what became of the service's rollout.
+    pub fn summary(&self) -> String {
+        match self {
+            Outcome::Started { execution, .. } => format!("started {execution}"),
+            Outcome::Duplicate { execution, .. } => format!("already started {execution}"),
+            Outcome::AlreadyRunning { .. } => "runs this digest already".into(),
+            Outcome::Refused { held_by, .. } => format!("refused ({held_by})"),
+            Outcome::AlreadyRolledOut { execution, status, .. } => format!("rolled out already by {execution} ({status})"),
+            Outcome::Superseded { execution, superseded, .. } => format!("started {execution}, superseding {superseded}"),
+            Outcome::Queued { behind, .. } => format!("queued behind {behind}"),
+            Outcome::NotRunning { reason, .. } => format!("not started: {reason}"),
+        }
+    }
 }
 
 /// Deterministic rollout id and execution name for a service, digest and attempt: every
@@ -447,4 +546,50 @@ fn refused(service: &str, image: &Image, held: &LockRecord, why: &str) -> Outcom
         "push refused: {why}"
     );
     Outcome::Refused { service: service.to_string(), held_by: held.rollout_id.clone() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn started(service: &str) -> (String, Result<Outcome, HandlerError>) {
+        (service.into(), Ok(Outcome::Started { service: service.into(), execution: format!("arn:exec:{service}") }))
+    }
+
+    #[test]
+    fn every_service_started_is_the_invocations_answer() {
+        let out = report(vec![started("prod/web"), started("prod/api")]).unwrap();
+        assert_eq!(out["rollouts"].as_array().unwrap().len(), 2, "{out}");
+        assert_eq!((out["rollouts"][1]["outcome"].as_str(), out["rollouts"][1]["service"].as_str()), (Some("started"), Some("prod/api")));
+    }
+
+    #[test]
+    fn a_service_that_did_not_start_fails_the_event_naming_every_services_outcome() {
+        let missing = HandlerError::new("Kanaria.AwsError", "ECS DescribeServices on shop/ghost failed: the service does not exist");
+        let e = report(vec![("shop/ghost".into(), Err(missing)), started("prod/web")]).unwrap_err();
+        assert_eq!(e.error_type, "Kanaria.ServicesNotStarted");
+        assert!(e.message.starts_with("1 of 2 services matching the push did not start a rollout"), "{e}");
+        assert!(e.message.contains("shop/ghost: did not start: Kanaria.AwsError: ECS DescribeServices on shop/ghost failed"), "{e}");
+        assert!(e.message.contains("prod/web: started arn:exec:prod/web"), "{e}");
+        assert!(e.message.contains("fix what each error says, then push the image again"), "{e}");
+
+        // A throttled call may pass: the event's retry starts what did not start.
+        let throttled = HandlerError::new("Kanaria.Transient", "ECS DescribeServices on shop/api failed: ThrottlingException");
+        let e = report(vec![started("prod/web"), ("shop/api".into(), Err(throttled))]).unwrap_err();
+        assert_eq!(e.error_type, "Kanaria.Transient");
+        assert!(e.message.contains("a retry starts only those"), "{e}");
+    }
+
+    #[test]
+    fn rollout_ids_are_what_kanaria_recognises_as_its_own_external_ids() {
+        let policy = crate::policy::parse(
+            "p",
+            "service: { cluster: prod, name: web }\ncontainer: app\ntrigger: { repository: team/web, tags: [\"v*\"] }\ntraffic:\n  listenerArn: arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/prod/50dc6c495c0c9188/f2f7dc8efc522ab2\n  targetGroups:\n    - arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-blue/73e2d6bc24d8a067\n    - arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-green/2453ed029918f21f\nstrategy:\n  canary:\n    steps:\n      - { weight: 10, bake: 1m }\n",
+        )
+        .unwrap();
+        for attempt in 1..20 {
+            let (id, _) = rollout_names(&policy, "sha256:5b0bcabd1ed22e9fb1310cf6c2dec7cdef19f0ad69efa1f392e94a4333501270", attempt);
+            assert!(crate::rollout::is_rollout_id(&id) && crate::rollout::is_kanarias(Some(&id)), "{id}");
+        }
+    }
 }

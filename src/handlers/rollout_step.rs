@@ -141,6 +141,15 @@ pub async fn run(ctx: &Context, action: Action, mut rollout: Rollout) -> Result<
             if let Some(after) = traffic_restored_after {
                 ctx.metrics.emit(&metrics::Event::TrafficRestored { service: &done.service.key(), seconds: after.as_secs_f64() });
             }
+            if let Some(kept) = rollout::kept_after_finish(&done, &obs).filter(|_| action == Action::Finish) {
+                info!(
+                    rollout = %done.id,
+                    service = %done.service,
+                    task_set = %kept.id,
+                    external_id = kept.external_id.as_deref().unwrap_or(""),
+                    "the replaced task set was not created by kanaria (its externalId is not kanaria's) and is kept, scaled to 0 and without traffic; delete it with aws ecs delete-task-set if it is no longer needed"
+                );
+            }
             record_progress(ctx, action, &done).await?;
             show_progress(ctx, action, &done, &obs).await;
             info!(

@@ -2,8 +2,10 @@
 //! A click on Approve / Roll back arrives here; the answer must reach Slack within 3 seconds.
 //!
 //! In order, each failing check answering with its status and changing nothing:
-//! 1. size (400) and Slack's signature over the raw body with the signing secret from Secrets
-//!    Manager, timestamp within 5 minutes (401);
+//! 1. size (400); both Slack headers present, the timestamp within 5 minutes and the signature
+//!    shaped as Slack's (401) — all before any AWS call, so the public URL refuses unsigned,
+//!    stale and replayed requests in microseconds; then Slack's signature over the raw body
+//!    with the signing secret from Secrets Manager (read once per container and cached, 401);
 //! 2. the body is a `block_actions` click on one of our buttons (400);
 //! 3. it comes from our workspace and app (403), the approval exists and is open (403), and the
 //!    user is one of the policy's approvers (403);
@@ -83,16 +85,23 @@ async fn answer(ctx: &Context, event: &Value) -> Result<(), Answer> {
             return Err(Rejection::NotConfigured.into());
         }
     };
-    let credentials = chatops.credentials.get(&ctx.clients.secrets, secret_arn).await.map_err(|e| {
-        warn!(error = %e, "Slack signing secret not available");
-        Answer { status: 500, note: "signing secret not available".into() }
-    })?;
     let signed = SignedRequest {
         timestamp: header(event, request::TIMESTAMP_HEADER),
         signature: header(event, request::SIGNATURE_HEADER),
         body: &body,
     };
-    if let Err(r) = request::verify(credentials.signing_secret.expose().as_bytes(), &signed, now_unix()) {
+    let now = now_unix();
+    // Everything that needs no secret first: a request that cannot be Slack's costs no Secrets
+    // Manager call (nor its latency) while it holds one of the function's few executions.
+    if let Err(r) = request::precheck(&signed, now) {
+        warn!(reason = %r, "Slack interaction refused before reading the signing secret");
+        return Err(r.into());
+    }
+    let credentials = chatops.credentials.get(&ctx.clients.secrets, secret_arn).await.map_err(|e| {
+        warn!(error = %e, "Slack signing secret not available");
+        Answer { status: 500, note: "signing secret not available".into() }
+    })?;
+    if let Err(r) = request::verify(credentials.signing_secret.expose().as_bytes(), &signed, now) {
         warn!(reason = %r, "Slack interaction refused");
         return Err(r.into());
     }
@@ -262,5 +271,91 @@ async fn replace_message(ctx: &Context, click: &Interaction, rollout: Option<&Ro
     };
     if let Err(e) = ctx.chatops.api().respond(&click.response_url, &body).await {
         warn!(error = %e, "Slack message not updated after the decision");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::{Clients, Settings};
+    use crate::slack::api::{ChatOps, SlackConfig};
+
+    const SECRET_ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:kanaria/slack-AbCdEf";
+
+    /// Slack configured, AWS clients pointing at a port nothing listens on, without retries: a
+    /// call would fail fast (500), and `is_built` tells whether any client was even touched.
+    fn context() -> Context {
+        let config = aws_config::SdkConfig::builder()
+            .region(aws_config::Region::new("us-east-1"))
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .endpoint_url("http://127.0.0.1:9")
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .credentials_provider(aws_sdk_secretsmanager::config::SharedCredentialsProvider::new(
+                aws_sdk_secretsmanager::config::Credentials::new("test", "test", None, None, "test"),
+            ))
+            .build();
+        let mut settings = Settings::from_env();
+        settings.table = "kanaria".into();
+        let slack = SlackConfig {
+            secret_arn: Some(SECRET_ARN.into()),
+            team_id: "T0LOCAL01".into(),
+            app_id: "A0LOCAL01".into(),
+            ..ChatOps::default().config
+        };
+        Context { clients: Clients::new(&config), settings, chatops: std::sync::Arc::new(ChatOps::new(slack)), metrics: Default::default() }
+    }
+
+    fn function_url_event(headers: Value) -> Value {
+        json!({
+            "requestContext": {"http": {"method": "POST"}},
+            "headers": headers,
+            "body": "payload=%7B%7D",
+            "isBase64Encoded": false,
+        })
+    }
+
+    fn no_client_built(ctx: &Context) -> bool {
+        let c = &ctx.clients;
+        !(c.secrets.is_built() || c.dynamodb.is_built() || c.sfn.is_built() || c.ecs.is_built() || c.elb.is_built() || c.sns.is_built())
+    }
+
+    #[tokio::test]
+    async fn unsigned_stale_and_malformed_requests_are_refused_before_any_aws_call() {
+        let now = now_unix();
+        let well_formed = format!("v0={}", "ab".repeat(32));
+        let cases = [
+            ("no Slack headers", json!({"content-type": "application/x-www-form-urlencoded"})),
+            ("no signature", json!({"x-slack-request-timestamp": now.to_string()})),
+            ("no timestamp", json!({"x-slack-signature": well_formed})),
+            ("a replay from an hour ago", json!({"x-slack-request-timestamp": (now - 3600).to_string(), "x-slack-signature": well_formed})),
+            (
+                "a timestamp from the future",
+                json!({"x-slack-request-timestamp": (now + 3600).to_string(), "x-slack-signature": well_formed}),
+            ),
+            ("a timestamp that is not a number", json!({"x-slack-request-timestamp": "yesterday", "x-slack-signature": well_formed})),
+            ("a signature of another scheme", json!({"x-slack-request-timestamp": now.to_string(), "x-slack-signature": "v1=abc"})),
+            ("a signature too short", json!({"x-slack-request-timestamp": now.to_string(), "x-slack-signature": "v0=abcd"})),
+            (
+                "a signature not hex",
+                json!({"x-slack-request-timestamp": now.to_string(), "x-slack-signature": format!("v0={}", "zz".repeat(32))}),
+            ),
+        ];
+        for (what, headers) in cases {
+            let ctx = context();
+            let out = handle(&ctx, function_url_event(headers)).await.unwrap();
+            assert_eq!(out["statusCode"], 401, "{what}: {out}");
+            assert!(no_client_built(&ctx), "{what}: an AWS client was used before the request was shown to be Slack's");
+        }
+    }
+
+    /// The control: a request shaped like Slack's, in time, does read the secret (here it cannot,
+    /// so 500) — the cases above are refused by the precheck, not by an AWS call failing.
+    #[tokio::test]
+    async fn a_request_shaped_like_slacks_reads_the_signing_secret() {
+        let ctx = context();
+        let headers = json!({"x-slack-request-timestamp": now_unix().to_string(), "x-slack-signature": format!("v0={}", "ab".repeat(32))});
+        let out = handle(&ctx, function_url_event(headers)).await.unwrap();
+        assert_eq!(out["statusCode"], 500, "{out}");
+        assert!(ctx.clients.secrets.is_built(), "the signing secret was read");
     }
 }

@@ -15,8 +15,14 @@ const TG_B: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgr
 /// A real-looking target group that the policy does not name.
 const TG_FOREIGN: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-legacy/0f3c8e1a9b7d6c54";
 
-const ROLLOUT_ID: &str = "r-9f2c4e1a7b3d";
-const OTHER_ROLLOUT_ID: &str = "r-0aa1bb2cc3dd";
+// Rollout ids as on-image-push makes them (16 hex digits): every task set kanaria creates
+// carries one as its externalId.
+const ROLLOUT_ID: &str = "9f2c4e1a7b3d5e60";
+const OTHER_ROLLOUT_ID: &str = "0aa1bb2cc3dd4ee5";
+/// The id of a rollout before this one (its task sets are kanaria's).
+const EARLIER_ROLLOUT_ID: &str = "e0e1e2e3e4e5e6e7";
+/// The externalId with which the team handed its first task set over to kanaria.
+const HANDED_OVER: &str = "kanaria-initial";
 const STABLE_TD: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/web:41";
 const NEW_TD: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/web:42";
 const DIGEST: &str = "sha256:5b0bcabd1ed22e9fb1310cf6c2dec7cdef19f0ad69efa1f392e94a4333501270";
@@ -88,9 +94,9 @@ fn view(id: &str, status: &str, tg: Option<&str>, td: &str, external_id: Option<
     }
 }
 
-/// The primary task set on TG_A, all 4 tasks running.
+/// The primary task set on TG_A, all 4 tasks running; the team handed it over to kanaria.
 fn stable_view() -> TaskSetView {
-    view(STABLE_ID, "PRIMARY", Some(TG_A), STABLE_TD, None)
+    view(STABLE_ID, "PRIMARY", Some(TG_A), STABLE_TD, Some(HANDED_OVER))
 }
 
 /// This rollout's task set on TG_B, all 4 tasks running.
@@ -261,7 +267,7 @@ fn create_green_alternates_target_groups() {
     // After an earlier rollout the primary lives on the policy's second target group: the new
     // task set goes to the first.
     let obs = Observation {
-        task_sets: vec![view(STABLE_ID, "PRIMARY", Some(TG_B), STABLE_TD, Some("r-earlier"))],
+        task_sets: vec![view(STABLE_ID, "PRIMARY", Some(TG_B), STABLE_TD, Some(EARLIER_ROLLOUT_ID))],
         weights: weights(0, 100),
         revision_with_image: Some(NEW_TD.into()),
         ..fresh_obs()
@@ -320,8 +326,8 @@ fn create_green_deletes_idle_leftovers_before_anything_else() {
     let obs = Observation {
         task_sets: vec![
             stable_view(),
-            view(LEFTOVER_ID, "ACTIVE", Some(TG_B), STABLE_TD, Some("r-earlier")),
-            view("ecs-svc/4444444444444444444", "ACTIVE", None, STABLE_TD, None),
+            view(LEFTOVER_ID, "ACTIVE", Some(TG_B), STABLE_TD, Some(EARLIER_ROLLOUT_ID)),
+            view("ecs-svc/4444444444444444444", "ACTIVE", None, STABLE_TD, Some("kanaria-old")),
         ],
         revision_with_image: Some(NEW_TD.into()),
         ..fresh_obs()
@@ -339,9 +345,48 @@ fn create_green_deletes_idle_leftovers_before_anything_else() {
 }
 
 #[test]
+fn create_green_never_deletes_a_task_set_kanaria_did_not_create() {
+    // Another tool's idle set, one without an externalId, and the team's first set scaled to 0
+    // by the promotion that replaced it (on the target group the new set now goes to): left alone.
+    let mut replaced = view("ecs-svc/5555555555555555555", "ACTIVE", Some(TG_B), STABLE_TD, Some("initial"));
+    replaced.scale_percent = 0.0;
+    let obs = Observation {
+        task_sets: vec![
+            stable_view(),
+            view(LEFTOVER_ID, "ACTIVE", None, STABLE_TD, Some("ecs-deploy-tool")),
+            view("ecs-svc/4444444444444444444", "ACTIVE", Some(TG_FOREIGN), STABLE_TD, None),
+            replaced,
+        ],
+        revision_with_image: Some(NEW_TD.into()),
+        ..fresh_obs()
+    };
+    let d = ok(Action::CreateGreen, &new_rollout(), &obs, NOW);
+    assert_eq!(
+        d.commands,
+        vec![Command::CreateTaskSet { task_definition_arn: NEW_TD.into(), target_group_arn: TG_B.into(), external_id: ROLLOUT_ID.into() }]
+    );
+
+    // One that runs tasks on the new set's target group would serve its canary traffic: halt,
+    // saying how to remove it, rather than delete it.
+    let mut obs = obs;
+    obs.task_sets[3].scale_percent = 100.0;
+    let msg = not_ready(halt(Action::CreateGreen, &new_rollout(), &obs));
+    assert!(msg.contains("ecs-svc/5555555555555555555") && msg.contains("externalId initial"), "{msg}");
+    assert!(msg.contains("aws ecs delete-task-set --cluster prod --service web --task-set ecs-svc/5555555555555555555"), "{msg}");
+}
+
+#[test]
+fn kanarias_external_ids_are_rollout_ids_and_handed_over_ones() {
+    assert!(is_kanarias(Some(ROLLOUT_ID)) && is_kanarias(Some("kanaria-initial")));
+    for theirs in [None, Some(""), Some("initial"), Some("ecs-svc/1"), Some("9F2C4E1A7B3D5E60"), Some("9f2c4e1a7b3d5e6"), Some("kanaria")] {
+        assert!(!is_kanarias(theirs), "{theirs:?}");
+    }
+}
+
+#[test]
 fn create_green_ignores_draining_leftovers() {
     let obs = Observation {
-        task_sets: vec![stable_view(), view(LEFTOVER_ID, "DRAINING", Some(TG_B), STABLE_TD, Some("r-earlier"))],
+        task_sets: vec![stable_view(), view(LEFTOVER_ID, "DRAINING", Some(TG_B), STABLE_TD, Some(EARLIER_ROLLOUT_ID))],
         ..fresh_obs()
     };
     let d = ok(Action::CreateGreen, &new_rollout(), &obs, NOW);
@@ -352,7 +397,7 @@ fn create_green_ignores_draining_leftovers() {
 fn create_green_refuses_a_leftover_that_gets_traffic() {
     // A second task set behind the stable target group shares its 100%.
     let obs = Observation {
-        task_sets: vec![stable_view(), view(LEFTOVER_ID, "ACTIVE", Some(TG_A), STABLE_TD, Some("r-earlier"))],
+        task_sets: vec![stable_view(), view(LEFTOVER_ID, "ACTIVE", Some(TG_A), STABLE_TD, Some(EARLIER_ROLLOUT_ID))],
         revision_with_image: Some(NEW_TD.into()),
         ..fresh_obs()
     };
@@ -363,7 +408,7 @@ fn create_green_refuses_a_leftover_that_gets_traffic() {
 #[test]
 fn create_green_needs_all_traffic_on_stable() {
     let obs = Observation {
-        task_sets: vec![stable_view(), view(LEFTOVER_ID, "ACTIVE", Some(TG_B), STABLE_TD, Some("r-earlier"))],
+        task_sets: vec![stable_view(), view(LEFTOVER_ID, "ACTIVE", Some(TG_B), STABLE_TD, Some(EARLIER_ROLLOUT_ID))],
         weights: weights(90, 10),
         revision_with_image: Some(NEW_TD.into()),
         ..fresh_obs()
@@ -820,6 +865,41 @@ fn finish_deletes_only_the_task_set_this_rollout_replaced_and_never_touches_the_
     // A newer rollout holds the service by now: still nothing of ours to release.
     obs.lock_holder = Some(OTHER_ROLLOUT_ID.into());
     assert_eq!(ok(Action::Finish, &r, &obs, NOW).rollout.verdict, Some(Verdict::Done));
+}
+
+#[test]
+fn finish_never_deletes_a_replaced_task_set_kanaria_did_not_create() {
+    let r = Rollout { weight: 100, ..canary_rollout() };
+    for theirs in [None, Some("initial")] {
+        let mut obs = promoted_obs();
+        obs.lock_holder = None;
+        obs.task_sets[0].external_id = theirs.map(str::to_string);
+        let d = ok(Action::Finish, &r, &obs, NOW);
+        assert!(d.commands.is_empty(), "{theirs:?}: {:?}", d.commands);
+        assert_eq!(d.rollout.verdict, Some(Verdict::Done));
+        assert_eq!(kept_after_finish(&r, &obs).map(|t| t.id.as_str()), Some(STABLE_ID));
+    }
+    // kanaria's own is deleted, and nothing is reported kept.
+    let obs = Observation { lock_holder: None, ..promoted_obs() };
+    assert_eq!(kept_after_finish(&r, &obs), None);
+}
+
+#[test]
+fn rollbacks_delete_only_task_sets_with_this_rollouts_external_id() {
+    // A rollout input naming someone else's task set as its green one (a set without kanaria's
+    // externalId): the rollback moves traffic back, never deletes that set.
+    let mut obs = canary_obs(0);
+    obs.task_sets[1].external_id = Some("ecs-deploy-tool".into());
+    let r = Rollout { step: 1, weight: 10, ..canary_rollout() };
+    let d = ok(Action::Rollback, &r, &obs, NOW);
+    assert!(!d.commands.iter().any(|c| matches!(c, Command::DeleteTaskSet { .. })), "{:?}", d.commands);
+    // Superseded (another rollout holds the lock): the same.
+    obs.lock_holder = Some(OTHER_ROLLOUT_ID.into());
+    assert!(ok(Action::Rollback, &r, &obs, NOW).commands.is_empty());
+    // Before the stable task set was known: the same.
+    let early = Rollout { stable: None, ..r };
+    obs.lock_holder = Some(ROLLOUT_ID.into());
+    assert!(!ok(Action::Rollback, &early, &obs, NOW).commands.iter().any(|c| matches!(c, Command::DeleteTaskSet { .. })));
 }
 
 #[test]
@@ -1400,7 +1480,7 @@ fn consecutive_rollouts_alternate_target_groups() {
 #[test]
 fn a_leftover_task_set_is_cleaned_up_before_the_new_one_is_created() {
     let mut obs = fresh_obs();
-    obs.task_sets.push(view(LEFTOVER_ID, "ACTIVE", Some(TG_B), STABLE_TD, Some("r-earlier")));
+    obs.task_sets.push(view(LEFTOVER_ID, "ACTIVE", Some(TG_B), STABLE_TD, Some(EARLIER_ROLLOUT_ID)));
     let mut world = World::new(obs);
     let (r, rounds) = world.run(Action::CreateGreen, &new_rollout(), NOW);
     assert_eq!(r.verdict, Some(Verdict::Done));
@@ -1535,7 +1615,7 @@ fn a_superseded_shift_rolls_back_without_touching_the_other_rollouts_lock() {
     let (done, _) = world.run(Action::Rollback, &caught, NOW);
     assert_eq!(done.verdict, Some(Verdict::Done));
     assert_eq!(world.obs.lock_holder.as_deref(), Some(OTHER_ROLLOUT_ID), "the other rollout keeps its lock");
-    assert!(done.cause.as_deref().unwrap().starts_with("Kanaria.Superseded: rollout r-9f2c4e1a7b3d no longer holds prod/web"));
+    assert!(done.cause.as_deref().unwrap().starts_with(&format!("Kanaria.Superseded: rollout {ROLLOUT_ID} no longer holds prod/web")));
     assert!(!world.log.iter().any(|(_, c)| matches!(c, Command::ReleaseLock { .. })));
 }
 

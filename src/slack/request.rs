@@ -117,6 +117,23 @@ pub fn sign(signing_secret: &[u8], timestamp: &str, body: &[u8]) -> String {
 /// Checks, in this order: body size, headers present (timestamp, then signature), timestamp an
 /// integer within [`MAX_AGE_SECONDS`] of `now` (either direction), signature (constant-time).
 pub fn verify(signing_secret: &[u8], req: &SignedRequest<'_>, now: u64) -> Result<(), Rejection> {
+    let Prechecked { timestamp, expected } = precheck(req, now)?;
+    mac(signing_secret, timestamp, req.body).verify_slice(&expected).map_err(|_| Rejection::BadSignature)
+}
+
+/// What [`precheck`] read from a request that may be Slack's: the timestamp as sent (it is part
+/// of the signed text) and the signature's 32 bytes.
+pub struct Prechecked<'a> {
+    timestamp: &'a str,
+    expected: Vec<u8>,
+}
+
+/// Every check of [`verify`] that needs no signing secret: body size, both headers present, the
+/// timestamp within [`MAX_AGE_SECONDS`] of `now`, and the signature shaped as Slack's (`v0=` and
+/// 64 hex digits). The public Function URL runs this before it reads the secret, so unsigned,
+/// stale or replayed requests are refused in microseconds, with no AWS call: a flood of them
+/// holds the function's few concurrent executions as briefly as possible.
+pub fn precheck<'a>(req: &SignedRequest<'a>, now: u64) -> Result<Prechecked<'a>, Rejection> {
     check_size(req.body)?;
     let timestamp = req.timestamp.ok_or(Rejection::MissingHeader(TIMESTAMP_HEADER))?;
     let signature = req.signature.ok_or(Rejection::MissingHeader(SIGNATURE_HEADER))?;
@@ -132,7 +149,7 @@ pub fn verify(signing_secret: &[u8], req: &SignedRequest<'_>, now: u64) -> Resul
         return Err(Rejection::BadSignature);
     }
     let expected = hex::decode(hex_part).map_err(|_| Rejection::BadSignature)?;
-    mac(signing_secret, timestamp, req.body).verify_slice(&expected).map_err(|_| Rejection::BadSignature)
+    Ok(Prechecked { timestamp, expected })
 }
 
 fn check_size(body: &[u8]) -> Result<(), Rejection> {

@@ -125,6 +125,7 @@ fn ready() -> Facts {
             label: "listener :443 (HTTPS)".into(),
             forward: Some(vec![(BLUE.into(), 100), (GREEN.into(), 0)]),
             action_types: vec!["forward".into()],
+            sticky_seconds: None,
         })),
     );
     for (arn, name) in [(BLUE, "web-blue"), (GREEN, "web-green")] {
@@ -358,7 +359,12 @@ fn a_listener_that_does_not_forward_or_forwards_elsewhere() {
     let mut f = ready();
     f.routes.insert(
         LISTENER.into(),
-        Ok(Some(RouteFacts { label: "listener :80 (HTTP)".into(), forward: None, action_types: vec!["fixed-response".into()] })),
+        Ok(Some(RouteFacts {
+            label: "listener :80 (HTTP)".into(),
+            forward: None,
+            action_types: vec!["fixed-response".into()],
+            sticky_seconds: None,
+        })),
     );
     let fail = only_failure(&f, Check::Traffic);
     has(&fail, "does not forward: its actions are fixed-response", &format!("aws elbv2 modify-listener --listener-arn {LISTENER}"));
@@ -370,6 +376,7 @@ fn a_listener_that_does_not_forward_or_forwards_elsewhere() {
             label: "listener :80 (HTTP)".into(),
             forward: Some(vec![(BLUE.into(), 1)]),
             action_types: vec!["forward".into()],
+            sticky_seconds: None,
         })),
     );
     let fail = only_failure(&f, Check::Traffic);
@@ -393,12 +400,29 @@ fn a_split_listener_is_a_warning_about_a_rollout_in_flight() {
             label: "listener :80 (HTTP)".into(),
             forward: Some(vec![(BLUE.into(), 90), (GREEN.into(), 10)]),
             action_types: vec![],
+            sticky_seconds: None,
         })),
     );
     let findings = check(&f);
     assert_eq!(verdict(&findings), Verdict::Ready);
     let w = findings.iter().find(|x| x.status == Status::Warn).unwrap();
     assert!(w.message.contains("web-blue 90% / web-green 10%"), "{w:?}");
+}
+
+#[test]
+fn target_group_stickiness_is_a_warning_that_says_what_kanaria_does_with_it() {
+    let mut f = ready();
+    if let Some(Ok(Some(route))) = f.routes.get_mut(LISTENER) {
+        route.sticky_seconds = Some(3600);
+    }
+    let findings = check(&f);
+    assert_eq!(verdict(&findings), Verdict::Ready, "a warning, not a failure");
+    let w = findings.iter().find(|x| x.status == Status::Warn).expect("a warning");
+    assert!(w.message.contains("stickiness is on (3600 s)") && w.message.contains("turns stickiness off"), "{w:?}");
+    let fix = w.fix.as_deref().unwrap_or_default();
+    assert!(fix.contains("\"TargetGroupStickinessConfig\":{\"Enabled\":false}") && fix.contains("modify-listener"), "{fix}");
+    // Off: no warning.
+    assert!(!check(&ready()).iter().any(|x| x.status == Status::Warn));
 }
 
 #[test]
@@ -412,7 +436,12 @@ fn rules_and_blue_green_test_routes_are_checked_too() {
     f.routes.clear();
     f.routes.insert(
         RULE.into(),
-        Ok(Some(RouteFacts { label: "rule 10".into(), forward: Some(vec![(BLUE.into(), 100), (GREEN.into(), 0)]), action_types: vec![] })),
+        Ok(Some(RouteFacts {
+            label: "rule 10".into(),
+            forward: Some(vec![(BLUE.into(), 100), (GREEN.into(), 0)]),
+            action_types: vec![],
+            sticky_seconds: None,
+        })),
     );
     f.routes.insert(TEST_LISTENER.into(), Ok(None));
     let fail = only_failure(&f, Check::Traffic);
@@ -426,6 +455,7 @@ fn rules_and_blue_green_test_routes_are_checked_too() {
             label: "listener :8443 (HTTP)".into(),
             forward: Some(vec![(BLUE.into(), 100), (GREEN.into(), 0)]),
             action_types: vec![],
+            sticky_seconds: None,
         })),
     );
     let fail = only_failure(&f, Check::Traffic);

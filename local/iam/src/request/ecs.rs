@@ -15,6 +15,16 @@ fn last(id: &str) -> &str {
     id.rsplit('/').next().unwrap_or(id)
 }
 
+/// A task set's id from its id or ARN. The id itself has a slash (`ecs-svc/1234567890`), and so
+/// does its ARN: `task-set/CLUSTER/SERVICE/ecs-svc/1234567890` (ECS API reference, TaskSet).
+/// Tags are looked up by that ARN, so an ARN without `ecs-svc/` names no task set.
+fn task_set_id(id_or_arn: &str) -> &str {
+    match id_or_arn.split_once(":task-set/") {
+        Some((_, path)) => path.splitn(3, '/').nth(2).unwrap_or(path),
+        None => id_or_arn,
+    }
+}
+
 struct Ecs<'c, 'a> {
     call: &'c ApiCall<'a>,
     cluster: String,
@@ -91,7 +101,7 @@ pub(super) fn requests(call: &ApiCall) -> Result<Vec<AuthzRequest>, String> {
         "DescribeTaskSets" => {
             let service = call.required("service")?;
             let task_sets = call.list("taskSets");
-            let ids: Vec<&str> = if task_sets.is_empty() { vec!["*"] } else { task_sets.iter().map(|t| last(t)).collect() };
+            let ids: Vec<&str> = if task_sets.is_empty() { vec!["*"] } else { task_sets.iter().map(|t| task_set_id(t)).collect() };
             ids.iter()
                 .map(|id| ecs.request(op, &call.arn("ecs", &format!("task-set/{c}/{}/{id}", last(&service))), Some(&service)))
                 .collect()
@@ -108,7 +118,7 @@ pub(super) fn requests(call: &ApiCall) -> Result<Vec<AuthzRequest>, String> {
         "UpdateTaskSet" | "DeleteTaskSet" => {
             let service = call.required("service")?;
             let task_set = call.required("taskSet")?;
-            vec![ecs.request(op, &call.arn("ecs", &format!("task-set/{c}/{}/{}", last(&service), last(&task_set))), Some(&service))]
+            vec![ecs.request(op, &call.arn("ecs", &format!("task-set/{c}/{}/{}", last(&service), task_set_id(&task_set))), Some(&service))]
         }
         "UpdateServicePrimaryTaskSet" | "UpdateService" | "DeleteService" => {
             let service = call.required("service")?;

@@ -54,15 +54,18 @@ fn ecs_reads_and_task_set_changes() {
             "DescribeTaskSets",
             json!({"cluster": "prod", "service": "web", "taskSets": [format!("{A}:task-set/prod/web/ecs-svc/12")]})
         ),
-        [p("ecs:DescribeTaskSets", &format!("{A}:task-set/prod/web/12"))]
+        [p("ecs:DescribeTaskSets", &format!("{A}:task-set/prod/web/ecs-svc/12"))]
     );
     assert_eq!(pairs("ecs", "DescribeTaskDefinition", json!({"taskDefinition": "web:3"})), [p("ecs:DescribeTaskDefinition", "*")]);
+    // A task set's id has a slash of its own (`ecs-svc/99`); given as an id or an ARN, the
+    // resource is the task set's ARN, by which its tags are found.
     for op in ["UpdateTaskSet", "DeleteTaskSet"] {
-        let task_set = format!("{A}:task-set/prod/web/ecs-svc/99");
-        assert_eq!(
-            pairs("ecs", op, json!({"cluster": "prod", "service": format!("{A}:service/prod/web"), "taskSet": task_set})),
-            [p(&format!("ecs:{op}"), &format!("{A}:task-set/prod/web/99"))]
-        );
+        for task_set in [format!("{A}:task-set/prod/web/ecs-svc/99"), "ecs-svc/99".to_string()] {
+            assert_eq!(
+                pairs("ecs", op, json!({"cluster": "prod", "service": format!("{A}:service/prod/web"), "taskSet": task_set})),
+                [p(&format!("ecs:{op}"), &format!("{A}:task-set/prod/web/ecs-svc/99"))]
+            );
+        }
     }
     let swap = derive(
         "ecs",
