@@ -992,7 +992,7 @@ impl<'de> Deserialize<'de> for HumanDuration {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]

@@ -85,26 +85,15 @@ pub async fn put(ssm: &Client, prefix: &str, policy: &Policy) -> Result<String, 
 mod tests {
     use super::*;
 
-    const WEB: &str = r#"
-service: { cluster: demo, name: web }
-container: app
-trigger: { repository: demo/web, tags: ["v*"] }
-traffic:
-  listenerArn: arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/demo/50dc6c495c0c9188/f2f7dc8efc522ab2
-  targetGroups:
-    - arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-blue/73e2d6bc24d8a067
-    - arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-green/2453ed029918f21f
-strategy:
-  canary:
-    steps:
-      - { weight: 10, bake: 1m }
-      - { weight: 100, bake: 1m }
-"#;
+    /// The example policy of the `policy` tests, for the demo cluster's web service.
+    fn web() -> String {
+        crate::policy::tests::EXAMPLE.replace("cluster: prod", "cluster: demo")
+    }
 
     #[test]
     fn a_policy_in_its_own_services_parameter_is_valid() {
         for prefix in ["/kanaria/policies", "/kanaria/policies/", "kanaria/policies"] {
-            let p = parse_stored(prefix, "/kanaria/policies/demo/web", WEB).unwrap_or_else(|e| panic!("{prefix}: {e}"));
+            let p = parse_stored(prefix, "/kanaria/policies/demo/web", &web()).unwrap_or_else(|e| panic!("{prefix}: {e}"));
             assert_eq!(p.service.key(), "demo/web");
         }
     }
@@ -112,7 +101,7 @@ strategy:
     #[test]
     fn a_policy_in_another_services_parameter_is_invalid() {
         for parameter in ["/kanaria/policies/team-b/api", "/kanaria/policies/demo/web/extra", "/kanaria/policies/demo/webx"] {
-            let e = parse_stored("/kanaria/policies/", parameter, WEB).expect_err(parameter);
+            let e = parse_stored("/kanaria/policies/", parameter, &web()).expect_err(parameter);
             let text = e.to_string();
             assert!(text.starts_with(&format!("policy {parameter} is invalid")), "{text}");
             let problem = &e.problems()[0];
@@ -127,13 +116,13 @@ strategy:
             assert!(problem.fix.contains("store it in /kanaria/policies/demo/web"), "{problem}");
             assert!(problem.fix.contains(&format!("delete {parameter}")), "{problem}");
         }
-        let e = parse_stored("/kanaria/policies", "/kanaria/policies/team-b/api", WEB).unwrap_err();
+        let e = parse_stored("/kanaria/policies", "/kanaria/policies/team-b/api", &web()).unwrap_err();
         assert!(e.problems()[0].fix.ends_with("if it is for team-b/api, set `service:` to that service"), "{e}");
     }
 
     #[test]
     fn an_invalid_document_reports_its_own_problems_first() {
-        let e = parse_stored("/kanaria/policies", "/kanaria/policies/team-b/api", &WEB.replace("weight: 10,", "weight: 0,")).unwrap_err();
+        let e = parse_stored("/kanaria/policies", "/kanaria/policies/team-b/api", &web().replace("weight: 1,", "weight: 0,")).unwrap_err();
         assert!(e.problems().iter().any(|p| p.path == "strategy.canary.steps[0].weight"), "{e}");
     }
 }
