@@ -684,8 +684,7 @@ pub fn decide(action: Action, rollout: &Rollout, obs: &Observation, now: u64) ->
             }
             let mut waiting = None;
             if holds {
-                let paced = obs.abort_paced || (!obs.aborting && (rollout.paced_rollback || approval_timeout_cause(rollout).is_some()));
-                waiting = restore(rollout, obs, paced, now, &mut next, &mut commands)?;
+                waiting = restore(rollout, obs, paced_rollback(rollout, obs), now, &mut next, &mut commands)?;
             } else {
                 // Another rollout holds the service now (a newer push) or none does: traffic is
                 // not ours to move. Only remove what this rollout created, if it gets no traffic.
@@ -837,6 +836,15 @@ fn pending(gate: &ApprovalGate, weight: u32) -> PendingApproval {
         weight,
         forbid_self_approval: gate.forbid_self_approval,
     }
+}
+
+/// May the policy's `shiftBack` pace this rollback? Only when it has one and the rollback was
+/// asked for without a failure signal: fenced by a person or a newer push that asked for the
+/// policy's pace, or (not fenced) an inconclusive analysis or an approval timeout. Whether the
+/// new task set still serves is `paced_step`'s to judge.
+pub fn paced_rollback(rollout: &Rollout, obs: &Observation) -> bool {
+    rollout.policy.shift_back.is_some()
+        && (obs.abort_paced || (!obs.aborting && (rollout.paced_rollback || approval_timeout_cause(rollout).is_some())))
 }
 
 /// The rollout waited for a person in vain and its policy says to roll back then.

@@ -52,19 +52,8 @@ async fn cannot_pull_container_at_start_rolls_back_before_any_traffic_moves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_alarm_going_to_alarm_rolls_back() {
     let env = start(SampleOptions { extra_policy_yaml: "alarms: [web-5xx]\n".into(), ..long_bake() }).await;
+    env.create_alarm("web-5xx").await;
     let cw = &env.local.ctx().clients.cloudwatch;
-    cw.put_metric_alarm()
-        .alarm_name("web-5xx")
-        .namespace("AWS/ApplicationELB")
-        .metric_name("HTTPCode_Target_5XX_Count")
-        .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
-        .period(60)
-        .evaluation_periods(1)
-        .threshold(10.0)
-        .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold)
-        .send()
-        .await
-        .unwrap();
     let digest = fixture::new_digest("alarm");
     env.push("v2", &digest).await;
     let execution = env.started_execution().await;

@@ -213,7 +213,8 @@ async fn observe(ctx: &Context, action: Action, rollout: &Rollout) -> Result<Obs
         }
     }
     // A paced shift back goes on only while the new task set serves and no alarm fires.
-    let pacing = matches!(action, Action::Rollback | Action::Restore) && rollout.policy.shift_back.is_some();
+    // Only a rollback the policy may pace reads them (one decision: `rollout::paced_rollback`).
+    let pacing = matches!(action, Action::Rollback | Action::Restore) && rollout::paced_rollback(rollout, &obs);
     let judging = matches!(
         action,
         Action::CheckGreen | Action::Shift | Action::Verify | Action::Promote | Action::TestTraffic | Action::Validate | Action::Rollback
