@@ -133,6 +133,8 @@ impl IamGate {
         };
         let mut api = kanaria_local_iam::ApiCall::new(&call.service, &call.operation, params, ACCOUNT, REGION);
         api.task_token_state_machine = Some(&self.state_machine_arn);
+        // The rollout table's partition key (template.yaml, RolloutTable KeySchema HASH).
+        api.partition_key = Some("pk");
         let requests = match authorization_requests(&self.reference, &api) {
             Ok(r) => r,
             Err(why) => return Some(self.deny(call, caller, &call.action(), "*", &why)),

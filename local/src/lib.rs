@@ -27,6 +27,7 @@ pub mod scheduling;
 pub mod server;
 pub mod sfn_events;
 pub mod slack;
+pub mod ssm_events;
 pub mod template;
 
 pub use ecs::simulator;
@@ -98,6 +99,11 @@ pub struct Shared {
     pub iam: iam::IamGate,
     /// Faults a test asked for ([`faults`]).
     pub faults: faults::Faults,
+    /// Parameter Store's change events ([`ssm_events`]).
+    pub(crate) ssm_events: ssm_events::SsmEvents,
+    /// Every AWS API call of a hosted function, counted by function and action (tests and
+    /// benchmarks: what an event costs).
+    function_calls: Mutex<HashMap<(String, String), u64>>,
 }
 
 impl Shared {
@@ -117,6 +123,19 @@ impl Shared {
     /// authorized against its role and faults aimed at it apply).
     pub fn function_context(&self, function: Function) -> &Context {
         self.function_ctx.iter().find(|(f, _)| *f == function).map(|(_, c)| c).unwrap_or(&self.ctx)
+    }
+
+    /// Count one AWS API call of a hosted function (`function`: its crate name; `action`:
+    /// `service:Operation`).
+    pub(crate) fn count_call(&self, function: &str, action: String) {
+        *self.function_calls.lock().expect("call counts").entry((function.to_string(), action)).or_default() += 1;
+    }
+
+    /// The AWS API calls `function` (a crate name, `on-image-push`) has made so far, by action
+    /// (`ssm:GetParameters`), including calls refused by IAM or an injected fault.
+    pub fn calls_of(&self, function: &str) -> std::collections::BTreeMap<String, u64> {
+        let counts = self.function_calls.lock().expect("call counts");
+        counts.iter().filter(|((f, _), _)| f == function).map(|((_, action), n)| (action.clone(), *n)).collect()
     }
 
     /// Host another function under `name` (tests: validation hooks).
@@ -465,6 +484,8 @@ impl LocalAws {
             generation,
             slack: Default::default(),
             simulator: simulator.clone(),
+            ssm_events: ssm_events::SsmEvents::new(&moto_config),
+            function_calls: Mutex::new(HashMap::new()),
             ecs_front: Default::default(),
             elb_changes,
             iam,

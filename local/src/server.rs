@@ -273,6 +273,9 @@ async fn forward(req: Request<Incoming>, shared: &Arc<Shared>, client: &Client<H
     let call = ApiCall::parse(&parts, &body);
     let mut applied_then_error = false;
     if let Some(call) = &call {
+        if let Some(caller) = &call.caller {
+            shared.count_call(caller, call.action());
+        }
         if let Some(denied) = shared.iam.authorize(shared, call, &parts, &body).await {
             return denied.into();
         }
@@ -291,7 +294,10 @@ async fn forward(req: Request<Incoming>, shared: &Arc<Shared>, client: &Client<H
         Err(resp) => return resp.into(),
     };
     let answer = match &call {
-        Some(call) => crate::ecs::front::after(shared, call, &body, status, answer),
+        Some(call) => {
+            shared.ssm_events.after(call, &body, status, &answer);
+            crate::ecs::front::after(shared, call, &body, status, answer)
+        }
         None => answer,
     };
     if let (true, Some(call)) = (applied_then_error, &call) {

@@ -8,6 +8,7 @@ pub mod elb;
 pub mod inspect;
 pub mod notify;
 pub mod policies;
+pub mod policy_index;
 pub mod scale_log;
 pub mod scaling;
 pub mod scheduler;
@@ -317,6 +318,12 @@ impl AwsError {
             None => aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
         };
         AwsError { service, operation, resource: resource.into(), message, transient }
+    }
+
+    /// A failure kanaria found in what the service answered (not an error the service returned),
+    /// worth retrying.
+    pub fn message(service: &'static str, operation: &'static str, resource: impl Into<String>, message: impl Into<String>) -> Self {
+        AwsError { service, operation, resource: resource.into(), message: message.into(), transient: true }
     }
 
     /// The service answered with this error code.

@@ -44,8 +44,14 @@ pub fn parse_stored(prefix: &str, parameter: &str, text: &str) -> Result<Policy,
 
 /// Every policy under the prefix, each parsed, validated and checked against its parameter name
 /// ([`parse_stored`]). Invalid ones are returned as errors (so the caller can report them) and
-/// never start rollouts.
+/// never start rollouts. This pages through every policy: for the CLI and the policy index's
+/// daily sweep, never per event (the functions look policies up in the index).
 pub async fn load_all(ssm: &Client, prefix: &str) -> Result<Vec<(String, Result<Policy, PolicyError>)>, AwsError> {
+    Ok(load_all_stored(ssm, prefix).await?.into_iter().map(|s| (s.parameter, s.policy)).collect())
+}
+
+/// [`load_all`] with each parameter's version and time of change.
+pub async fn load_all_stored(ssm: &Client, prefix: &str) -> Result<Vec<StoredPolicy>, AwsError> {
     let mut found = Vec::new();
     let mut pages = ssm
         .get_parameters_by_path()
@@ -56,13 +62,57 @@ pub async fn load_all(ssm: &Client, prefix: &str) -> Result<Vec<(String, Result<
         .send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| AwsError::new("SSM", "GetParametersByPath", prefix, e))?;
-        for p in page.parameters() {
-            let name = p.name().unwrap_or_default().to_string();
-            let parsed = parse_stored(prefix, &name, p.value().unwrap_or_default());
-            found.push((name, parsed));
-        }
+        found.extend(page.parameters().iter().map(|p| stored(prefix, p)));
     }
     Ok(found)
+}
+
+fn stored(prefix: &str, p: &aws_sdk_ssm::types::Parameter) -> StoredPolicy {
+    let name = p.name().unwrap_or_default().to_string();
+    let modified_at = p.last_modified_date().map(|d| d.to_millis().unwrap_or(0).max(0) as u64).unwrap_or(0);
+    let policy = parse_stored(prefix, &name, p.value().unwrap_or_default());
+    StoredPolicy { parameter: name, version: p.version(), modified_at, policy }
+}
+
+/// A policy parameter as it is now: its name, its version (SSM counts every change of a
+/// parameter; the policy index records which version it was built from) and its policy, parsed
+/// and checked with [`parse_stored`].
+#[derive(Debug)]
+pub struct StoredPolicy {
+    pub parameter: String,
+    pub version: i64,
+    /// When the parameter last changed (Unix milliseconds): orders index updates, also across a
+    /// delete and re-create (which starts the version at 1 again).
+    pub modified_at: u64,
+    pub policy: Result<Policy, PolicyError>,
+}
+
+/// GetParameters takes at most this many names per call (SSM API reference).
+const GET_PARAMETERS_MAX_NAMES: usize = 10;
+
+/// The policy parameters named, as they are now, one GetParameters call per ten names (so a
+/// push costs reads for the services it matches, not for every policy). Names SSM does not know
+/// are left out.
+pub async fn get_many(ssm: &Client, prefix: &str, parameters: &[String]) -> Result<Vec<StoredPolicy>, AwsError> {
+    let mut found = Vec::new();
+    for names in parameters.chunks(GET_PARAMETERS_MAX_NAMES) {
+        let out = ssm
+            .get_parameters()
+            .set_names(Some(names.to_vec()))
+            .with_decryption(true)
+            .send()
+            .await
+            .map_err(|e| AwsError::new("SSM", "GetParameters", names.join(", "), e))?;
+        found.extend(out.parameters().iter().map(|p| stored(prefix, p)));
+    }
+    Ok(found)
+}
+
+/// The policy stored for one service (`CLUSTER/SERVICE`), from its own parameter: one read,
+/// whatever the number of policies. `None` when there is none.
+pub async fn get_for_service(ssm: &Client, prefix: &str, service_key: &str) -> Result<Option<StoredPolicy>, AwsError> {
+    let parameter = format!("{}{service_key}", super::normalize_prefix(prefix));
+    Ok(get_many(ssm, prefix, &[parameter]).await?.pop())
 }
 
 /// Store a policy (already validated) under its service's parameter name.

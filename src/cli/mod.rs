@@ -317,6 +317,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 )
             })?;
             emit(&format!("{name}\n"))?;
+            // policy-sync indexes it on the Parameter Store Change event too; indexing it here
+            // means a push right after `apply` finds it.
+            match crate::aws::policies::get_for_service(&clients.ssm, &prefix, &policy.service.key()).await {
+                Ok(Some(stored)) => {
+                    let index = crate::aws::policy_index::PolicyIndex::new(&clients.dynamodb, &global.table);
+                    let entry = crate::aws::policy_index::ServiceEntry::from_stored(&prefix, &stored);
+                    if let Err(e) = index.put(&policy.service.key(), entry.as_ref(), false, crate::aws::now_unix()).await {
+                        eprintln!("note: the policy is stored, but adding it to the policy index failed ({e}); policy-sync indexes it on its Parameter Store Change event");
+                    }
+                }
+                Ok(None) | Err(_) => eprintln!("note: the stored policy could not be read back to index it; policy-sync indexes it on its Parameter Store Change event"),
+            }
             let settings = scheduler.settings();
             match settings.target() {
                 Ok(_) => {

@@ -228,14 +228,11 @@ pub async fn gather(
 ) -> anyhow::Result<SchedulesReport> {
     use anyhow::Context as _;
     let parameter = format!("{prefix}{service_key}");
-    let (_, parsed) = policies::load_all(&clients.ssm, prefix)
+    let parsed = policies::get_for_service(&clients.ssm, prefix, service_key)
         .await
-        .with_context(|| {
-            format!("reading the policies under {prefix} from SSM Parameter Store failed; check the region and --policy-prefix")
-        })?
-        .into_iter()
-        .find(|(name, _)| *name == parameter)
-        .ok_or_else(|| anyhow::anyhow!("no policy for {service_key}: parameter {parameter} does not exist (check --policy-prefix)"))?;
+        .with_context(|| format!("reading the policy {parameter} from SSM Parameter Store failed; check the region and --policy-prefix"))?
+        .ok_or_else(|| anyhow::anyhow!("no policy for {service_key}: parameter {parameter} does not exist (check --policy-prefix)"))?
+        .policy;
     let policy = parsed.map_err(|e| anyhow::Error::new(e).context(format!("the stored policy of {service_key} is invalid")))?;
 
     let group = &settings.group;

@@ -18,6 +18,7 @@ use tracing::{error, info, warn};
 
 use super::{circuit_breaker, lease, HandlerError};
 use crate::aws::approvals::Approvals;
+use crate::aws::policy_index::{Lookup, PolicyIndex};
 use crate::aws::store::{Acquire, DigestAttempt, LastRollout, LockRecord, Store};
 use crate::aws::{ecs, now_unix, policies, sfn, Context};
 use crate::events::{CloudTrailPutImage, EcrImageAction, Envelope};
@@ -128,18 +129,7 @@ pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> 
         return Ok(json!({ "ignored": "push without a tag" }));
     };
 
-    let mut matching = Vec::new();
-    for (name, parsed) in policies::load_all(&ctx.clients.ssm, &ctx.settings.policy_prefix).await? {
-        match parsed {
-            Ok(policy) if policy.matches(&push.repository_name, tag) => matching.push(policy),
-            Ok(_) => {}
-            // A broken policy, or one stored under another service's parameter, must never start
-            // a rollout, and must not hide the others.
-            Err(e) => {
-                error!(parameter = %name, problems = %e, "invalid policy skipped: it starts no rollout until each problem is fixed as it says")
-            }
-        }
-    }
+    let matching = matching_policies(ctx, &push.repository_name, tag).await?;
     if matching.is_empty() {
         info!(repository = %push.repository_name, tag, "ignored: no policy matches this repository and tag");
         return Ok(json!({ "ignored": "no policy matches", "repository": push.repository_name, "tag": tag }));
@@ -156,6 +146,49 @@ pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> 
     let push_id = if event.id.is_empty() { format!("{}@{pushed_at}", image.digest) } else { event.id.clone() };
     let push = Push { image, pushed_at, push_id };
     report(start_each(ctx, matching, &push).await)
+}
+
+/// The valid policies a push of `repository:tag` starts, as their parameters are now. The policy
+/// index says which parameters name the repository (one DynamoDB read), GetParameters reads those
+/// (one SSM call per ten services matched): the cost does not grow with the number of policies.
+/// Until the index has been built, every policy is read instead, and the log says so.
+async fn matching_policies(ctx: &Context, repository: &str, tag: &str) -> Result<Vec<Policy>, HandlerError> {
+    let prefix = &ctx.settings.policy_prefix;
+    let index = PolicyIndex::new(&ctx.clients.dynamodb, &ctx.settings.table);
+    let (stored, indexed) = match index.services_for_repository(repository).await? {
+        Lookup::Indexed(entries) if entries.is_empty() => return Ok(Vec::new()),
+        Lookup::Indexed(entries) => {
+            let parameters: Vec<String> = entries.iter().map(|(_, parameter)| parameter.clone()).collect();
+            let stored = policies::get_many(&ctx.clients.ssm, prefix, &parameters).await?;
+            for (service, parameter) in entries.iter().filter(|(_, p)| !stored.iter().any(|s| s.parameter == *p)) {
+                warn!(%service, %parameter, repository, "stale policy index entry: the parameter is gone, so nothing is deployed to the service; policy-sync removes the entry");
+            }
+            (stored, true)
+        }
+        Lookup::NotBuilt => {
+            warn!(repository, "the policy index has not been built yet (policy-sync's first daily sweep, or `{{\"syncAll\": true}}`, builds it): every policy was read to find this push's services");
+            (policies::load_all_stored(&ctx.clients.ssm, prefix).await?, false)
+        }
+    };
+    let mut matching = Vec::new();
+    for s in stored {
+        match s.policy {
+            Ok(policy) if policy.matches(repository, tag) => matching.push(policy),
+            Ok(policy) if indexed && policy.trigger.repository != repository => warn!(
+                parameter = %s.parameter,
+                repository,
+                now = %policy.trigger.repository,
+                "stale policy index entry: the policy no longer names this repository, so nothing is deployed with it; policy-sync re-indexes it"
+            ),
+            Ok(_) => {}
+            // A broken policy, or one stored under another service's parameter, must never start
+            // a rollout, and must not hide the others.
+            Err(e) => {
+                error!(parameter = %s.parameter, problems = %e, "invalid policy skipped: it starts no rollout until each problem is fixed as it says")
+            }
+        }
+    }
+    Ok(matching)
 }
 
 /// Services whose rollouts one invocation starts at the same time: enough that a push matching
@@ -297,11 +330,7 @@ pub async fn start_queued_push(ctx: &Context, service_key: &str) -> Result<Optio
         store.dequeue(service_key, &json).await?;
         return Ok(None);
     };
-    let policy = policies::load_all(&ctx.clients.ssm, &ctx.settings.policy_prefix)
-        .await?
-        .into_iter()
-        .filter_map(|(_, p)| p.ok())
-        .find(|p| p.service.key() == service_key);
+    let policy = policies::get_for_service(&ctx.clients.ssm, &ctx.settings.policy_prefix, service_key).await?.and_then(|s| s.policy.ok());
     let Some(policy) = policy else {
         warn!(service = %service_key, "the policy of the service is gone or invalid; its queued push was dropped");
         store.dequeue(service_key, &json).await?;
@@ -324,17 +353,15 @@ pub async fn deploy(ctx: &Context, service_key: &str, digest: &str, tag: Option<
     if !valid {
         return Err(HandlerError::invalid_input("kanaria deploy", format!("{digest:?} is not an image digest (sha256:<64 hex digits>)")));
     }
-    let policy = policies::load_all(&ctx.clients.ssm, &ctx.settings.policy_prefix)
+    let policy = policies::get_for_service(&ctx.clients.ssm, &ctx.settings.policy_prefix, service_key)
         .await?
-        .into_iter()
-        .filter_map(|(_, p)| p.ok())
-        .find(|p| p.service.key() == service_key)
+        .and_then(|s| s.policy.ok())
         .ok_or_else(|| {
-            HandlerError::new(
-                "Kanaria.NoPolicy",
-                format!("no valid policy for {service_key} under {}; store one with kanaria policy put", ctx.settings.policy_prefix),
-            )
-        })?;
+        HandlerError::new(
+            "Kanaria.NoPolicy",
+            format!("no valid policy for {service_key} under {}; store one with kanaria policy put", ctx.settings.policy_prefix),
+        )
+    })?;
     let view = ecs::describe_service(&ctx.clients.ecs, &policy.service).await?;
     let primary = view.task_sets.iter().find(|t| t.status == "PRIMARY").ok_or_else(|| {
         HandlerError::new("Kanaria.ServiceNotReady", format!("{service_key} has no primary task set to learn its image registry from"))

@@ -1,7 +1,9 @@
 //! `policy-sync`: keeps kanaria's EventBridge Scheduler schedules in step with the policies'
 //! `schedules`. It runs on the `Parameter Store Change` event of a policy parameter (and
 //! `kanaria policy apply` runs the same [`sync_service`] right after storing a policy);
-//! `{"syncAll": true}` reconciles every policy at once.
+//! `{"syncAll": true}` reconciles every policy at once. It also keeps the policy index
+//! ([`crate::aws::policy_index`]) in step: each change indexes its parameter as it is now, the
+//! daily `syncAll` rebuilds it.
 //!
 //! **Ownership.** kanaria owns a schedule when it is in kanaria's schedule group *and* its name
 //! starts with `kanaria.` (names are `kanaria.CLUSTER.SERVICE.NAME`, see
@@ -22,7 +24,9 @@ use tracing::{info, warn};
 
 use super::HandlerError;
 use crate::aws::notify::{self, Notice};
-use crate::aws::{policies, scheduler, AwsError, Context};
+use crate::aws::policies::StoredPolicy;
+use crate::aws::policy_index::{service_of_parameter, Indexed, PolicyIndex, ServiceEntry};
+use crate::aws::{now_unix, policies, scheduler, AwsError, Context};
 use crate::events::Envelope;
 use crate::policy::Policy;
 use crate::schedule::{self, Change, DesiredSchedule, ObservedSchedule};
@@ -62,6 +66,13 @@ pub struct SyncReport {
     pub unchanged: Vec<String>,
     /// Owned schedules of services whose policy is invalid: left as they are.
     pub kept: Vec<String>,
+    /// Policy index entries the sweep changed (written or removed).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub indexed: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl SyncReport {
@@ -186,30 +197,60 @@ pub async fn sync_service(ctx: &Context, service_key: &str, policy: PolicyState<
     sync(ctx, Scope::Service(service_key), desired, &invalid).await
 }
 
-/// Bring every owned schedule in step with every policy under the prefix.
+/// Bring every owned schedule in step with every policy under the prefix, and rebuild the policy
+/// index from them (entries of deleted policies removed, then the index marked built).
 pub async fn sync_all(ctx: &Context) -> Result<SyncReport, HandlerError> {
     let prefix = &ctx.settings.policy_prefix;
+    let stored = policies::load_all_stored(&ctx.clients.ssm, prefix).await?;
+    let indexed = reindex_all(ctx, &stored).await?;
     let mut desired = Vec::new();
     let mut invalid = HashSet::new();
-    for (parameter, parsed) in policies::load_all(&ctx.clients.ssm, prefix).await? {
-        match parsed {
-            Ok(p) => desired.extend(schedule::desired(&p)),
+    for s in &stored {
+        match &s.policy {
+            Ok(p) => desired.extend(schedule::desired(p)),
             Err(e) => {
-                warn!(%parameter, error = %e, "invalid policy: its schedules are left as they are");
-                invalid.insert(parameter.strip_prefix(prefix.as_str()).unwrap_or(&parameter).to_string());
+                warn!(parameter = %s.parameter, error = %e, "invalid policy: its schedules are left as they are");
+                invalid.insert(s.parameter.strip_prefix(prefix.as_str()).unwrap_or(&s.parameter).to_string());
             }
         }
     }
-    sync(ctx, Scope::All, desired, &invalid).await
+    let mut report = sync(ctx, Scope::All, desired, &invalid).await?;
+    report.indexed = indexed;
+    Ok(report)
 }
 
-/// `CLUSTER/SERVICE` of a policy parameter, when the parameter is one.
-fn service_of_parameter(prefix: &str, name: &str) -> Option<String> {
-    let key = name.strip_prefix(prefix)?;
-    match key.split('/').collect::<Vec<_>>().as_slice() {
-        [cluster, service] if !cluster.is_empty() && !service.is_empty() => Some(key.to_string()),
-        _ => None,
+/// The policy index as the policies are now: every stored policy indexed (over whatever the index
+/// had), every entry without a policy removed, then the index marked built. Returns the number of
+/// entries that changed.
+async fn reindex_all(ctx: &Context, stored: &[StoredPolicy]) -> Result<usize, HandlerError> {
+    let prefix = &ctx.settings.policy_prefix;
+    let index = PolicyIndex::new(&ctx.clients.dynamodb, &ctx.settings.table);
+    let at = now_unix();
+    let mut changed = 0;
+    let mut services = HashSet::new();
+    for s in stored {
+        let Some(entry) = ServiceEntry::from_stored(prefix, s) else { continue };
+        services.insert(entry.service.clone());
+        if index.put(&entry.service, Some(&entry), true, at).await? == Indexed::Written {
+            changed += 1;
+        }
     }
+    for gone in index.all().await?.into_iter().filter(|e| !services.contains(&e.service)) {
+        if index.put(&gone.service, None, true, at).await? == Indexed::Written {
+            changed += 1;
+        }
+    }
+    index.mark_built(services.len(), at).await?;
+    info!(policies = services.len(), changed, "policy index rebuilt");
+    Ok(changed)
+}
+
+/// Index one service's policy as its parameter is now (`None`: the parameter is gone).
+pub async fn index_service(ctx: &Context, service_key: &str, stored: Option<&StoredPolicy>) -> Result<Indexed, AwsError> {
+    let entry = stored.and_then(|s| ServiceEntry::from_stored(&ctx.settings.policy_prefix, s));
+    let indexed = PolicyIndex::new(&ctx.clients.dynamodb, &ctx.settings.table).put(service_key, entry.as_ref(), false, now_unix()).await?;
+    info!(service = %service_key, version = entry.as_ref().map(|e| e.version), ?indexed, "policy index entry");
+    Ok(indexed)
 }
 
 pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> {
@@ -224,49 +265,39 @@ pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> 
     let Some(service) = service_of_parameter(prefix, &change.name) else {
         return Ok(json!({ "ignored": format!("{} is not a policy parameter ({prefix}CLUSTER/SERVICE)", change.name) }));
     };
-    let report = if change.operation == "Delete" {
-        sync_service(ctx, &service, PolicyState::Absent).await?
-    } else {
-        let stored = policies::load_all(&ctx.clients.ssm, prefix).await?.into_iter().find(|(name, _)| *name == change.name);
-        match stored {
-            None => sync_service(ctx, &service, PolicyState::Absent).await?,
-            Some((_, Ok(p))) if p.service.key() == service => sync_service(ctx, &service, PolicyState::Valid(&p)).await?,
-            Some((_, parsed)) => {
-                let why = match parsed {
-                    Ok(p) => format!("it holds the policy of {}, not {service}", p.service),
-                    Err(e) => e.to_string(),
-                };
-                let report = sync_service(ctx, &service, PolicyState::Invalid).await?;
-                let notice = Notice {
-                    subject: format!("kanaria: policy of {service} is invalid; its schedules are unchanged"),
-                    body: format!(
-                        "{service}: parameter {} is not a valid policy, so its {} Scheduler schedule(s) were left as they are: {}",
-                        change.name,
-                        report.kept.len(),
-                        why.replace('\n', " ")
-                    ),
-                    attributes: vec![("kind".into(), "policy-invalid".into()), ("service".into(), service.clone())],
-                };
-                notify::send(ctx, &notice).await;
-                report
-            }
+    // The parameter as it is now, whatever the event says: a redelivered or late event then
+    // changes nothing that a newer one did (a Delete event of a parameter created again indexes
+    // the new one).
+    let stored = policies::get_for_service(&ctx.clients.ssm, prefix, &service).await?;
+    let indexed = index_service(ctx, &service, stored.as_ref()).await?;
+    let report = match stored {
+        None => sync_service(ctx, &service, PolicyState::Absent).await?,
+        Some(StoredPolicy { policy: Ok(p), .. }) => sync_service(ctx, &service, PolicyState::Valid(&p)).await?,
+        Some(StoredPolicy { policy: Err(e), .. }) => {
+            let report = sync_service(ctx, &service, PolicyState::Invalid).await?;
+            let notice = Notice {
+                subject: format!("kanaria: policy of {service} is invalid; its schedules are unchanged"),
+                body: format!(
+                    "{service}: parameter {} is not a valid policy, so it starts no rollout and its {} Scheduler schedule(s) were \
+                     left as they are: {}",
+                    change.name,
+                    report.kept.len(),
+                    e.to_string().replace('\n', " ")
+                ),
+                attributes: vec![("kind".into(), "policy-invalid".into()), ("service".into(), service.clone())],
+            };
+            notify::send(ctx, &notice).await;
+            report
         }
     };
-    Ok(json!({ "parameter": change.name, "operation": change.operation, "service": service, "report": report }))
+    Ok(
+        json!({ "parameter": change.name, "operation": change.operation, "service": service, "indexed": format!("{indexed:?}"), "report": report }),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_policy_parameters_name_a_service() {
-        let prefix = "/kanaria/policies/";
-        assert_eq!(service_of_parameter(prefix, "/kanaria/policies/prod/web").as_deref(), Some("prod/web"));
-        for other in ["/kanaria/policies/prod", "/kanaria/policies/prod/web/extra", "/kanaria/config/x/y", "/kanaria/policies//web"] {
-            assert_eq!(service_of_parameter(prefix, other), None, "{other}");
-        }
-    }
 
     #[test]
     fn report_lines_name_every_schedule() {
@@ -277,6 +308,7 @@ mod tests {
             deleted: vec!["kanaria.a.b.z".into()],
             unchanged: vec!["kanaria.a.b.w".into()],
             kept: vec![],
+            indexed: 0,
         };
         assert_eq!(
             r.lines(),

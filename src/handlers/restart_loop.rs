@@ -13,6 +13,7 @@ use tracing::{info, warn};
 
 use super::HandlerError;
 use crate::aws::notify::{self, Notice};
+use crate::aws::policy_index::{Lookup, PolicyIndex};
 use crate::aws::store::{Episode, StopRecord, Store};
 use crate::aws::{ecs, now_unix, policies, AwsError, Context};
 use crate::diagnosis::{diagnose, Kind, StoppedTask};
@@ -49,10 +50,20 @@ pub fn account_defaults() -> Thresholds {
     Thresholds { failures, window_seconds }
 }
 
+/// The service's `restartLoop` thresholds, else the account defaults: from the policy index (one
+/// BatchGetItem, however many policies there are: no Parameter Store read in a flood of failed
+/// tasks, which would compete with ECS's secret injection at task start). Until the index has
+/// been built, from the service's own parameter (one GetParameters call).
 async fn thresholds_for(ctx: &Context, service_key: &str) -> Result<Thresholds, AwsError> {
-    let policies = policies::load_all(&ctx.clients.ssm, &ctx.settings.policy_prefix).await?;
-    let custom = policies.into_iter().filter_map(|(_, p)| p.ok()).find(|p| p.service.key() == service_key).and_then(|p| p.restart_loop);
-    Ok(custom.map(|r| Thresholds { failures: r.failures, window_seconds: r.window.secs() }).unwrap_or_else(account_defaults))
+    let custom = match PolicyIndex::new(&ctx.clients.dynamodb, &ctx.settings.table).service(service_key).await? {
+        Lookup::Indexed(entry) => entry.filter(|e| e.valid).and_then(|e| e.restart_loop),
+        Lookup::NotBuilt => {
+            info!(service = %service_key, "the policy index has not been built yet: thresholds read from the service's policy parameter");
+            let stored = policies::get_for_service(&ctx.clients.ssm, &ctx.settings.policy_prefix, service_key).await?;
+            stored.and_then(|s| s.policy.ok()).and_then(|p| p.restart_loop).map(|r| (r.failures, r.window.secs()))
+        }
+    };
+    Ok(custom.map(|(failures, window_seconds)| Thresholds { failures, window_seconds }).unwrap_or_else(account_defaults))
 }
 
 /// A task of `service_key` stopped for a failure (not a task of a rollout's new task set: those

@@ -51,11 +51,14 @@ pub struct ApiCall<'a> {
     /// For `SendTaskSuccess`/`SendTaskFailure`/`SendTaskHeartbeat`: the ARN of the state machine
     /// whose execution issued the task token, when the caller knows it (see [`TOKEN_ACTIONS`]).
     pub task_token_state_machine: Option<&'a str>,
+    /// The partition key attribute of the DynamoDB tables called (from the table's key schema),
+    /// so item operations carry `dynamodb:LeadingKeys`: the partition key values they touch.
+    pub partition_key: Option<&'a str>,
 }
 
 impl<'a> ApiCall<'a> {
     pub fn new(signing_service: &'a str, operation: &'a str, params: Params, account: &'a str, region: &'a str) -> ApiCall<'a> {
-        ApiCall { signing_service, operation, params, account, region, task_token_state_machine: None }
+        ApiCall { signing_service, operation, params, account, region, task_token_state_machine: None, partition_key: None }
     }
 
     /// The IAM service prefix of the signing name (they differ for CloudWatch only).

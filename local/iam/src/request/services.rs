@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use super::{pass_role, rest_segments, ApiCall};
+use super::{pass_role, rest_segments, scalar, ApiCall};
 use crate::evaluate::AuthzRequest;
 
 pub(super) fn requests(call: &ApiCall) -> Result<Vec<AuthzRequest>, String> {
@@ -236,20 +236,50 @@ fn function_arn(call: &ApiCall, name: &str) -> String {
     }
 }
 
+/// The partition key values (`dynamodb:LeadingKeys`) of items (`Key` or `Item` maps), when the
+/// caller said which attribute is the partition key.
+fn leading_keys(call: &ApiCall, items: &[Value]) -> Vec<String> {
+    let Some(attribute) = call.partition_key else { return Vec::new() };
+    let mut keys: Vec<String> = items.iter().filter_map(|i| i[attribute].as_object()?.values().next().and_then(scalar)).collect();
+    keys.dedup();
+    keys
+}
+
+/// The partition key value a Query's key condition (`PK = :value ...`) names.
+fn query_leading_key(call: &ApiCall) -> Vec<String> {
+    let (Some(attribute), Some(body)) = (call.partition_key, call.json()) else { return Vec::new() };
+    let expression = body["KeyConditionExpression"].as_str().unwrap_or_default();
+    let Some(rest) = expression.split(" AND ").find_map(|c| c.trim().strip_prefix(attribute)?.trim().strip_prefix('=')) else {
+        return Vec::new();
+    };
+    body["ExpressionAttributeValues"][rest.trim()].as_object().and_then(|v| v.values().next()).and_then(scalar).into_iter().collect()
+}
+
+fn with_leading_keys(request: AuthzRequest, keys: &[String]) -> AuthzRequest {
+    if keys.is_empty() {
+        return request;
+    }
+    request.with("dynamodb:LeadingKeys", &keys.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
 fn dynamodb(call: &ApiCall) -> Result<Vec<AuthzRequest>, String> {
     let op = call.operation;
     let table_arn = |name: &str| if name.starts_with("arn:") { name.to_string() } else { call.arn("dynamodb", &format!("table/{name}")) };
     match op {
-        "GetItem" | "PutItem" | "UpdateItem" | "DeleteItem" | "DescribeTable" => {
-            Ok(vec![call.request(op, &table_arn(&call.required("TableName")?))])
+        "GetItem" | "UpdateItem" | "DeleteItem" | "PutItem" => {
+            let member = if op == "PutItem" { "Item" } else { "Key" };
+            let keys = call.json().map(|v| leading_keys(call, std::slice::from_ref(&v[member]))).unwrap_or_default();
+            Ok(vec![with_leading_keys(call.request(op, &table_arn(&call.required("TableName")?)), &keys)])
         }
+        "DescribeTable" => Ok(vec![call.request(op, &table_arn(&call.required("TableName")?))]),
         "Query" | "Scan" => {
             let table = table_arn(&call.required("TableName")?);
             let resource = match call.param("IndexName") {
                 Some(index) => format!("{table}/index/{index}"),
                 None => table,
             };
-            Ok(vec![call.request(op, &resource)])
+            let keys = if op == "Query" { query_leading_key(call) } else { Vec::new() };
+            Ok(vec![with_leading_keys(call.request(op, &resource), &keys)])
         }
         "BatchGetItem" | "BatchWriteItem" => {
             let tables = call
@@ -261,7 +291,20 @@ fn dynamodb(call: &ApiCall) -> Result<Vec<AuthzRequest>, String> {
             if tables.is_empty() {
                 return Err(format!("dynamodb:{op} without RequestItems: cannot tell which tables it acts on"));
             }
-            Ok(tables.iter().map(|t| call.request(op, &table_arn(t))).collect())
+            Ok(tables
+                .iter()
+                .map(|t| {
+                    let keys = match op {
+                        "BatchGetItem" => call
+                            .json()
+                            .and_then(|v| v["RequestItems"][t]["Keys"].as_array())
+                            .map(|k| leading_keys(call, k))
+                            .unwrap_or_default(),
+                        _ => Vec::new(),
+                    };
+                    with_leading_keys(call.request(op, &table_arn(t)), &keys)
+                })
+                .collect())
         }
         // A transaction is authorized per item, as the single-item action on its table.
         // <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html>
@@ -286,7 +329,11 @@ fn dynamodb(call: &ApiCall) -> Result<Vec<AuthzRequest>, String> {
                     .get("TableName")
                     .and_then(Value::as_str)
                     .ok_or_else(|| format!("dynamodb:{op}: a {kind} item without TableName"))?;
-                let request = AuthzRequest::new(action, &table_arn(table)).with("dynamodb:EnclosingOperation", &[op]);
+                let key = if kind == "Put" { &body["Item"] } else { &body["Key"] };
+                let request = with_leading_keys(
+                    AuthzRequest::new(action, &table_arn(table)).with("dynamodb:EnclosingOperation", &[op]),
+                    &leading_keys(call, std::slice::from_ref(key)),
+                );
                 if !requests.contains(&request) {
                     requests.push(request);
                 }

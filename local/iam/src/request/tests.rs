@@ -418,3 +418,46 @@ fn percent_decoding() {
     assert_eq!(percent_decode("a+b", false), "a+b");
     assert_eq!(rest_segments("/x/a%20b/?q=1"), ["x", "a b"]);
 }
+
+/// Item operations carry the partition key values they touch (`dynamodb:LeadingKeys`), so a
+/// statement limited to some partitions is evaluated as DynamoDB does.
+#[test]
+fn dynamodb_item_operations_carry_their_leading_keys() {
+    if real_reference().is_none() {
+        return;
+    }
+    let leading = |op: &str, params: serde_json::Value| -> Vec<Vec<String>> {
+        let mut call = ApiCall::new("dynamodb", op, Params::Json(params), "123456789012", "us-east-1");
+        call.partition_key = Some("pk");
+        authorization_requests(real_reference().unwrap(), &call)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .map(|r| r.context.get("dynamodb:leadingkeys").cloned().unwrap_or_default())
+            .collect()
+    };
+    let key = json!({"pk": {"S": "policies"}, "sk": {"S": "built"}});
+    for op in ["GetItem", "DeleteItem", "UpdateItem"] {
+        assert_eq!(leading(op, json!({"TableName": "t", "Key": key})), [["policies"]], "{op}");
+    }
+    assert_eq!(leading("PutItem", json!({"TableName": "t", "Item": key})), [["policies"]]);
+    assert_eq!(
+        leading(
+            "Query",
+            json!({"TableName": "t", "KeyConditionExpression": "pk = :pk AND begins_with(sk, :s)",
+                   "ExpressionAttributeValues": {":pk": {"S": "repo#team/web"}, ":s": {"S": "x"}}})
+        ),
+        [["repo#team/web"]]
+    );
+    assert_eq!(
+        leading("BatchGetItem", json!({"RequestItems": {"t": {"Keys": [key, {"pk": {"S": "service#a/b"}, "sk": {"S": "lock"}}]}}})),
+        [["policies", "service#a/b"]]
+    );
+    let transaction = leading(
+        "TransactWriteItems",
+        json!({"TransactItems": [{"Put": {"TableName": "t", "Item": key}}, {"Delete": {"TableName": "t", "Key": {"pk": {"S": "repo#x"}}}}]}),
+    );
+    assert_eq!(transaction, [vec!["policies".to_string()], vec!["repo#x".to_string()]]);
+    // Without the partition key's name, nothing is claimed.
+    let call = ApiCall::new("dynamodb", "GetItem", Params::Json(json!({"TableName": "t", "Key": key})), "123456789012", "us-east-1");
+    assert!(authorization_requests(real_reference().unwrap(), &call).unwrap()[0].context.get("dynamodb:leadingkeys").is_none());
+}
