@@ -281,7 +281,10 @@ impl EcsTaskStateChange {
         } else if HEALTH_CHECK_REASONS.iter().any(|r| reason.contains(r)) {
             // Even with ServiceSchedulerInitiated: the scheduler replaced an unhealthy task.
             FailureKind::HealthCheck
-        } else if mentions(&["OutOfMemory"]) {
+        } else if reason.contains("OutOfMemory") || (!deliberate && mentions(&["OutOfMemory"])) {
+            // A container's own OOM under a deliberate stop (a scale-in's SIGTERM racing an OOM
+            // kill) is the stop's, as its other exit codes are. This is also what the EventBridge
+            // pattern of template.yaml can select without looking into the containers array.
             FailureKind::OutOfMemory
         } else if stop_code.is_none()
             && ((reason.contains("Essential container in task exited") && !exited_non_zero.is_empty())

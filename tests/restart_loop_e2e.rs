@@ -55,7 +55,7 @@ async fn loop_alerts(env: &Env) -> Vec<(String, String)> {
 
 async fn sweep(env: &Env) -> serde_json::Value {
     let event = json!({"version": "0", "source": "aws.events", "detail-type": "Scheduled Event", "account": kanaria_local::ACCOUNT, "region": "us-east-1", "detail": {}});
-    env.local.shared.invoke(Function::OnTaskEvent, event).await.unwrap()
+    env.local.shared.invoke(Function::RestartLoop, event).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -63,7 +63,7 @@ async fn a_cannot_pull_loop_alerts_once_with_the_network_diagnosis() {
     let env = start(SampleOptions::default()).await;
     let events: Vec<_> = (0..4).map(|n| stopped(&env, n, 2, 240 - 60 * n as u64, "TaskFailedToStart", PULL_TIMEOUT, None)).collect();
     deliver(&env, &events).await;
-    env.wait_invocations(Function::OnTaskEvent, 4).await;
+    env.wait_invocations(Function::RestartLoop, 4).await;
 
     let alerts = loop_alerts(&env).await;
     assert_eq!(alerts.len(), 1, "one alert per episode: {alerts:?}");
@@ -81,6 +81,7 @@ async fn a_cannot_pull_loop_alerts_once_with_the_network_diagnosis() {
     ] {
         assert!(body.contains(expected), "alert lacks {expected:?}:\n{body}");
     }
+    assert!(env.local.shared.iam.denials().is_empty(), "restart-loop's role lacks: {:?}", env.local.shared.iam.denials());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -102,11 +103,11 @@ async fn fifty_duplicate_and_out_of_order_deliveries_still_alert_once() {
         ));
     }
     deliver(&env, &events).await;
-    env.wait_invocations(Function::OnTaskEvent, 50).await;
+    env.wait_invocations(Function::RestartLoop, 50).await;
     let alerts = loop_alerts(&env).await;
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert!(alerts[0].1.contains("Diagnosis (crash-on-start)") || alerts[0].1.contains("Diagnosis (app-exited)"), "{}", alerts[0].1);
-    let errors: Vec<_> = env.results_of(Function::OnTaskEvent).into_iter().filter(|r| r.is_err()).collect();
+    let errors: Vec<_> = env.results_of(Function::RestartLoop).into_iter().filter(|r| r.is_err()).collect();
     assert!(errors.is_empty(), "{errors:?}");
     // One episode, one metric (issue 16 #14).
     let episodes = env.metrics("RestartLoopEpisodes");
@@ -115,7 +116,7 @@ async fn fifty_duplicate_and_out_of_order_deliveries_still_alert_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_rolling_deployments_normal_stops_give_no_alert_and_cost_no_write() {
+async fn a_rolling_deployments_normal_stops_never_invoke_restart_loop_and_cost_no_write() {
     let env = start(SampleOptions::default()).await;
     let mut events = Vec::new();
     for n in 0..6 {
@@ -133,7 +134,18 @@ async fn a_rolling_deployments_normal_stops_give_no_alert_and_cost_no_write() {
     events.push(stopped(&env, 11, 3, 40, "SpotInterruption", "Your Spot Task was interrupted.", Some(143)));
     events.push(stopped(&env, 12, 3, 30, "EssentialContainerExited", "Essential container in task exited", Some(0)));
     deliver(&env, &events).await;
-    env.wait_invocations(Function::OnTaskEvent, events.len()).await;
+    // EventBridge's pattern (template.yaml) leaves the scale-ins, the person's and Spot's stops
+    // out: only the clean exit (EssentialContainerExited, exit 0) invokes the function, which
+    // finds it is no failure. (moto routes events as PutEvents answers: nothing comes later.)
+    env.wait_invocations(Function::RestartLoop, 1).await;
+    let invoked: Vec<_> = env.local.shared.invocations().into_iter().filter(|i| i.function == Function::RestartLoop).collect();
+    assert_eq!(
+        invoked.len(),
+        1,
+        "routine stops invoked restart-loop: {:?}",
+        invoked.iter().map(|i| &i.input["detail"]["stopCode"]).collect::<Vec<_>>()
+    );
+    assert_eq!(invoked[0].result.as_ref().unwrap()["ignored"], "not a failed task");
 
     assert!(loop_alerts(&env).await.is_empty());
     let items = env.local.ctx().clients.dynamodb.scan().table_name(&env.local.ctx().settings.table).send().await.unwrap();
@@ -151,7 +163,7 @@ async fn recovery_sends_one_recovered_message() {
     // A loop that ended half an hour ago.
     let events: Vec<_> = (0..3).map(|n| stopped(&env, n, 2, 1800 - 60 * n as u64, "TaskFailedToStart", PULL_TIMEOUT, None)).collect();
     deliver(&env, &events).await;
-    env.wait_invocations(Function::OnTaskEvent, 3).await;
+    env.wait_invocations(Function::RestartLoop, 3).await;
     assert_eq!(loop_alerts(&env).await.len(), 1);
 
     // The service runs its desired count now (the simulator started its tasks).
@@ -176,7 +188,7 @@ async fn a_loop_still_failing_is_not_called_recovered() {
     deliver(&env, &events).await;
     // And one more failure a minute ago: inside the window.
     deliver(&env, &[stopped(&env, 9, 2, 60, "TaskFailedToStart", PULL_TIMEOUT, None)]).await;
-    env.wait_invocations(Function::OnTaskEvent, 4).await;
+    env.wait_invocations(Function::RestartLoop, 4).await;
     assert_eq!(loop_alerts(&env).await.len(), 1);
     assert_eq!(sweep(&env).await["recovered"], json!([]));
 }
@@ -198,9 +210,9 @@ async fn a_service_with_the_opt_out_tag_gives_no_alert() {
         .unwrap();
     let events: Vec<_> = (0..4).map(|n| stopped(&env, n, 2, 240 - 60 * n as u64, "TaskFailedToStart", PULL_TIMEOUT, None)).collect();
     deliver(&env, &events).await;
-    env.wait_invocations(Function::OnTaskEvent, 4).await;
+    env.wait_invocations(Function::RestartLoop, 4).await;
     let alerts = loop_alerts(&env).await;
-    assert!(alerts.is_empty(), "alerts {alerts:?}; on-task-event said {:?}", env.results_of(Function::OnTaskEvent));
+    assert!(alerts.is_empty(), "alerts {alerts:?}; on-task-event said {:?}", env.results_of(Function::RestartLoop));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -214,7 +226,7 @@ async fn start_impaired_alerts_once() {
     });
     // Straight to the handler (PutEvents drops `resources` unless given; the rule is in template.yaml).
     for _ in 0..3 {
-        env.local.shared.invoke(Function::OnTaskEvent, event.clone()).await.unwrap();
+        env.local.shared.invoke(Function::RestartLoop, event.clone()).await.unwrap();
     }
     let alerts: Vec<_> =
         env.local.notices().await.unwrap().into_iter().filter(|(s, _)| s.contains("SERVICE_TASK_START_IMPAIRED")).collect();
@@ -355,7 +367,7 @@ async fn crash_loop_alert_with_logs(opt_in: bool) -> String {
         events.push(e);
     }
     deliver(&env, &events).await;
-    env.wait_invocations(Function::OnTaskEvent, 3).await;
+    env.wait_invocations(Function::RestartLoop, 3).await;
     let alerts = loop_alerts(&env).await;
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     let body = &alerts[0].1;
@@ -375,12 +387,12 @@ async fn a_policys_thresholds_come_from_the_index_without_reading_parameter_stor
     let crash =
         |n: u32| stopped(&env, n, 2, 200 - 30 * n as u64, "EssentialContainerExited", "Essential container in task exited", Some(1));
     deliver(&env, &(0..4).map(crash).collect::<Vec<_>>()).await;
-    env.wait_invocations(Function::OnTaskEvent, 4).await;
+    env.wait_invocations(Function::RestartLoop, 4).await;
     assert!(loop_alerts(&env).await.is_empty(), "4 failures are below the policy's 5 (the account default, 3, would alert)");
     deliver(&env, &[crash(4)]).await;
-    env.wait_invocations(Function::OnTaskEvent, 5).await;
+    env.wait_invocations(Function::RestartLoop, 5).await;
     assert_eq!(loop_alerts(&env).await.len(), 1, "the 5th failure alerts");
-    let calls = env.local.shared.calls_of("on-task-event");
+    let calls = env.local.shared.calls_of("restart-loop");
     assert!(calls.keys().all(|action| !action.starts_with("ssm:")), "no Parameter Store read: {calls:?}");
-    env.local.shared.iam.expect_denials();
+    assert!(env.local.shared.iam.denials().is_empty(), "IAM refused: {:?}", env.local.shared.iam.denials());
 }

@@ -1030,3 +1030,17 @@ fn no_call_made_on_emulated_aws_was_refused_by_iam() {
     eprintln!("IAM: {evaluated} calls of kanaria's functions and state machine evaluated, {} refused", denied.len());
     assert!(denied.is_empty(), "IAM would refuse these calls:\n  - {}", denied.join("\n  - "));
 }
+
+/// The circuit breaker and restart-loop detection see the same failed tasks: their rules' patterns
+/// must not drift apart.
+#[test]
+fn the_breaker_and_restart_loop_detection_match_the_same_failed_tasks() {
+    let template = parse(&template_text());
+    let pattern = |function: &str| -> Value {
+        template["Resources"][function]["Properties"]["Events"]["EcsTaskFailed"]["Properties"]["Pattern"].clone()
+    };
+    let breaker = pattern("OnTaskEventFunction");
+    assert!(breaker.is_mapping(), "on-task-event has an EcsTaskFailed rule");
+    assert_eq!(breaker, pattern("RestartLoopFunction"));
+    assert_eq!(breaker["detail"]["group"][0]["prefix"].as_str(), Some("service:"), "service tasks only: {breaker:?}");
+}

@@ -527,10 +527,15 @@ pub fn sample_event(root: &Path, function: &str) -> Result<(Value, String)> {
     Ok(match function {
         HELLO => (json!({"hello": "world"}), "echo".into()),
         HELLO_SDK => (json!({"hello": "world"}), "one DynamoDB ListTables (limit 1)".into()),
-        "on-image-push" => (file("ecr-push.json")?, "events/ecr-push.json: reads the policies from SSM (none match)".into()),
-        "on-task-event" => (
+        "on-image-push" => (
+            file("ecr-push.json")?,
+            "events/ecr-push.json: the policy index queried in DynamoDB (no policy names the repository)".into(),
+        ),
+        "on-task-event" => (file("ecs-task-stopped.json")?, "events/ecs-task-stopped.json (exit 1): the service lock read (no rollout)".into()),
+        "restart-loop" => (
             file("ecs-task-stopped.json")?,
-            "events/ecs-task-stopped.json (exit 1): the service lock read, the stop recorded for the restart-loop count (DynamoDB)".into(),
+            "events/ecs-task-stopped.json (exit 1): the lock and policy index read, the stop recorded for the restart-loop count (DynamoDB)"
+                .into(),
         ),
         "on-alarm" => (
             json!({"version": "0", "id": "bench", "source": "aws.cloudwatch", "detail-type": "CloudWatch Alarm State Change",

@@ -27,7 +27,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, KeysAndAttributes, Put, Tr
 use aws_sdk_dynamodb::Client;
 
 use super::policies::StoredPolicy;
-use super::store::{conditional_transaction, get_n, get_s, n, s, TransactItem};
+use super::store::{conditional_transaction, get_n, get_s, lock_from, n, s, service_pk, LockRecord, TransactItem};
 use super::AwsError;
 
 const PK_POLICIES: &str = "policies";
@@ -182,10 +182,23 @@ impl<'a> PolicyIndex<'a> {
     /// The index entry of one service (`None`: it has no policy), and whether the index has been
     /// built, in one BatchGetItem.
     pub async fn service(&self, service_key: &str) -> Result<Lookup<Option<ServiceEntry>>, AwsError> {
+        Ok(self.batch(service_key, false).await?.1)
+    }
+
+    /// [`Self::service`] and the service's rollout lock (restart-loop detection leaves a rollout's
+    /// new tasks to the circuit breaker), in the same one BatchGetItem.
+    pub async fn service_and_lock(&self, service_key: &str) -> Result<(Option<LockRecord>, Lookup<Option<ServiceEntry>>), AwsError> {
+        self.batch(service_key, true).await
+    }
+
+    async fn batch(&self, service_key: &str, with_lock: bool) -> Result<(Option<LockRecord>, Lookup<Option<ServiceEntry>>), AwsError> {
         let what = format!("{} policy index entry of {service_key}", self.table);
         let key =
-            |sk: String| -> HashMap<String, AttributeValue> { [("pk".to_string(), s(PK_POLICIES)), ("sk".to_string(), s(sk))].into() };
-        let mut keys = vec![key(service_sk(service_key)), key(SK_BUILT.into())];
+            |pk: String, sk: String| -> HashMap<String, AttributeValue> { [("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))].into() };
+        let mut keys = vec![key(PK_POLICIES.into(), service_sk(service_key)), key(PK_POLICIES.into(), SK_BUILT.into())];
+        if with_lock {
+            keys.push(key(service_pk(service_key), "lock".into()));
+        }
         let mut items = Vec::new();
         // BatchGetItem may leave keys unprocessed (throttling): ask again for those, a few times.
         for _ in 0..WRITE_ATTEMPTS {
@@ -211,9 +224,13 @@ impl<'a> PolicyIndex<'a> {
                 "keys stayed unprocessed after 3 attempts (throttled); the event is retried",
             ));
         }
-        let built = items.iter().any(|i| get_s(i, "sk").as_deref() == Some(SK_BUILT));
-        let entry = items.iter().find(|i| get_s(i, "sk").as_deref() != Some(SK_BUILT)).map(ServiceEntry::from_item);
-        Ok(if entry.is_none() && !built { Lookup::NotBuilt } else { Lookup::Indexed(entry) })
+        let is = |i: &HashMap<String, AttributeValue>, pk: &str, sk: &str| {
+            get_s(i, "pk").as_deref() == Some(pk) && get_s(i, "sk").as_deref() == Some(sk)
+        };
+        let built = items.iter().any(|i| is(i, PK_POLICIES, SK_BUILT));
+        let entry = items.iter().find(|i| is(i, PK_POLICIES, &service_sk(service_key))).map(ServiceEntry::from_item);
+        let lock = items.iter().find(|i| is(i, &service_pk(service_key), "lock")).map(lock_from);
+        Ok((lock, if entry.is_none() && !built { Lookup::NotBuilt } else { Lookup::Indexed(entry) }))
     }
 
     async fn is_built(&self) -> Result<bool, AwsError> {

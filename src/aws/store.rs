@@ -152,7 +152,7 @@ pub fn service_pk(service_key: &str) -> String {
     format!("service#{service_key}")
 }
 
-fn lock_from(item: &HashMap<String, AttributeValue>) -> LockRecord {
+pub(crate) fn lock_from(item: &HashMap<String, AttributeValue>) -> LockRecord {
     LockRecord {
         service: get_s(item, "service").unwrap_or_default(),
         rollout_id: get_s(item, "rolloutId").unwrap_or_default(),

@@ -32,10 +32,11 @@ pub enum Function {
     PolicySync,
     SlackInteractions,
     SlackNotify,
+    RestartLoop,
 }
 
 impl Function {
-    pub const ALL: [Function; 8] = [
+    pub const ALL: [Function; 9] = [
         Function::OnImagePush,
         Function::RolloutStep,
         Function::OnTaskEvent,
@@ -44,6 +45,7 @@ impl Function {
         Function::PolicySync,
         Function::SlackInteractions,
         Function::SlackNotify,
+        Function::RestartLoop,
     ];
 
     pub fn crate_name(self) -> &'static str {
@@ -56,6 +58,7 @@ impl Function {
             Function::PolicySync => "policy-sync",
             Function::SlackInteractions => "slack-interactions",
             Function::SlackNotify => "slack-notify",
+            Function::RestartLoop => "restart-loop",
         }
     }
 
@@ -75,6 +78,7 @@ impl Function {
             Function::PolicySync => policy_sync::handle(ctx, event).await,
             Function::SlackInteractions => slack_interactions::handle(ctx, event).await,
             Function::SlackNotify => slack_notify::handle(ctx, event).await,
+            Function::RestartLoop => restart_loop::handle(ctx, event).await,
         }
     }
 }

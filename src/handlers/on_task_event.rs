@@ -1,33 +1,29 @@
-//! `on-task-event`: ECS `Task State Change` events. A task of the new task set of an in-flight
-//! rollout that stops for a failure (failed to start, essential container exited non-zero —
-//! also after RUNNING —, out of memory, failed ELB health checks) is recorded once against the
-//! rollout, keyed by task ARN and kept at the highest `detail.version` (EventBridge delivers at
-//! least once and out of order). When the policy's threshold is reached, the circuit breaker
-//! rolls back at once, from here.
+//! `on-task-event`: the circuit breaker's ECS `Task State Change` events. A task of the new task
+//! set of an in-flight rollout that stops for a failure (failed to start, essential container
+//! exited non-zero — also after RUNNING —, out of memory, failed ELB health checks) is recorded
+//! once against the rollout, keyed by task ARN and kept at the highest `detail.version`
+//! (EventBridge delivers at least once and out of order). When the policy's threshold is
+//! reached, the circuit breaker rolls back at once, from here.
 //!
-//! Failed stops of any other task of a service feed restart-loop detection
-//! ([`super::restart_loop`]); so do `ECS Service Action` SERVICE_TASK_START_IMPAIRED events, and a
-//! scheduled sweep sends the "recovered" messages.
-//!
-//! Events that are not failures cost no read and no write.
+//! It shares nothing with restart-loop detection, which has its own function (`restart-loop`,
+//! [`super::restart_loop`]), concurrency and queue: a flood of other services' failures cannot
+//! keep a canary's failure waiting. EventBridge invokes it only for stops of service tasks that
+//! may be failures (template.yaml, the pattern [`triage`] agrees with); a failed task of a service
+//! with no rollout in flight costs one read.
 
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
-use super::{circuit_breaker, restart_loop, HandlerError};
-use crate::aws::store::Store;
+use super::{circuit_breaker, HandlerError};
+use crate::aws::store::{LockRecord, Store};
 use crate::aws::{elb, now_unix, Context};
-use crate::events::{unix_seconds, EcsServiceAction, EcsTaskStateChange, Envelope, TaskFailure};
+use crate::events::{EcsTaskStateChange, Envelope, TaskFailure};
 use crate::rollout::Rollout;
 
 /// What an event asks of this function, decided before any AWS call. Most ECS Task State Change
 /// events end here (`benches/task_event.rs` measures this against the benchmark's event stream).
 #[derive(Debug)]
 pub enum Triage {
-    /// `ECS Service Action`: restart-loop detection looks at SERVICE_TASK_START_IMPAIRED.
-    ServiceAction(Value),
-    /// The scheduled sweep that sends restart-loop "recovered" messages.
-    Sweep,
     /// Not a failed stop of a service's task: answered with the reason, no read, no write.
     Ignored(&'static str),
     /// A service's task stopped for a failure.
@@ -42,14 +38,11 @@ pub struct FailedTask {
     pub service_key: String,
 }
 
+/// Is this event a failed stop of a service's task? Shared by the circuit breaker and
+/// restart-loop detection.
 pub fn triage(event: Value) -> Result<Triage, HandlerError> {
-    match event.get("detail-type").and_then(Value::as_str) {
-        Some("ECS Service Action") => return Ok(Triage::ServiceAction(event)),
-        Some("Scheduled Event") => return Ok(Triage::Sweep),
-        _ => {}
-    }
     let event = Envelope::<EcsTaskStateChange>::parse(event, "aws.ecs", "ECS Task State Change")
-        .map_err(|e| HandlerError::invalid_input("on-task-event", e))?;
+        .map_err(|e| HandlerError::invalid_input("ECS Task State Change event", e))?;
     let task = &event.detail;
     if task.task_arn.is_empty() || task.cluster_arn.is_empty() {
         return Err(HandlerError::invalid_input("ECS Task State Change event", "detail.taskArn and detail.clusterArn are required"));
@@ -66,26 +59,14 @@ pub fn triage(event: Value) -> Result<Triage, HandlerError> {
 
 pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> {
     match triage(event)? {
-        Triage::ServiceAction(event) => service_action(ctx, event).await,
-        Triage::Sweep => restart_loop::sweep(ctx).await,
         Triage::Ignored(why) => Ok(json!({ "ignored": why })),
         Triage::Failed(failed) => failed_task(ctx, failed).await,
     }
 }
 
-async fn service_action(ctx: &Context, event: Value) -> Result<Value, HandlerError> {
-    let resources: Vec<String> = event.get("resources").and_then(|r| serde_json::from_value(r.clone()).ok()).unwrap_or_default();
-    let event = Envelope::<EcsServiceAction>::parse(event, "aws.ecs", "ECS Service Action")
-        .map_err(|e| HandlerError::invalid_input("on-task-event", e))?;
-    if event.detail.event_name != "SERVICE_TASK_START_IMPAIRED" {
-        return Ok(json!({ "ignored": event.detail.event_name }));
-    }
-    let service_arn = resources
-        .iter()
-        .find(|r| r.contains(":service/"))
-        .ok_or_else(|| HandlerError::invalid_input("ECS Service Action event", "no service ARN in resources"))?;
-    let at = event.detail.created_at.as_deref().or(event.time.as_deref()).and_then(unix_seconds).unwrap_or_else(now_unix);
-    restart_loop::on_start_impaired(ctx, service_arn, at).await
+/// Was `task` started by the new task set of the rollout holding `lock`?
+pub fn is_green_task(lock: &LockRecord, task: &EcsTaskStateChange) -> bool {
+    lock.green_task_set_id.is_some() && lock.green_task_set_id.as_deref() == task.started_by.as_deref()
 }
 
 async fn failed_task(ctx: &Context, failed: FailedTask) -> Result<Value, HandlerError> {
@@ -93,9 +74,9 @@ async fn failed_task(ctx: &Context, failed: FailedTask) -> Result<Value, Handler
     let task = &event.detail;
     let store = Store::new(&ctx.clients.dynamodb, &ctx.settings.table);
     let lock = store.lock(&service_key).await?;
-    let Some(lock) = lock.filter(|l| l.green_task_set_id.is_some() && l.green_task_set_id.as_deref() == task.started_by.as_deref()) else {
-        // Not a task of a rollout's new task set: restart-loop detection's business.
-        return restart_loop::on_failed_stop(ctx, &event.region, &service_key, task, &failure).await;
+    let Some(lock) = lock.filter(|l| is_green_task(l, task)) else {
+        // Restart-loop detection's business, on its own function.
+        return Ok(json!({ "ignored": "not a task of a rollout's new task set" }));
     };
     // Counted once per task (its several stop events and redeliveries record nothing new), but
     // never returned early on: a trip that broke off must be finished by whichever delivery

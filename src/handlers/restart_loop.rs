@@ -11,13 +11,14 @@
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
+use super::on_task_event::{self, FailedTask, Triage};
 use super::HandlerError;
 use crate::aws::notify::{self, Notice};
-use crate::aws::policy_index::{Lookup, PolicyIndex};
+use crate::aws::policy_index::{Lookup, PolicyIndex, ServiceEntry};
 use crate::aws::store::{Episode, StopRecord, Store};
 use crate::aws::{ecs, now_unix, policies, AwsError, Context};
 use crate::diagnosis::{diagnose, Kind, StoppedTask};
-use crate::events::{EcsTaskStateChange, TaskFailure};
+use crate::events::{unix_seconds, EcsServiceAction, EcsTaskStateChange, Envelope, TaskFailure};
 
 /// The opt-out tag.
 pub const OPT_OUT_TAG: &str = "kanaria:restart-alerts";
@@ -54,8 +55,8 @@ pub fn account_defaults() -> Thresholds {
 /// BatchGetItem, however many policies there are: no Parameter Store read in a flood of failed
 /// tasks, which would compete with ECS's secret injection at task start). Until the index has
 /// been built, from the service's own parameter (one GetParameters call).
-async fn thresholds_for(ctx: &Context, service_key: &str) -> Result<Thresholds, AwsError> {
-    let custom = match PolicyIndex::new(&ctx.clients.dynamodb, &ctx.settings.table).service(service_key).await? {
+async fn thresholds_for(ctx: &Context, service_key: &str, policy: Lookup<Option<ServiceEntry>>) -> Result<Thresholds, AwsError> {
+    let custom = match policy {
         Lookup::Indexed(entry) => entry.filter(|e| e.valid).and_then(|e| e.restart_loop),
         Lookup::NotBuilt => {
             info!(service = %service_key, "the policy index has not been built yet: thresholds read from the service's policy parameter");
@@ -66,14 +67,52 @@ async fn thresholds_for(ctx: &Context, service_key: &str) -> Result<Thresholds, 
     Ok(custom.map(|(failures, window_seconds)| Thresholds { failures, window_seconds }).unwrap_or_else(account_defaults))
 }
 
+/// The `restart-loop` function: failed stops of any service's tasks, ECS Service Action
+/// SERVICE_TASK_START_IMPAIRED, and the scheduled sweep that sends "recovered" messages. It has
+/// its own concurrency, apart from the circuit breaker's `on-task-event`.
+pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> {
+    match event.get("detail-type").and_then(Value::as_str) {
+        Some("ECS Service Action") => return service_action(ctx, event).await,
+        Some("Scheduled Event") => return sweep(ctx).await,
+        _ => {}
+    }
+    match on_task_event::triage(event)? {
+        Triage::Ignored(why) => Ok(json!({ "ignored": why })),
+        Triage::Failed(FailedTask { event, failure, service_key }) => {
+            // One read: whether a rollout's new task set started the task, and the thresholds.
+            let (lock, policy) = PolicyIndex::new(&ctx.clients.dynamodb, &ctx.settings.table).service_and_lock(&service_key).await?;
+            if lock.is_some_and(|l| on_task_event::is_green_task(&l, &event.detail)) {
+                return Ok(json!({ "ignored": "a task of a rollout's new task set: the circuit breaker's" }));
+            }
+            on_failed_stop(ctx, &event.region, &service_key, &event.detail, &failure, policy).await
+        }
+    }
+}
+
+async fn service_action(ctx: &Context, event: Value) -> Result<Value, HandlerError> {
+    let resources: Vec<String> = event.get("resources").and_then(|r| serde_json::from_value(r.clone()).ok()).unwrap_or_default();
+    let event = Envelope::<EcsServiceAction>::parse(event, "aws.ecs", "ECS Service Action")
+        .map_err(|e| HandlerError::invalid_input("restart-loop", e))?;
+    if event.detail.event_name != "SERVICE_TASK_START_IMPAIRED" {
+        return Ok(json!({ "ignored": event.detail.event_name }));
+    }
+    let service_arn = resources
+        .iter()
+        .find(|r| r.contains(":service/"))
+        .ok_or_else(|| HandlerError::invalid_input("ECS Service Action event", "no service ARN in resources"))?;
+    let at = event.detail.created_at.as_deref().or(event.time.as_deref()).and_then(unix_seconds).unwrap_or_else(now_unix);
+    on_start_impaired(ctx, service_arn, at).await
+}
+
 /// A task of `service_key` stopped for a failure (not a task of a rollout's new task set: those
-/// are the circuit breaker's).
+/// are the circuit breaker's). `policy`: the service's policy index entry.
 pub async fn on_failed_stop(
     ctx: &Context,
     region: &str,
     service_key: &str,
     task: &EcsTaskStateChange,
     failure: &TaskFailure,
+    policy: Lookup<Option<ServiceEntry>>,
 ) -> Result<Value, HandlerError> {
     let store = Store::new(&ctx.clients.dynamodb, &ctx.settings.table);
     // The same in every event of one stop (when the task stopped, not when its target finished
@@ -95,7 +134,7 @@ pub async fn on_failed_stop(
     if (recent.len() as u32) < MIN_FAILURES {
         return Ok(json!({ "restartLoop": "counted", "stops": recent.len() }));
     }
-    let thresholds = thresholds_for(ctx, service_key).await?;
+    let thresholds = thresholds_for(ctx, service_key, policy).await?;
     let stops: Vec<&StopRecord> = recent.iter().filter(|s| s.stopped_at >= stopped_at.saturating_sub(thresholds.window_seconds)).collect();
     let in_window = stops.iter().filter(|s| s.stopped_at <= stopped_at + thresholds.window_seconds).count() as u32;
     if in_window < thresholds.failures {
@@ -134,7 +173,8 @@ pub async fn on_start_impaired(ctx: &Context, service_arn: &str, at: u64) -> Res
     if alert_tags(ctx, cluster, service).await?.opted_out {
         return Ok(json!({ "restartLoop": "opted out" }));
     }
-    let thresholds = thresholds_for(ctx, &service_key).await?;
+    let policy = PolicyIndex::new(&ctx.clients.dynamodb, &ctx.settings.table).service(&service_key).await?;
+    let thresholds = thresholds_for(ctx, &service_key, policy).await?;
     let task_definition = current_task_definition(ctx, cluster, service).await?.unwrap_or_else(|| "unknown".into());
     let store = Store::new(&ctx.clients.dynamodb, &ctx.settings.table);
     let recent = store.recent_stops(&service_key, at.saturating_sub(thresholds.window_seconds)).await?.len();
