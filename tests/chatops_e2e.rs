@@ -12,6 +12,7 @@ use common::{start, Env};
 use kanaria::aws::approvals::Approvals;
 use kanaria::handlers::Function;
 use kanaria::slack::request::sign;
+use kanaria_local::faults::{FaultKind, FaultRule};
 use kanaria_local::fixture::{self, SampleOptions};
 use kanaria_local::slack::{SlackCall, APP_ID, CHANNEL, SIGNING_SECRET, TEAM_ID};
 use serde_json::{json, Value};
@@ -180,6 +181,36 @@ async fn a_roll_back_click_rolls_back_at_once() {
         })
         .await
         .unwrap();
+    assert_one_message_no_token(&env.local.shared.slack.calls(), &token_of(&env, &approval_id).await);
+}
+
+/// Slack gets its answer before the decision's work is done (Slack wants one within 3 s; a
+/// rollback may take longer): the decision goes through the decision queue. When the rollback
+/// fails half way (the listener change refused), the click was still answered 200, and the
+/// queue's retry finishes the rollback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_roll_back_click_is_answered_at_once_and_a_broken_off_rollback_is_finished_from_the_queue() {
+    let env = start(with_approval("{ timeout: 10m }")).await;
+    let digest = fixture::new_digest("reject-queued");
+    env.push("v2", &digest).await;
+    let execution = env.started_execution().await;
+    let approval_id = approval_id_from_slack(&env).await;
+
+    // Every attempt (the SDK's three) of the decision's first listener change fails.
+    let fault = env
+        .local
+        .shared
+        .faults
+        .add(FaultRule::new("slack-interactions", "elasticloadbalancing:ModifyListener", FaultKind::ServerError).times(3));
+    assert_eq!(click(&env, APPROVER, "kanaria.reject", &approval_id).await, 200, "answered before the rollback");
+    let cause = env.assert_rolled_back(&execution, &format!("rolled back by <@{APPROVER}>")).await;
+    assert!(cause.contains("approval step"), "{cause}");
+    assert_eq!(env.local.shared.faults.fired(fault), 3, "the first attempt's listener change failed");
+    let invocations: Vec<_> = env.local.shared.invocations().into_iter().filter(|i| i.function == Function::SlackInteractions).collect();
+    let from_queue: Vec<_> = invocations.iter().filter(|i| i.input.get("Records").is_some()).collect();
+    assert!(from_queue.len() >= 2 && from_queue[0].result.is_err(), "decided from the queue, retried after the failure: {from_queue:?}");
+    assert!(from_queue.last().unwrap().result.is_ok());
+    assert_eq!(Env::weight_of(&env.weights().await, &env.sample.target_groups[0]), 100);
     assert_one_message_no_token(&env.local.shared.slack.calls(), &token_of(&env, &approval_id).await);
 }
 

@@ -391,7 +391,9 @@ fn delivery_problems(template: &Value) -> Vec<String> {
             .map(|m| m.iter().map(|(k, v)| (k.as_str().unwrap_or("?").to_string(), v)).collect())
             .unwrap_or_default();
         let url = p.get("FunctionUrlConfig").is_some();
-        let sync_only = (url || synchronous.contains(id)) && events.is_empty();
+        // An SQS event source mapping invokes synchronously (its queue's redrive policy keeps what fails).
+        let sync_only =
+            (url || synchronous.contains(id)) && events.iter().all(|(_, e)| e.get("Type").and_then(Value::as_str) == Some("SQS"));
         let on_failure = p.get("EventInvokeConfig").and_then(|c| c.get("DestinationConfig")).and_then(|d| d.get("OnFailure"));
         match on_failure.and_then(|f| f.get("Destination")) {
             Some(dest) => dead_letter_targets.extend(render(dest)),
@@ -417,6 +419,21 @@ fn delivery_problems(template: &Value) -> Vec<String> {
                     Some(arn) => dead_letter_targets.extend(render(arn)),
                     None => problems.push(format!("{id}.{name}: SNS subscription without RedrivePolicy.deadLetterTargetArn")),
                 },
+                "SQS" => {
+                    let queue = ep.and_then(|p| p.get("Queue")).map(render).unwrap_or_default();
+                    let queue_id =
+                        queue.first().map(|q| q.trim_start_matches("${").trim_end_matches(".Arn}").to_string()).unwrap_or_default();
+                    let redrive = all
+                        .iter()
+                        .find(|(qid, _)| *qid == queue_id)
+                        .and_then(|(_, q)| props(q))
+                        .and_then(|p| p.get("RedrivePolicy"))
+                        .and_then(|r| r.get("deadLetterTargetArn"));
+                    match redrive {
+                        Some(arn) => dead_letter_targets.extend(render(arn)),
+                        None => problems.push(format!("{id}.{name}: its queue {queue_id} has no RedrivePolicy.deadLetterTargetArn")),
+                    }
+                }
                 other => problems.push(format!("{id}.{name}: event type {other} is not checked here; add its dead-letter rule")),
             }
         }

@@ -119,3 +119,59 @@ pub async fn drain(shared: Arc<Shared>, sqs: aws_sdk_sqs::Client, queue_url: Str
         while batch.join_next().await.is_some() {}
     }
 }
+
+/// An SQS event source mapping (batch size 1): each message as Lambda's SQS event
+/// (`{"Records": [...]}`). A failed invocation leaves the message to become visible again and be
+/// retried ([`MAX_ATTEMPTS`] times here; a redrive policy's dead-letter queue keeps it in AWS).
+pub async fn drain_event_source(shared: Arc<Shared>, sqs: aws_sdk_sqs::Client, queue: String, queue_url: String, function: Function) {
+    let queue_arn = format!("arn:aws:sqs:{}:{}:{queue}", crate::REGION, crate::ACCOUNT);
+    loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(1)
+            .wait_time_seconds(1)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await;
+        let messages = match received {
+            Ok(out) => out.messages.unwrap_or_default(),
+            Err(e) => {
+                warn!(queue = %queue_url, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "receiving messages failed; retrying");
+                // Back off after an error (moto restarting, say); not a synchronisation point.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        for m in messages {
+            let attempts: u32 = m
+                .attributes()
+                .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(1);
+            let event = serde_json::json!({"Records": [{
+                "messageId": m.message_id().unwrap_or_default(),
+                "receiptHandle": m.receipt_handle().unwrap_or_default(),
+                "body": m.body().unwrap_or_default(),
+                "attributes": {"ApproximateReceiveCount": attempts.to_string()},
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": crate::REGION,
+            }]});
+            let result = shared.invoke(function, event).await;
+            if result.is_err() && attempts < MAX_ATTEMPTS {
+                continue; // visible again after the visibility timeout
+            }
+            if result.is_err() {
+                warn!(
+                    function = function.crate_name(),
+                    attempts, "message dropped after {MAX_ATTEMPTS} attempts (the redrive policy's queue keeps it in AWS)"
+                );
+            }
+            if let Some(handle) = m.receipt_handle() {
+                let _ = sqs.delete_message().queue_url(&queue_url).receipt_handle(handle).send().await;
+            }
+        }
+    }
+}

@@ -288,6 +288,12 @@ pub fn local_resolver(template: &Template, settings: &kanaria::aws::Settings, sl
     }
     resolver.attrs.insert("RolloutTable.Arn".into(), arn("dynamodb", &format!("table/{}", settings.table)));
     resolver.attrs.insert("FailedEventsQueue.Arn".into(), arn("sqs", "kanaria-FailedEventsQueue"));
+    // Queues that invoke functions are created under their logical ids (bridge::drain_event_source).
+    for f in &template.functions {
+        for (_, queue) in &f.queues {
+            resolver.attrs.insert(format!("{queue}.Arn"), arn("sqs", queue));
+        }
+    }
     resolver.attrs.insert("SchedulerDeadLetterQueue.Arn".into(), settings.scheduler.dead_letter_arn.clone().unwrap_or_default());
     resolver.attrs.insert("SchedulerRole.Arn".into(), settings.scheduler.role_arn.clone().unwrap_or_default());
     resolver

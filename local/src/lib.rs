@@ -443,6 +443,17 @@ impl LocalAws {
         let moto_config = sdk_config(&format!("http://{moto_addr}")).await;
         // The functions get the secret's full ARN, as the template gives it to them.
         let slack_secret_arn = slack::create_secret(&moto_config).await?;
+        // Queues that invoke functions (SQS event sources), named by their logical ids.
+        let moto_sqs = aws_sdk_sqs::Client::new(&moto_config);
+        let mut function_queues = Vec::new();
+        for f in &template.functions {
+            for (_, queue) in &f.queues {
+                let (url, _) = bridge::create_queue(&moto_sqs, queue, Some(2)).await?;
+                function_queues.push((f.function, queue.clone(), url));
+            }
+        }
+        let decision_queue_url =
+            function_queues.iter().find(|(f, _, _)| *f == kanaria::handlers::Function::SlackInteractions).map(|(_, _, url)| url.clone());
         let settings = Settings {
             table: "kanaria".into(),
             policy_prefix: kanaria::aws::DEFAULT_POLICY_PREFIX.into(),
@@ -451,6 +462,7 @@ impl LocalAws {
             alert_topic_arn: Some(format!("arn:aws:sns:{REGION}:{ACCOUNT}:kanaria-alerts")),
             events_topic_arn: Some(format!("arn:aws:sns:{REGION}:{ACCOUNT}:kanaria-events")),
             scheduler: scheduling::settings(&template),
+            decision_queue_url,
         };
         // Step Functions ARNs are deterministic, so the handlers' settings are complete before
         // anything is created, and the front server can answer from the first call on.
@@ -538,6 +550,9 @@ impl LocalAws {
 
         let events = aws_sdk_eventbridge::Client::new(&config);
         let sqs = aws_sdk_sqs::Client::new(&config);
+        for (function, queue, url) in function_queues {
+            tasks.push(tokio::spawn(bridge::drain_event_source(shared.clone(), sqs.clone(), queue, url, function)));
+        }
         for f in &template.functions {
             for (event_name, pattern) in &f.rules {
                 let queue_url = bridge::route_rule(&events, &sqs, &f.logical_id, event_name, pattern).await?;

@@ -14,6 +14,8 @@ pub struct TemplateFunction {
     pub function: Function,
     /// (event name, EventBridge pattern) of every `EventBridgeRule` event of the function.
     pub rules: Vec<(String, serde_json::Value)>,
+    /// (event name, queue logical id) of every `SQS` event of the function (`Queue: !GetAtt Q.Arn`).
+    pub queues: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -149,8 +151,19 @@ pub fn parse(text: &str) -> Result<Template> {
                     continue;
                 };
                 let mut rules = Vec::new();
+                let mut queues = Vec::new();
                 if let Some(events) = props.and_then(|p| p.get("Events")).and_then(Value::as_mapping) {
                     for (name, event) in events {
+                        if event.get("Type").and_then(Value::as_str) == Some("SQS") {
+                            let queue = event
+                                .get("Properties")
+                                .and_then(|p| p.get("Queue"))
+                                .ok_or_else(|| anyhow!("SQS event {name:?} of {id} has no Queue"))?;
+                            let Substitution::FunctionArn(queue) = substitution(queue)? else {
+                                bail!("SQS event {name:?} of {id}: Queue must be !GetAtt QUEUE.Arn");
+                            };
+                            queues.push((name.as_str().unwrap_or_default().to_string(), queue));
+                        }
                         if event.get("Type").and_then(Value::as_str) == Some("EventBridgeRule") {
                             let pattern = event
                                 .get("Properties")
@@ -161,7 +174,7 @@ pub fn parse(text: &str) -> Result<Template> {
                         }
                     }
                 }
-                functions.push(TemplateFunction { logical_id: id, function, rules });
+                functions.push(TemplateFunction { logical_id: id, function, rules, queues });
             }
             "AWS::Serverless::StateMachine" => {
                 let definition_uri = props

@@ -39,6 +39,7 @@ pub struct Clients {
     pub dynamodb: LazyClient<aws_sdk_dynamodb::Client>,
     pub ssm: LazyClient<aws_sdk_ssm::Client>,
     pub secrets: LazyClient<aws_sdk_secretsmanager::Client>,
+    pub sqs: LazyClient<aws_sdk_sqs::Client>,
 }
 
 impl Clients {
@@ -57,6 +58,7 @@ impl Clients {
             dynamodb: LazyClient::new(&config),
             ssm: LazyClient::new(&config),
             secrets: LazyClient::new(&config),
+            sqs: LazyClient::new(&config),
         }
     }
 }
@@ -88,6 +90,7 @@ sdk_clients!(
     aws_sdk_sns,
     aws_sdk_dynamodb,
     aws_sdk_ssm,
+    aws_sdk_sqs,
 );
 
 /// One SDK client, built the first time it is dereferenced. Clones share it (a cloned
@@ -150,6 +153,9 @@ pub struct Settings {
     pub events_topic_arn: Option<String>,
     /// EventBridge Scheduler: kanaria's schedule group and what its schedules invoke.
     pub scheduler: scheduler::SchedulerSettings,
+    /// The SQS queue of Slack decisions (`KANARIA_DECISION_QUEUE_URL`): slack-interactions
+    /// answers Slack at once and decides from the queue.
+    pub decision_queue_url: Option<String>,
 }
 
 pub const DEFAULT_TABLE: &str = "kanaria";
@@ -165,6 +171,7 @@ impl Settings {
             alert_topic_arn: std::env::var("KANARIA_ALERT_TOPIC_ARN").ok().filter(|v| !v.is_empty()),
             events_topic_arn: std::env::var("KANARIA_EVENTS_TOPIC_ARN").ok().filter(|v| !v.is_empty()),
             scheduler: scheduler::SchedulerSettings::from_env(),
+            decision_queue_url: std::env::var("KANARIA_DECISION_QUEUE_URL").ok().filter(|v| !v.is_empty()),
         }
     }
 }

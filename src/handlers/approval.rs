@@ -189,7 +189,7 @@ pub async fn decide(
 /// cannot be ruled out, nobody may (checked before the decision's conditional write, so a refusal
 /// changes nothing). Who pushed and the image are fixed for an approval, so reading them first
 /// does not race with the decision.
-async fn self_approval_refusal(
+pub(crate) async fn self_approval_refusal(
     approvals: &Approvals<'_>,
     id: &str,
     read: Option<&ApprovalRecord>,

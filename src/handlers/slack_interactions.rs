@@ -9,8 +9,13 @@
 //! 2. the body is a `block_actions` click on one of our buttons (400);
 //! 3. it comes from our workspace and app (403), the approval exists and is open (403), and the
 //!    user is one of the policy's approvers (403);
-//! 4. then the one conditional write that decides, SendTaskSuccess or the circuit breaker, and
-//!    the message is replaced through `response_url` to say who decided and when.
+//! 4. then the decision goes to the decision queue (SQS) and Slack gets its 200 at once: Slack
+//!    wants an answer within 3 seconds, and a rollback may take longer. The same function takes
+//!    the decision off the queue: the one conditional write that decides, SendTaskSuccess or the
+//!    circuit breaker, and the message replaced through `response_url` to say who decided and
+//!    when (a refusal found only then, such as approving one's own push, is an ephemeral note).
+//!    A failed decision is retried from the queue, and one that broke off half way (decided,
+//!    rollback not finished) is finished by the retry.
 //!
 //! Authentic but refused clicks get an ephemeral note saying why; unauthenticated requests get
 //! nothing but the status. Logs carry the reason, never the body, signature, secret or token.
@@ -20,8 +25,8 @@ use serde_json::{json, Value};
 use tracing::{info, warn};
 
 use super::approval::{self, Outcome, Refusal};
-use super::{progress, HandlerError};
-use crate::aws::approvals::{ApprovalRecord, Approvals};
+use super::{circuit_breaker, progress, HandlerError};
+use crate::aws::approvals::{ApprovalRecord, Approvals, REJECTED};
 use crate::aws::store::Store;
 use crate::aws::{now_unix, Context};
 use crate::identity::Decider;
@@ -32,6 +37,11 @@ use crate::slack::request::{self, Choice, Interaction, Rejection, SignedRequest,
 /// Lambda Function URL in, Function URL response out. Never an error for anything a request
 /// contains: those are HTTP statuses.
 pub async fn handle(ctx: &Context, event: Value) -> Result<Value, HandlerError> {
+    // A Function URL request always has requestContext; an SQS batch never has: nothing a caller
+    // of the public URL sends can make it look like a decision from the queue.
+    if event.get("requestContext").is_none() && event.get("Records").is_some() {
+        return decide_queued(ctx, event).await;
+    }
     let (status, body) = match answer(ctx, &event).await {
         Ok(()) => (200, String::new()),
         Err(Answer { status, note }) => (status, note),
@@ -128,49 +138,156 @@ async fn answer(ctx: &Context, event: &Value) -> Result<(), Answer> {
         let note = format!("You are not an approver of {}. Approvers: {}.", record.service, approvers_text(&record));
         return refuse(ctx, &click, Rejection::NotAnApprover, &note).await;
     }
+    // Approving one's own push is refused before Slack gets its answer, like the checks above
+    // (one Slack and one DynamoDB read); the decision checks it again.
+    if click.choice == Choice::Approve && record.forbid_self_approval {
+        let decider = Decider::Slack { user_id: click.user_id.clone(), email: user_email(ctx, &click.user_id, &credentials).await };
+        let approvals = Approvals::new(&ctx.clients.dynamodb, &ctx.settings.table);
+        if let Some(refusal) =
+            approval::self_approval_refusal(&approvals, &click.approval_id, Some(&record), &decider).await.map_err(internal)?
+        {
+            return refuse_decision(ctx, &click, refusal).await;
+        }
+    }
+    match &ctx.settings.decision_queue_url {
+        Some(queue_url) => {
+            let job = serde_json::to_string(&click).map_err(|e| internal(HandlerError::new("Kanaria.Internal", e.to_string())))?;
+            ctx.clients
+                .sqs
+                .send_message()
+                .queue_url(queue_url)
+                .message_body(job)
+                .send()
+                .await
+                .map_err(|e| internal(crate::aws::AwsError::new("SQS", "SendMessage", queue_url.as_str(), e).into()))?;
+            info!(approval = %click.approval_id, user = %click.user_id, choice = ?click.choice, "Slack decision queued");
+            Ok(())
+        }
+        // Not deployed this way (template.yaml sets the queue): decide before answering.
+        None => decide_click(ctx, &click, &credentials, Some(record)).await,
+    }
+}
+
+/// The decisions of the queue (one per record; the event source mapping's batch size is 1). An
+/// error leaves the record on the queue to be retried.
+async fn decide_queued(ctx: &Context, event: Value) -> Result<Value, HandlerError> {
+    let records = event["Records"].as_array().cloned().unwrap_or_default();
+    let mut decided = Vec::new();
+    for record in records {
+        let body = record["body"].as_str().unwrap_or_default();
+        let Ok(click) = serde_json::from_str::<Interaction>(body) else {
+            warn!("a decision on the queue could not be read; dropped (it was not written by slack-interactions)");
+            continue;
+        };
+        let secret_arn = ctx.chatops.config.secret_arn.clone().ok_or_else(|| {
+            HandlerError::new("Kanaria.NotConfigured", "KANARIA_SLACK_SECRET_ARN is not set: the queued decision waits on the queue")
+        })?;
+        let credentials = ctx.chatops.credentials.get(&ctx.clients.secrets, &secret_arn).await.map_err(|e| {
+            HandlerError::new("Kanaria.Transient", format!("Slack credentials not available ({e}); the decision is retried from the queue"))
+        })?;
+        let read = Approvals::new(&ctx.clients.dynamodb, &ctx.settings.table).get(&click.approval_id).await?;
+        match decide_click(ctx, &click, &credentials, read).await {
+            Ok(()) => {}
+            Err(Answer { status, note }) if status >= 500 => {
+                return Err(HandlerError::new(
+                    "Kanaria.Transient",
+                    format!("decision on approval {} failed: {note}; retried from the queue", click.approval_id),
+                ))
+            }
+            // Refused: the person has been told why; nothing to retry.
+            Err(_) => {}
+        }
+        decided.push(click.approval_id);
+    }
+    Ok(json!({ "decided": decided }))
+}
+
+/// Decide an authentic click by an approver: the self-approval check, the conditional write,
+/// SendTaskSuccess or the rollback, and the message in Slack.
+async fn decide_click(
+    ctx: &Context,
+    click: &Interaction,
+    credentials: &crate::aws::secrets::SlackCredentials,
+    read: Option<ApprovalRecord>,
+) -> Result<(), Answer> {
     let approve = click.choice == Choice::Approve;
     // Who pushed is matched by email: asked of Slack only when the policy forbids self-approval.
-    let email = if record.forbid_self_approval && approve { user_email(ctx, &click.user_id, &credentials).await } else { None };
+    let email = if approve && read.as_ref().is_some_and(|r| r.forbid_self_approval) {
+        user_email(ctx, &click.user_id, credentials).await
+    } else {
+        None
+    };
     let decider = Decider::Slack { user_id: click.user_id.clone(), email };
     // Read before deciding: a rejection ends the rollout and releases its record.
-    let rollout = rollout_of(ctx, &record).await;
-    match approval::decide(ctx, &click.approval_id, approve, &decider, "Slack", Some(&record)).await {
+    let rollout = match &read {
+        Some(record) => rollout_of(ctx, record).await,
+        None => None,
+    };
+    match approval::decide(ctx, &click.approval_id, approve, &decider, "Slack", read.as_ref()).await {
         Err(e) => Err(internal(e)),
-        Ok(Err(Refusal::Unknown)) => refuse(ctx, &click, Rejection::UnknownApproval, "kanaria does not know this approval.").await,
+        Ok(Err(Refusal::Unknown)) => refuse(ctx, click, Rejection::UnknownApproval, "kanaria does not know this approval.").await,
+        Ok(Err(Refusal::AlreadyDecided(r)))
+            if click.choice == Choice::Reject && r.status == REJECTED && r.decided_by.as_deref() == Some(click.user_id.as_str()) =>
+        {
+            // This person's own rejection again (the queue's retry after the decision was written
+            // but the rollback broke off): finish the rollback, which is idempotent.
+            let cause =
+                format!("rolled back by <@{}> (Slack) at the approval step, {}% traffic on the new task set", click.user_id, r.weight);
+            circuit_breaker::trip(ctx, &r.service, &r.rollout_id, &cause, circuit_breaker::Pace::Policy).await.map_err(internal)?;
+            replace_message(
+                ctx,
+                click,
+                rollout.as_ref(),
+                Phase::Rejected { by: click.user_id.clone(), at: r.decided_at.unwrap_or_else(now_unix) },
+            )
+            .await;
+            Ok(())
+        }
         Ok(Err(Refusal::Expired(r) | Refusal::AlreadyDecided(r))) => {
             let (reason, note) = closed(&r);
-            refuse(ctx, &click, reason, &note).await
+            refuse(ctx, click, reason, &note).await
         }
-        Ok(Err(Refusal::OwnPush(r))) => {
-            let note = format!(
-                "You pushed this image, and the policy of {} forbids approving your own push. Another approver decides: {}.",
-                r.service,
-                approvers_text(&r)
-            );
-            refuse(ctx, &click, Rejection::OwnPush, &note).await
-        }
-        Ok(Err(Refusal::SelfApprovalUnknown(r, why))) => {
-            let note = format!(
-                "The policy of {} forbids approving your own push, and kanaria cannot tell who pushed or who you are: {why}. \
-                 Nothing was decided; see docs/slack.md (self-approval).",
-                r.service
-            );
-            refuse(ctx, &click, Rejection::SelfApprovalUnknown(why), &note).await
-        }
+        Ok(Err(refusal @ (Refusal::OwnPush(_) | Refusal::SelfApprovalUnknown(..)))) => refuse_decision(ctx, click, refusal).await,
         Ok(Ok(outcome)) => {
             let (record, phase) = match &outcome {
                 Outcome::Approved(r) => (r, Phase::Approved { by: click.user_id.clone(), at: now_unix() }),
                 Outcome::RolledBack(r) => (r, Phase::Rejected { by: click.user_id.clone(), at: now_unix() }),
                 Outcome::TooLate(r) => {
                     info!(approval = %r.id, "decision recorded after the wait had ended");
-                    ephemeral(ctx, &click, "Recorded, but the rollout had already stopped waiting (it timed out or was rolled back).")
-                        .await;
+                    ephemeral(ctx, click, "Recorded, but the rollout had already stopped waiting (it timed out or was rolled back).").await;
                     return Ok(());
                 }
             };
-            replace_message(ctx, &click, rollout.as_ref(), phase).await;
+            replace_message(ctx, click, rollout.as_ref(), phase).await;
             info!(approval = %record.id, service = %record.service, user = %click.user_id, approve, "Slack decision applied");
             Ok(())
+        }
+    }
+}
+
+/// A self-approval refusal: tell the person why, answer 403.
+async fn refuse_decision(ctx: &Context, click: &Interaction, refusal: Refusal) -> Result<(), Answer> {
+    match refusal {
+        Refusal::OwnPush(r) => {
+            let note = format!(
+                "You pushed this image, and the policy of {} forbids approving your own push. Another approver decides: {}.",
+                r.service,
+                approvers_text(&r)
+            );
+            refuse(ctx, click, Rejection::OwnPush, &note).await
+        }
+        Refusal::SelfApprovalUnknown(r, why) => {
+            let note = format!(
+                "The policy of {} forbids approving your own push, and kanaria cannot tell who pushed or who you are: {why}. \
+                 Nothing was decided; see docs/slack.md (self-approval).",
+                r.service
+            );
+            refuse(ctx, click, Rejection::SelfApprovalUnknown(why), &note).await
+        }
+        Refusal::Unknown => refuse(ctx, click, Rejection::UnknownApproval, "kanaria does not know this approval.").await,
+        Refusal::Expired(r) | Refusal::AlreadyDecided(r) => {
+            let (reason, note) = closed(&r);
+            refuse(ctx, click, reason, &note).await
         }
     }
 }

@@ -168,14 +168,14 @@ fn parse_timestamp(timestamp: &str) -> Result<u64, Rejection> {
 }
 
 /// Which button was clicked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Choice {
     Approve,
     Reject,
 }
 
 /// A click on one of our buttons, as read from a `block_actions` payload.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Interaction {
     /// `team.id` (or `user.team_id` when Slack sends `team: null`, as for org-wide apps).
     pub team_id: String,
