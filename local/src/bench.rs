@@ -9,6 +9,8 @@
 //!
 //! [`run`] does all of it and [`Report::markdown`] renders BENCHMARKS.md.
 
+pub mod scale;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -22,6 +24,9 @@ use crate::coldstart::{
 };
 use crate::fixture::{self, SampleOptions, SampleService};
 use crate::{LocalAws, Options};
+
+/// Accounts measured by [`scale::per_event_reads`]: few policies and many.
+pub const SCALE_POLICIES: [usize; 2] = [10, 500];
 
 pub struct RollbackTimes {
     pub task_event_ms: Vec<f64>,
@@ -745,6 +750,8 @@ pub struct Report {
     pub strict: StrictFigures,
     pub stream: EventStream,
     pub costs: Vec<RolloutCost>,
+    /// Reads per push and per failed task with few and many policies ([`scale::per_event_reads`]).
+    pub scale: Vec<scale::PerEvent>,
     pub elapsed: Duration,
 }
 
@@ -893,6 +900,11 @@ pub async fn run(options: BenchOptions) -> Result<Report> {
         println!("cost per rollout: a 3-step canary with {bake}s bakes …");
         costs.push(rollout_cost(vec![(10, bake), (50, bake), (100, bake)]).await?);
     }
+    let mut per_event = Vec::new();
+    for policies in SCALE_POLICIES {
+        println!("scale: the reads of a push and of a failed task with {policies} policies …");
+        per_event.push(scale::per_event_reads(policies).await?);
+    }
     // `cargo bench --bench task_event` (scripts/bench) leaves its results next to the release dir.
     let criterion = options.release_dir.parent().map(|d| criterion_estimates(&d.join("criterion"))).unwrap_or_default();
     Ok(Report {
@@ -910,6 +922,7 @@ pub async fn run(options: BenchOptions) -> Result<Report> {
         strict,
         stream,
         costs,
+        scale: per_event,
         elapsed: began.elapsed(),
     })
 }
@@ -1144,6 +1157,33 @@ impl Report {
                 "—",
                 Some(*errors == 0),
             ));
+        }
+        if let [few, many, ..] = self.scale.as_slice() {
+            let (a, b) = (few.policies, many.policies);
+            rows.push(row(
+                format!("Reads per ECR push to find its policies (policy index: one Query, one GetParameters of the matched), {a} · {b} policies"),
+                format!("≤ 2, the same at {b}"),
+                format!("{} · {}", few.push, many.push),
+                format!(
+                    "{:.3}× the reads without the index at {b} ({} · {})",
+                    many.push.total() as f64 / many.push_without_index.total().max(1) as f64,
+                    few.push_without_index,
+                    many.push_without_index
+                ),
+                Some(few.push.total() <= 2 && many.push == few.push),
+            ));
+            for (what, f) in [
+                ("circuit breaker (on-task-event)", (|p: &scale::PerEvent| p.failed_task_breaker) as fn(&scale::PerEvent) -> scale::Reads),
+                ("restart-loop detection (restart-loop)", |p: &scale::PerEvent| p.failed_task_restart_loop),
+            ] {
+                rows.push(row(
+                    format!("Reads per failed task of a service with no rollout, {what}, {a} · {b} policies"),
+                    format!("≤ 2, the same at {b}"),
+                    format!("{} · {}", f(few), f(many)),
+                    "—",
+                    Some(f(few).total() <= 2 && f(many) == f(few)),
+                ));
+            }
         }
         for c in &self.costs {
             rows.push(row(
@@ -1383,6 +1423,19 @@ impl Report {
              read them back itself). The handlers run in the local runtime's process (a debug build with optimised \
              dependencies), not as the release binaries. moto answers in a few ms; on AWS each of the handful of \
              API calls on this path takes tens of ms.\n",
+        );
+        md.push_str(
+            "- **Reads per event as the account grows** (`bench::scale`): the sample service and N − 1 more \
+             policies (each for its own service and repository), stored straight into moto so that, as in an \
+             account whose policies predate kanaria, nothing has indexed them. The AWS calls of each function are \
+             counted by the local runtime (SSM calls, and DynamoDB GetItem, BatchGetItem, Query and Scan). A push \
+             of a repository one policy names, with a tag none of its patterns matches (so no rollout starts and \
+             only finding the policies is counted), first before the index is built — kanaria then reads every \
+             policy, as every push did before the index: the reference — then after `policy-sync`'s sweep has \
+             built it. Then one failed-task event of a service without a rollout, handed to the circuit breaker \
+             and to restart-loop detection (the first failure of the service: counting it takes one more write). \
+             Without the index the cost grows with the policies (one GetParametersByPath per 10); with it, it does \
+             not grow at all.\n",
         );
         md.push_str(
             "- **Time from the first failure signal to healthy stable** (`bench::strict_figures`): the strict \

@@ -57,6 +57,13 @@ enum Cmd {
         #[arg(long)]
         write: Option<std::path::PathBuf>,
     },
+    /// Only the scale figures of `bench` (the reads of a push and of a failed task with few and
+    /// many policies), printed; nothing is written.
+    Scale {
+        /// Numbers of policies to measure with.
+        #[arg(long, value_delimiter = ',', default_values_t = kanaria_local::bench::SCALE_POLICIES)]
+        policies: Vec<usize>,
+    },
     /// Run the local runtime until interrupted; prints the endpoint to use.
     Serve {
         #[arg(long, default_value_t = 4566)]
@@ -74,6 +81,7 @@ async fn main() {
     let result = match cli.command {
         Cmd::Demo { fail, bake } => demo(fail, bake).await,
         Cmd::Serve { port, sample } => serve(port, sample).await,
+        Cmd::Scale { policies } => scale(policies).await,
         Cmd::Bench { runs, starts, release_dir, stream_events, strict_runs, write } => {
             bench(runs, starts, release_dir, stream_events, strict_runs, write).await
         }
@@ -82,6 +90,17 @@ async fn main() {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+async fn scale(policies: Vec<usize>) -> Result<()> {
+    for n in policies {
+        let p = kanaria_local::bench::scale::per_event_reads(n.max(2)).await?;
+        println!(
+            "{} policies: push {} (without the index {}); failed task: circuit breaker {}, restart-loop {}",
+            p.policies, p.push, p.push_without_index, p.failed_task_breaker, p.failed_task_restart_loop
+        );
+    }
+    Ok(())
 }
 
 async fn start() -> Result<LocalAws> {
