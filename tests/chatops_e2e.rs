@@ -242,7 +242,7 @@ async fn on_timeout_promote_goes_on_without_an_answer() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn kanaria_approve_works_without_slack_even_when_slack_is_down() {
+async fn kanaria_approve_is_decided_server_side_for_a_verified_caller_even_when_slack_is_down() {
     let env = start(with_approval("{ timeout: 10m }")).await;
     env.local.shared.slack.set_down(true);
     let digest = fixture::new_digest("cli-approve");
@@ -252,10 +252,48 @@ async fn kanaria_approve_works_without_slack_even_when_slack_is_down() {
     assert!(waiting_at_approval(&env, &execution).await);
 
     let service = env.sample.policy.service.key();
+    // The decide function's URL takes only SigV4-signed requests (AuthType AWS_IAM): an unsigned
+    // one, even with a body that claims an identity, is refused before the function runs.
+    let url = format!("{}/function-url/DecideFunction", env.local.endpoint);
+    let unsigned = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(json!({"service": service, "decision": "approve", "requestContext": {"authorizer": {"iam": {"userArn": "arn:aws:iam::123456789012:user/mallory"}}}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status().as_u16(), 403);
+    // Without the URL the CLI does not decide in its own process (it would need the task token).
+    let ran = tokio::task::spawn_blocking({
+        let endpoint = env.local.endpoint.clone();
+        let service = service.clone();
+        move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_kanaria"))
+                .args(["approve", &service, "--endpoint-url", &endpoint, "--region", "us-east-1"])
+                .env_remove("KANARIA_DECIDE_URL")
+                .env("AWS_ACCESS_KEY_ID", "test")
+                .env("AWS_SECRET_ACCESS_KEY", "test")
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(ran.status.code(), Some(2), "{}", String::from_utf8_lossy(&ran.stderr));
+    assert!(String::from_utf8_lossy(&ran.stderr).contains("--decide-url"), "{}", String::from_utf8_lossy(&ran.stderr));
+    assert!(env.results_of(Function::Decide).is_empty(), "nothing reached the decide function");
+    assert!(waiting_at_approval(&env, &execution).await, "nothing was decided");
+    let id = env.store().lock(&service).await.unwrap().and_then(|l| l.approval_id).expect("an approval waits");
+
     let out = env.kanaria(&["approve", &service]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("approved rollout"), "{}", String::from_utf8_lossy(&out.stdout));
     env.assert_promoted(&execution, &digest).await;
+    // Decided by the decide function, for the caller STS names.
+    assert_eq!(env.results_of(Function::Decide).len(), 1);
+    let caller = aws_sdk_sts::Client::new(&env.local.config).get_caller_identity().send().await.unwrap().arn().unwrap().to_string();
+    let approvals = Approvals::new(&env.local.ctx().clients.dynamodb, &env.local.ctx().settings.table);
+    assert_eq!(approvals.get(&id).await.unwrap().unwrap().decided_by.as_deref(), Some(caller.as_str()));
 
     // Nothing waits any more: approving again says so and exits 1.
     let out = env.kanaria(&["reject", &service]).await;

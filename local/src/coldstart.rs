@@ -532,6 +532,13 @@ pub fn sample_event(root: &Path, function: &str) -> Result<(Value, String)> {
             "events/ecr-push.json: the policy index queried in DynamoDB (no policy names the repository)".into(),
         ),
         "on-task-event" => (file("ecs-task-stopped.json")?, "events/ecs-task-stopped.json (exit 1): the service lock read (no rollout)".into()),
+        "decide" => (
+            json!({"version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "", "headers": {"content-type": "application/json"},
+                   "requestContext": {"http": {"method": "POST", "path": "/"},
+                                      "authorizer": {"iam": {"userArn": format!("arn:aws:iam::{}:user/bench", crate::ACCOUNT)}}},
+                   "body": "{\"service\": \"bench/web\", \"decision\": \"approve\"}", "isBase64Encoded": false}),
+            "kanaria approve of bench/web through the AWS_IAM function URL: the service's lock read from DynamoDB (no rollout waits)".into(),
+        ),
         "restart-loop" => (
             file("ecs-task-stopped.json")?,
             "events/ecs-task-stopped.json (exit 1): the lock and policy index read, the stop recorded for the restart-loop count (DynamoDB)"

@@ -104,6 +104,8 @@ pub struct Shared {
     /// Every AWS API call of a hosted function, counted by function and action (tests and
     /// benchmarks: what an event costs).
     function_calls: Mutex<HashMap<(String, String), u64>>,
+    /// Function (logical id) → its URL's AuthType, for functions with a URL.
+    pub(crate) url_auth: HashMap<String, String>,
 }
 
 impl Shared {
@@ -498,6 +500,7 @@ impl LocalAws {
             simulator: simulator.clone(),
             ssm_events: ssm_events::SsmEvents::new(&moto_config),
             function_calls: Mutex::new(HashMap::new()),
+            url_auth: template.functions.iter().filter_map(|f| Some((f.logical_id.clone(), f.url_auth.clone()?))).collect(),
             ecs_front: Default::default(),
             elb_changes,
             iam,

@@ -238,7 +238,33 @@ async fn function_url(shared: &Arc<Shared>, name: &str, headers: &[(String, Stri
     let Some(Target::Kanaria(function)) = shared.function_for(name) else {
         return plain(StatusCode::NOT_FOUND, format!("no function URL for {name}"));
     };
-    let event = crate::slack::function_url_event(headers, body);
+    let mut event = crate::slack::function_url_event(headers, body);
+    if shared.url_auth.get(name).map(String::as_str) == Some("AWS_IAM") {
+        // Lambda answers 403 itself to a request that is not SigV4-signed for lambda, and hands
+        // the function the caller's identity. (Signatures are not verified here: moto knows no
+        // secret keys; the identity is what STS says of the request's access key.)
+        let authorization = headers.iter().find(|(k, _)| k == "authorization").map(|(_, v)| v.as_str()).unwrap_or("");
+        let scope: Vec<&str> = authorization
+            .strip_prefix("AWS4-HMAC-SHA256 Credential=")
+            .and_then(|rest| rest.split(',').next())
+            .map(|c| c.split('/').collect())
+            .unwrap_or_default();
+        let [access_key, _, _, "lambda", "aws4_request"] = scope[..] else {
+            return Response::builder()
+                .status(StatusCode::FORBIDDEN)
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(r#"{"Message":"Forbidden"}"#)))
+                .expect("static response");
+        };
+        match caller_identity(shared, access_key).await {
+            Ok((arn, user_id, account)) => {
+                event["requestContext"]["authorizer"] = serde_json::json!({"iam": {
+                    "accessKey": access_key, "accountId": account, "callerId": user_id, "userArn": arn, "userId": user_id,
+                    "cognitoIdentity": null, "principalOrgId": null}});
+            }
+            Err(e) => return plain(StatusCode::FORBIDDEN, format!("the caller's identity could not be established: {e}")),
+        }
+    }
     match shared.invoke(function, event).await {
         Ok(answer) => {
             let status = answer["statusCode"].as_u64().and_then(|s| StatusCode::from_u16(s as u16).ok()).unwrap_or(StatusCode::OK);
@@ -256,6 +282,18 @@ async fn function_url(shared: &Arc<Shared>, name: &str, headers: &[(String, Stri
         // A function error behind a Function URL is an HTTP 502.
         Err(e) => plain(StatusCode::BAD_GATEWAY, format!("{}: {}", e.error_type, e.message)),
     }
+}
+
+/// What STS says of an access key: (ARN, user id, account).
+async fn caller_identity(shared: &Arc<Shared>, access_key: &str) -> anyhow::Result<(String, String, String)> {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(format!("http://{}", shared.moto_addr))
+        .region(aws_config::Region::new(crate::REGION))
+        .credentials_provider(aws_credential_types::Credentials::new(access_key, "test", None, None, "function-url-caller"))
+        .load()
+        .await;
+    let id = aws_sdk_sts::Client::new(&config).get_caller_identity().send().await?;
+    Ok((id.arn().unwrap_or_default().into(), id.user_id().unwrap_or_default().into(), id.account().unwrap_or_default().into()))
 }
 
 /// An AWS API call for moto: answered here where AWS would answer differently (the strict

@@ -16,6 +16,8 @@ pub struct TemplateFunction {
     pub rules: Vec<(String, serde_json::Value)>,
     /// (event name, queue logical id) of every `SQS` event of the function (`Queue: !GetAtt Q.Arn`).
     pub queues: Vec<(String, String)>,
+    /// `FunctionUrlConfig.AuthType` (`NONE`, `AWS_IAM`) when the function has a URL.
+    pub url_auth: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -174,7 +176,12 @@ pub fn parse(text: &str) -> Result<Template> {
                         }
                     }
                 }
-                functions.push(TemplateFunction { logical_id: id, function, rules, queues });
+                let url_auth = props
+                    .and_then(|p| p.get("FunctionUrlConfig"))
+                    .and_then(|c| c.get("AuthType"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                functions.push(TemplateFunction { logical_id: id, function, rules, queues, url_auth });
             }
             "AWS::Serverless::StateMachine" => {
                 let definition_uri = props

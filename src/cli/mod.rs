@@ -65,6 +65,10 @@ pub struct GlobalArgs {
     /// SSM Parameter Store path under which policies live (one parameter per CLUSTER/SERVICE).
     #[arg(long, global = true, env = "KANARIA_POLICY_PREFIX", default_value = DEFAULT_POLICY_PREFIX, value_name = "PATH")]
     pub policy_prefix: String,
+    /// The stack's decide function URL (output DecideUrl): `approve` and `reject` are decided
+    /// there, as your IAM identity, never in this process.
+    #[arg(long, global = true, env = "KANARIA_DECIDE_URL", value_name = "URL")]
+    pub decide_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -551,35 +555,63 @@ pub async fn aws_config(global: &GlobalArgs) -> anyhow::Result<aws_config::SdkCo
 }
 
 /// `kanaria approve` / `kanaria reject`: the same single conditional decision as a Slack click,
-/// recorded with the caller's IAM identity (IAM decides who may call it).
+/// taken by the stack's decide function for the caller IAM verified (the request is signed with
+/// SigV4; the function URL's auth is AWS_IAM). This process reads no task token and needs no
+/// access to kanaria's table or to Step Functions: only `lambda:InvokeFunctionUrl`.
 async fn decide_approval(global: &GlobalArgs, service: &str, approve: bool) -> anyhow::Result<Exit> {
     let key = status::parse_service_key(service)?;
+    let Some(url) = global.decide_url.as_deref().filter(|u| !u.is_empty()) else {
+        return Err(UsageError(
+            "kanaria approve and reject are decided by the stack's decide function: pass --decide-url (the stack output \
+             DecideUrl) or set KANARIA_DECIDE_URL"
+                .into(),
+        )
+        .into());
+    };
     let config = aws_config(global).await?;
-    let ctx = context(global).await?;
-    let store = crate::aws::store::Store::new(&ctx.clients.dynamodb, &ctx.settings.table);
-    let lock = store.lock(&key).await.map_err(anyhow::Error::new).with_context(|| {
-        format!("reading the in-flight rollout of {key} from DynamoDB table {} failed; {}", global.table, status::table_hint())
-    })?;
-    let Some(approval_id) = lock.and_then(|l| l.approval_id) else {
-        return report(manual_cmd::decision_outcome(&key, approve, None));
-    };
-    let sts = aws_sdk_sts::Client::new(&config);
-    let who = match sts.get_caller_identity().send().await {
-        Ok(id) => id.arn().unwrap_or("unknown IAM identity").to_string(),
-        Err(e) => {
-            return Err(anyhow::anyhow!(
-                "STS GetCallerIdentity failed ({}); kanaria records who decided, so it needs your AWS identity: check your credentials",
-                aws_sdk_sts::error::DisplayErrorContext(&e)
-            ))
-        }
-    };
-    let via = if approve { "kanaria approve" } else { "kanaria reject" };
-    let decider = crate::identity::Decider::Iam { arn: who };
-    let result = crate::handlers::approval::decide(&ctx, &approval_id, approve, &decider, via, None)
+    let body = serde_json::json!({ "service": key, "decision": if approve { "approve" } else { "reject" } }).to_string();
+    let (status, text) = post_signed(&config, url, body.as_bytes())
         .await
-        .map_err(anyhow::Error::new)
-        .with_context(|| format!("deciding the approval of {key} failed; {}", handler_hint(&global.table)))?;
-    report(manual_cmd::decision_outcome(&key, approve, Some(&result)))
+        .with_context(|| format!("calling the decide function at {url} failed; check --decide-url and your network"))?;
+    let answer: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|_| serde_json::json!({ "message": text }));
+    let message = answer["message"].as_str().unwrap_or_default().to_string();
+    match status {
+        200 if answer["decided"] == true => report((Exit::Success, message)),
+        200 => report((Exit::Failure, message)),
+        403 => Err(anyhow::anyhow!(
+            "the decide function refused the call (HTTP 403: {message}); your IAM identity needs lambda:InvokeFunctionUrl on the \
+             stack's DecideFunction, and the request must be signed (check your credentials)"
+        )),
+        other => Err(anyhow::anyhow!("the decide function answered HTTP {other}: {message}")),
+    }
+}
+
+/// POST `body` (JSON) to an AWS_IAM Lambda function URL, signed with SigV4 as the caller.
+async fn post_signed(config: &aws_config::SdkConfig, url: &str, body: &[u8]) -> anyhow::Result<(u16, String)> {
+    use aws_credential_types::provider::ProvideCredentials;
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    let provider = config.credentials_provider().ok_or_else(|| anyhow::anyhow!("no AWS credentials are configured"))?;
+    let identity = provider.provide_credentials().await.context("reading your AWS credentials")?.into();
+    let region = config.region().map(|r| r.to_string()).unwrap_or_default();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(&region)
+        .name("lambda")
+        .time(std::time::SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .context("SigV4 signing parameters")?
+        .into();
+    let headers = [("content-type", "application/json")];
+    let signable = SignableRequest::new("POST", url, headers.iter().copied(), SignableBody::Bytes(body)).context("the decide URL")?;
+    let (instructions, _) = sign(signable, &params).context("signing the request")?.into_parts();
+    let mut request = reqwest::Client::new().post(url).header("content-type", "application/json").body(body.to_vec());
+    for (name, value) in instructions.headers() {
+        request = request.header(name, value);
+    }
+    let response = request.send().await?;
+    let status = response.status().as_u16();
+    Ok((status, response.text().await.unwrap_or_default()))
 }
 
 /// The rollout state machine of stack `stack` in the caller's account and region.

@@ -4,6 +4,7 @@
 
 pub mod approval;
 pub mod circuit_breaker;
+pub mod decide;
 pub mod lease;
 pub mod manual;
 pub mod on_alarm;
@@ -33,10 +34,11 @@ pub enum Function {
     SlackInteractions,
     SlackNotify,
     RestartLoop,
+    Decide,
 }
 
 impl Function {
-    pub const ALL: [Function; 9] = [
+    pub const ALL: [Function; 10] = [
         Function::OnImagePush,
         Function::RolloutStep,
         Function::OnTaskEvent,
@@ -46,6 +48,7 @@ impl Function {
         Function::SlackInteractions,
         Function::SlackNotify,
         Function::RestartLoop,
+        Function::Decide,
     ];
 
     pub fn crate_name(self) -> &'static str {
@@ -59,6 +62,7 @@ impl Function {
             Function::SlackInteractions => "slack-interactions",
             Function::SlackNotify => "slack-notify",
             Function::RestartLoop => "restart-loop",
+            Function::Decide => "decide",
         }
     }
 
@@ -79,6 +83,7 @@ impl Function {
             Function::SlackInteractions => slack_interactions::handle(ctx, event).await,
             Function::SlackNotify => slack_notify::handle(ctx, event).await,
             Function::RestartLoop => restart_loop::handle(ctx, event).await,
+            Function::Decide => decide::handle(ctx, event).await,
         }
     }
 }

@@ -25,6 +25,8 @@ pub fn kanaria(endpoint: &str, args: &[&str]) -> std::process::Output {
         .args(args)
         .args(["--endpoint-url", endpoint, "--region", "us-east-1"])
         .env_remove("AWS_ENDPOINT_URL")
+        // `approve`/`reject` are decided by the decide function, through its AWS_IAM URL.
+        .env("KANARIA_DECIDE_URL", format!("{endpoint}/function-url/DecideFunction"))
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .output()
