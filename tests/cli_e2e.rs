@@ -14,6 +14,8 @@ fn kanaria(endpoint: Option<&str>, args: &[&str]) -> Output {
     cmd.args(args).env_remove("AWS_ENDPOINT_URL").env("AWS_ACCESS_KEY_ID", "test").env("AWS_SECRET_ACCESS_KEY", "test");
     if let Some(e) = endpoint {
         cmd.args(["--endpoint-url", e, "--region", "us-east-1"]);
+        // approve, reject, promote and abort are carried out by the decide function (AWS_IAM URL).
+        cmd.env("KANARIA_DECIDE_URL", format!("{e}/function-url/DecideFunction"));
     }
     cmd.output().expect("kanaria runs")
 }

@@ -1,5 +1,6 @@
-//! `kanaria abort` and `kanaria promote`: what a person does by hand, through
-//! [`crate::handlers::manual`] (the same fence, restore and bake callbacks as the automatic paths).
+//! `kanaria abort`, `promote`, `approve` and `reject`: what a person does by hand, carried out by
+//! the decide function ([`crate::handlers::decide`]) through [`crate::handlers::manual`] and
+//! [`crate::handlers::approval`] (the same fence, restore and bake callbacks as the automatic paths).
 //!
 //! The functions here are pure: what to print and how to exit for each outcome.
 
@@ -7,28 +8,6 @@ use super::Exit;
 use crate::handlers::circuit_breaker::Tripped;
 use crate::handlers::on_image_push::Outcome;
 use crate::handlers::HandlerError;
-
-/// Who aborted, for the rollout's recorded cause: `alice@laptop via kanaria abort`. From `$USER`
-/// (or `$USERNAME`) and the host name; `someone` when the user is unknown.
-pub fn who(user: Option<&str>, host: Option<&str>) -> String {
-    let clean = |s: Option<&str>| s.map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
-    let user = clean(user).unwrap_or_else(|| "someone".into());
-    match clean(host) {
-        Some(host) => format!("{user}@{host} via kanaria abort"),
-        None => format!("{user} via kanaria abort"),
-    }
-}
-
-/// [`who`] from this process's environment (`$USER`/`$USERNAME`, `$HOSTNAME` or /etc/hostname).
-pub fn who_from_env() -> String {
-    let user = std::env::var("USER").ok().filter(|u| !u.trim().is_empty()).or_else(|| std::env::var("USERNAME").ok());
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.trim().is_empty())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .or_else(|| std::env::var("COMPUTERNAME").ok());
-    who(user.as_deref(), host.as_deref())
-}
 
 /// The line to print after an abort, whether it goes to stderr (a failure), and the exit code.
 pub fn abort_outcome(service: &str, result: Option<&(String, Tripped)>) -> (Exit, String) {
@@ -150,15 +129,6 @@ pub fn needs_yes(service: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn who_names_the_person_and_host() {
-        assert_eq!(who(Some("alice"), Some("laptop\n")), "alice@laptop via kanaria abort");
-        assert_eq!(who(Some("alice"), None), "alice via kanaria abort");
-        assert_eq!(who(Some(" "), Some("")), "someone via kanaria abort");
-        assert_eq!(who(None, Some("ci-runner")), "someone@ci-runner via kanaria abort");
-        assert!(who_from_env().ends_with(" via kanaria abort"));
-    }
 
     #[test]
     fn abort_outcomes() {

@@ -26,7 +26,6 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::aws::{normalize_prefix, Clients, Settings, DEFAULT_POLICY_PREFIX, DEFAULT_TABLE};
-use crate::handlers::circuit_breaker::Pace;
 
 /// Region used against an emulated AWS endpoint when none is given.
 pub const LOCAL_DEFAULT_REGION: &str = "us-east-1";
@@ -407,18 +406,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         }
         Command::Abort { service, now } => {
             let key = status::parse_service_key(&service)?;
-            let ctx = context(&global).await?;
-            let who = manual_cmd::who_from_env();
-            let result = crate::handlers::manual::abort(&ctx, &key, &who, if now { Pace::Now } else { Pace::Policy })
-                .await
-                .map_err(anyhow::Error::new)
-                .with_context(|| {
-                    format!(
-                        "aborting the rollout of {key} failed (`kanaria status {key}` shows where it stands); {}",
-                        handler_hint(&global.table)
-                    )
-                })?;
-            report(manual_cmd::abort_outcome(&key, result.as_ref()))
+            decide_remotely(&global, serde_json::json!({ "service": key, "decision": "abort", "now": now })).await
         }
         Command::Deploy { service, digest, tag, state_machine_arn, stack } => {
             let key = status::parse_service_key(&service)?;
@@ -438,26 +426,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             if interactive && !std::io::stdin().is_terminal() {
                 return Err(UsageError(manual_cmd::needs_yes(&key)).into());
             }
-            let ctx = context(&global).await?;
-            if interactive {
-                // Ask only when there is something to promote.
-                let store = crate::aws::store::Store::new(&ctx.clients.dynamodb, &ctx.settings.table);
-                let lock = store.lock(&key).await.map_err(anyhow::Error::new).with_context(|| {
-                    format!("reading the in-flight rollout of {key} from DynamoDB table {} failed; {}", global.table, status::table_hint())
-                })?;
-                if lock.is_none_or(|l| l.status != crate::aws::store::IN_FLIGHT) {
-                    return report(manual_cmd::promote_outcome(&key, None));
-                }
-                if !confirm(&manual_cmd::promote_question(&key))? {
-                    eprintln!("not promoted: nothing was changed");
-                    return Ok(Exit::Failure);
-                }
+            if interactive && !confirm(&manual_cmd::promote_question(&key))? {
+                eprintln!("not promoted: nothing was changed");
+                return Ok(Exit::Failure);
             }
-            let rollout_id = crate::handlers::manual::promote(&ctx, &key)
-                .await
-                .map_err(anyhow::Error::new)
-                .with_context(|| format!("requesting the promotion of {key} failed; {}", handler_hint(&global.table)))?;
-            report(manual_cmd::promote_outcome(&key, rollout_id.as_deref()))
+            decide_remotely(&global, serde_json::json!({ "service": key, "decision": "promote" })).await
         }
     }
 }
@@ -481,13 +454,6 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer).context("reading the answer from stdin failed")?;
     Ok(manual_cmd::is_yes(&answer))
-}
-
-fn handler_hint(table: &str) -> String {
-    format!(
-        "check the region and --table (now {table}; KANARIA_TABLE: the table kanaria was deployed with), and that you may read and \
-         update it and change the service's ECS task sets and load balancer"
-    )
 }
 
 /// Write to stdout. A closed pipe (`kanaria policy schema | head`) is not an error.
@@ -557,19 +523,26 @@ pub async fn aws_config(global: &GlobalArgs) -> anyhow::Result<aws_config::SdkCo
 /// `kanaria approve` / `kanaria reject`: the same single conditional decision as a Slack click,
 /// taken by the stack's decide function for the caller IAM verified (the request is signed with
 /// SigV4; the function URL's auth is AWS_IAM). This process reads no task token and needs no
-/// access to kanaria's table or to Step Functions: only `lambda:InvokeFunctionUrl`.
+/// access to kanaria's table, Step Functions, ECS or the ALB: only `lambda:InvokeFunctionUrl`.
+/// So do `promote` and `abort`.
 async fn decide_approval(global: &GlobalArgs, service: &str, approve: bool) -> anyhow::Result<Exit> {
     let key = status::parse_service_key(service)?;
+    decide_remotely(global, serde_json::json!({ "service": key, "decision": if approve { "approve" } else { "reject" } })).await
+}
+
+/// `approve`, `reject`, `promote`, `abort`: ask the stack's decide function (the request signed
+/// as the caller) and report its answer.
+async fn decide_remotely(global: &GlobalArgs, request: serde_json::Value) -> anyhow::Result<Exit> {
     let Some(url) = global.decide_url.as_deref().filter(|u| !u.is_empty()) else {
         return Err(UsageError(
-            "kanaria approve and reject are decided by the stack's decide function: pass --decide-url (the stack output \
-             DecideUrl) or set KANARIA_DECIDE_URL"
+            "kanaria approve, reject, promote and abort are carried out by the stack's decide function: pass --decide-url \
+             (the stack output DecideUrl) or set KANARIA_DECIDE_URL"
                 .into(),
         )
         .into());
     };
     let config = aws_config(global).await?;
-    let body = serde_json::json!({ "service": key, "decision": if approve { "approve" } else { "reject" } }).to_string();
+    let body = request.to_string();
     let (status, text) = post_signed(&config, url, body.as_bytes())
         .await
         .with_context(|| format!("calling the decide function at {url} failed; check --decide-url and your network"))?;

@@ -1,4 +1,4 @@
-//! `decide`: a person's decision on an approval step (`kanaria approve` / `kanaria reject`),
+//! `decide`: a person's decision on a rollout (`kanaria approve`, `reject`, `promote`, `abort`),
 //! behind a Lambda Function URL with `AWS_IAM` auth. Lambda checks the request's SigV4
 //! signature and the caller's `lambda:InvokeFunctionUrl` permission before the function runs,
 //! and hands it the caller's identity (`requestContext.authorizer.iam`): that is who decided,
@@ -7,17 +7,19 @@
 //! The decision runs here, with this function's role: the caller needs no access to kanaria's
 //! table (where the Step Functions task tokens are) nor to Step Functions, ECS or the ALB.
 //!
-//! Request: `POST {"service": "CLUSTER/SERVICE", "decision": "approve" | "reject"}`. Answer:
-//! 200 `{"decided": true|false, "message": "..."}` (`decided: false` when the decision was
-//! refused: nothing pending, expired, already decided, one's own push), 400 for a malformed
-//! request, 403 without a verified caller, 500 (retry) when AWS failed.
+//! Request: `POST {"service": "CLUSTER/SERVICE", "decision": "approve" | "reject" | "promote" |
+//! "abort", "now": true}` (`now`: an abort that skips the policy's `shiftBack` pacing). Answer:
+//! 200 `{"decided": true|false, "message": "..."}` (`decided: false` when nothing was done:
+//! nothing pending, expired, already decided, one's own push, no rollout in flight), 400 for a
+//! malformed request, 403 without a verified caller, 500 (retry) when AWS failed.
 
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
-use super::{approval, HandlerError};
+use super::circuit_breaker::Pace;
+use super::{approval, manual, HandlerError};
 use crate::aws::store::Store;
 use crate::aws::Context;
 use crate::identity::Decider;
@@ -30,6 +32,9 @@ const MAX_BODY_BYTES: usize = 4096;
 struct Request {
     service: String,
     decision: Decision,
+    /// `abort` only: at once, not paced by the policy's `shiftBack`.
+    #[serde(default)]
+    now: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -37,6 +42,8 @@ struct Request {
 enum Decision {
     Approve,
     Reject,
+    Promote,
+    Abort,
 }
 
 /// Lambda Function URL in, Function URL response out. Nothing in a request is an error of the
@@ -90,22 +97,39 @@ async fn answer(ctx: &Context, event: &Value) -> Result<Value, (u16, String)> {
     let Some(key) = service_key(&request.service) else {
         return Err((400, format!("{:?} is not CLUSTER/SERVICE", request.service)));
     };
-    let approve = request.decision == Decision::Approve;
+    let (exit, message) = match request.decision {
+        Decision::Approve | Decision::Reject => approval_decision(ctx, key, request.decision == Decision::Approve, caller).await?,
+        Decision::Promote => {
+            let id =
+                manual::promote(ctx, key).await.map_err(|e| (500, format!("requesting the promotion of {key} failed ({e}); try again")))?;
+            crate::cli::manual_cmd::promote_outcome(key, id.as_deref())
+        }
+        Decision::Abort => {
+            let pace = if request.now { Pace::Now } else { Pace::Policy };
+            let result = manual::abort(ctx, key, &format!("{caller} via kanaria abort"), pace)
+                .await
+                .map_err(|e| (500, format!("aborting the rollout of {key} failed ({e}); `kanaria status {key}` shows where it stands")))?;
+            crate::cli::manual_cmd::abort_outcome(key, result.as_ref())
+        }
+    };
+    let decided = exit == crate::cli::Exit::Success;
+    info!(service = %key, by = %caller, decision = ?request.decision, decided, "decision by IAM caller");
+    Ok(json!({ "decided": decided, "message": message }))
+}
+
+/// Approve or reject the approval the service's rollout waits for.
+async fn approval_decision(ctx: &Context, key: &str, approve: bool, caller: &str) -> Result<(crate::cli::Exit, String), (u16, String)> {
     let store = Store::new(&ctx.clients.dynamodb, &ctx.settings.table);
     let lock = store.lock(key).await.map_err(|e| (500, format!("reading the rollout of {key} failed ({e}); try again")))?;
     let Some(approval_id) = lock.and_then(|l| l.approval_id) else {
-        let (_, message) = crate::cli::manual_cmd::decision_outcome(key, approve, None);
-        return Ok(json!({ "decided": false, "message": message }));
+        return Ok(crate::cli::manual_cmd::decision_outcome(key, approve, None));
     };
     let via = if approve { "kanaria approve" } else { "kanaria reject" };
     let decider = Decider::Iam { arn: caller.to_string() };
     let result = approval::decide(ctx, &approval_id, approve, &decider, via, None)
         .await
         .map_err(|e| (500, format!("deciding the approval of {key} failed ({e}); try again")))?;
-    let (exit, message) = crate::cli::manual_cmd::decision_outcome(key, approve, Some(&result));
-    let decided = exit == crate::cli::Exit::Success;
-    info!(service = %key, approval = %approval_id, by = %caller, approve, decided, "decision by IAM caller");
-    Ok(json!({ "decided": decided, "message": message }))
+    Ok(crate::cli::manual_cmd::decision_outcome(key, approve, Some(&result)))
 }
 
 #[cfg(test)]
