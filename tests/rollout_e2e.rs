@@ -73,6 +73,14 @@ async fn a_service_that_cannot_start_does_not_keep_another_from_rolling_out() {
     ctx.clients.ssm.delete_parameter().name(&web_parameter).send().await.unwrap();
     kanaria::aws::policies::put(&ctx.clients.ssm, prefix, &ghost).await.unwrap();
     kanaria::aws::policies::put(&ctx.clients.ssm, prefix, &env.sample.policy).await.unwrap();
+    // policy-sync indexes both from their change events (on AWS too, a push seconds after a
+    // change to a parameter may not see it yet; `kanaria policy apply` indexes at once).
+    let index = kanaria::aws::policy_index::PolicyIndex::new(&ctx.clients.dynamodb, &ctx.settings.table);
+    env.eventually("both policies indexed", Duration::from_secs(30), async || {
+        let found = index.services_for_repository(&env.sample.options.repository).await.unwrap();
+        matches!(found, kanaria::aws::policy_index::Lookup::Indexed(ref entries) if entries.len() == 2).then_some(())
+    })
+    .await;
 
     let digest = fixture::new_digest("two-services");
     env.push("v2", &digest).await;

@@ -65,25 +65,31 @@ pub async fn route_rule(
 
 /// Forever: receive events from the queue and invoke the function with each, concurrently
 /// within a batch (Lambda runs concurrent invocations too).
+/// Up to `max` messages of the queue (a one-second long poll), with their receive counts; none
+/// after an error, which is logged (moto restarting, say) and followed by a short back-off.
+async fn receive(sqs: &aws_sdk_sqs::Client, queue_url: &str, max: i32) -> Vec<aws_sdk_sqs::types::Message> {
+    let received = sqs
+        .receive_message()
+        .queue_url(queue_url)
+        .max_number_of_messages(max)
+        .wait_time_seconds(1)
+        .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+        .send()
+        .await;
+    match received {
+        Ok(out) => out.messages.unwrap_or_default(),
+        Err(e) => {
+            warn!(queue = %queue_url, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "receiving messages failed; retrying");
+            // Not a synchronisation point: a pause before asking again.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Vec::new()
+        }
+    }
+}
+
 pub async fn drain(shared: Arc<Shared>, sqs: aws_sdk_sqs::Client, queue_url: String, function: Function) {
     loop {
-        let received = sqs
-            .receive_message()
-            .queue_url(&queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .send()
-            .await;
-        let messages = match received {
-            Ok(out) => out.messages.unwrap_or_default(),
-            Err(e) => {
-                warn!(queue = %queue_url, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "receiving events failed; retrying");
-                // Back off after an error (moto restarting, say); not a synchronisation point.
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
+        let messages = receive(&sqs, &queue_url, 10).await;
         let mut batch = tokio::task::JoinSet::new();
         for m in messages {
             let shared = shared.clone();
@@ -126,24 +132,7 @@ pub async fn drain(shared: Arc<Shared>, sqs: aws_sdk_sqs::Client, queue_url: Str
 pub async fn drain_event_source(shared: Arc<Shared>, sqs: aws_sdk_sqs::Client, queue: String, queue_url: String, function: Function) {
     let queue_arn = format!("arn:aws:sqs:{}:{}:{queue}", crate::REGION, crate::ACCOUNT);
     loop {
-        let received = sqs
-            .receive_message()
-            .queue_url(&queue_url)
-            .max_number_of_messages(1)
-            .wait_time_seconds(1)
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .send()
-            .await;
-        let messages = match received {
-            Ok(out) => out.messages.unwrap_or_default(),
-            Err(e) => {
-                warn!(queue = %queue_url, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "receiving messages failed; retrying");
-                // Back off after an error (moto restarting, say); not a synchronisation point.
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        for m in messages {
+        for m in receive(&sqs, &queue_url, 1).await {
             let attempts: u32 = m
                 .attributes()
                 .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
