@@ -17,10 +17,12 @@ fn every_function_of_the_real_template_gets_its_roles_statements() {
     assert_eq!(
         functions,
         [
+            "DecideFunction",
             "OnAlarmFunction",
             "OnImagePushFunction",
             "OnTaskEventFunction",
             "PolicySyncFunction",
+            "RestartLoopFunction",
             "RolloutStepFunction",
             "ScheduledScaleFunction",
             "SlackInteractionsFunction",
@@ -47,7 +49,7 @@ fn every_function_of_the_real_template_gets_its_roles_statements() {
     assert_eq!(primary.conditions[0].key, "aws:ResourceTag/kanaria:managed");
     let table = find(rollout, "RolloutStepRole managed RolloutTablePolicy / statement 1");
     assert_eq!(table.resource, ["arn:aws:dynamodb:us-east-1:123456789012:table/kanaria-RolloutTable"]);
-    let policies = find(rollout, "RolloutStepRole managed ReadPoliciesPolicy / statement 1");
+    let policies = find(rollout, "RolloutStepRole managed ReadPoliciesPolicy / EveryPolicy");
     assert_eq!(
         policies.resource,
         [
@@ -78,7 +80,7 @@ fn parameters_and_conditions_follow_the_resolver() {
     let all = function_statements(&template_text(), &resolver).expect("resolves");
     let slack = find(&all["SlackInteractionsFunction"], "SlackInteractionsRole inline slack-interactions / SlackSigningSecretAndToken");
     assert_eq!(slack.resource, [secret]);
-    let policies = find(&all["PolicySyncFunction"], "PolicySyncRole managed ReadPoliciesPolicy / statement 1");
+    let policies = find(&all["PolicySyncFunction"], "PolicySyncRole managed ReadPoliciesPolicy / EveryPolicy");
     assert_eq!(policies.resource[0], "arn:aws:ssm:us-east-1:123456789012:parameter/other");
 }
 

@@ -35,12 +35,15 @@ pub fn local_resolver() -> Resolver {
         ("PolicySyncLogGroup", "policy-sync"),
         ("SlackInteractionsLogGroup", "slack-interactions"),
         ("SlackNotifyLogGroup", "slack-notify"),
+        ("RestartLoopLogGroup", "restart-loop"),
+        ("DecideLogGroup", "decide"),
     ];
     for (id, function) in log_groups {
         resolver.attrs.insert(format!("{id}.Arn"), arn("logs", &format!("log-group:/aws/lambda/{STACK}/{function}:*")));
     }
     for (key, value) in [
         ("FailedEventsQueue.Arn", arn("sqs", "kanaria-FailedEventsQueue")),
+        ("DecisionQueue.Arn", arn("sqs", "kanaria-DecisionQueue")),
         ("SchedulerDeadLetterQueue.Arn", arn("sqs", "kanaria-SchedulerDeadLetterQueue")),
         ("RolloutTable.Arn", arn("dynamodb", "table/kanaria-RolloutTable")),
         ("SchedulerRole.Arn", format!("arn:aws:iam::{ACCOUNT}:role/kanaria-SchedulerRole")),
