@@ -158,11 +158,27 @@ async fn sync(
     for (change, target) in changes {
         match (change, target) {
             (Change::Create(d), Some(t)) => {
-                if !scheduler::create(client, &settings.group, &d, &t).await? {
-                    // Created meanwhile (a concurrent sync): make it what this policy wants.
-                    scheduler::update(client, &settings.group, &d, &t).await?;
+                if scheduler::create(client, &settings.group, &d, &t).await? {
+                    report.created.push(d.name);
+                    continue;
                 }
-                report.created.push(d.name);
+                // Created meanwhile (`kanaria policy apply` and policy-sync's change event race):
+                // make it what this policy wants, writing only what differs.
+                let current: Vec<ObservedSchedule> = scheduler::get(client, &settings.group, &d.name).await?.into_iter().collect();
+                match schedule::plan(std::slice::from_ref(&d), &current, &t).into_iter().next() {
+                    Some(Change::Unchanged(name)) => report.unchanged.push(name),
+                    Some(Change::Update { desired, differences }) => {
+                        scheduler::update(client, &settings.group, &desired, &t).await?;
+                        report
+                            .updated
+                            .push(Updated { name: desired.name, differences: differences.iter().map(|d| d.to_string()).collect() });
+                    }
+                    // Gone again, or never readable: write it as wanted.
+                    _ => {
+                        scheduler::update(client, &settings.group, &d, &t).await?;
+                        report.created.push(d.name);
+                    }
+                }
             }
             (Change::Update { desired, differences }, Some(t)) => {
                 scheduler::update(client, &settings.group, &desired, &t).await?;
